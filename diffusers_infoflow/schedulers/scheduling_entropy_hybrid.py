@@ -1,0 +1,482 @@
+"""EntropyHybridScheduler: seed 000's entropy-guided reverse process as a diffusers scheduler.
+
+The scheduler walks a *ladder of noise levels* and, at every rung, tells the model the timestep of its own
+training schedule that has the same entropy ``H(x_t | x0) = (n/2)·ln(2πe(1 − ᾱ_t))`` (seed 000 eq. 5). The
+ladder comes from
+
+* the training schedule itself (the default: a drop-in for ``DDPMScheduler``/``DDIMScheduler``),
+* another schedule or length (``sampling_schedule``, ``sampling_num_timesteps``): seed 000 §3.2.1–3.2.2,
+* a list of ``segments`` that switch schedule at matched entropy (seed 000 §3.2.3, "Quadratic 300→178 then
+  Cosine 130→0"), optionally with one model per segment (``segment_models=True``), or
+* a restoration start: an image noised under another schedule enters at exactly its own noise level
+  (:meth:`EntropyHybridScheduler.set_restoration_timesteps`, seed 000 Tables 2–5).
+
+Every update goes from one rung's ᾱ to the next with the DDIM(η) family of Song et al. (2021, eq. 12):
+``η = 1`` is the DDPM posterior ``q(x_s | x_t, x̂0)`` (ancestral DDPM, the paper's sampler), ``η = 0`` is
+deterministic DDIM. The update always uses the noise level of the timestep the model was told.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Dict, List, Literal, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.schedulers.scheduling_utils import KarrasDiffusionSchedulers, SchedulerMixin
+from diffusers.utils import BaseOutput, logging
+from diffusers.utils.torch_utils import randn_tensor
+
+from ..entropy import as_discrete_schedule
+from ..schedules import DIFFUSERS_BETA_SCHEDULE_ALIASES, DISCRETE_SCHEDULES, DiscreteSchedule, get_betas
+
+logger = logging.get_logger(__name__)
+
+PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
+TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
+
+
+@dataclass
+class EntropyHybridSchedulerOutput(BaseOutput):
+    """
+    Args:
+        prev_sample (`torch.Tensor` of shape `(batch_size, num_channels, height, width)`):
+            The sample at the next (less noisy) rung of the ladder.
+        pred_original_sample (`torch.Tensor` of the same shape):
+            The model's estimate of the clean sample x̂0 (after `clip_sample`, if enabled).
+    """
+
+    prev_sample: torch.Tensor
+    pred_original_sample: Optional[torch.Tensor] = None
+
+
+def _spaced_indices(spacing: str, num_train: int, num_steps: int, steps_offset: int) -> np.ndarray:
+    """diffusers' three timestep spacings (Lin et al. 2023, Table 2) as descending 0-based indices."""
+    if spacing == "linspace":
+        idx = np.linspace(0, num_train - 1, num_steps).round()[::-1].astype(np.int64)
+    elif spacing == "leading":
+        idx = (np.arange(0, num_steps) * (num_train // num_steps)).round()[::-1].astype(np.int64) + steps_offset
+    else:
+        idx = np.round(np.arange(num_train, 0, -num_train / num_steps)).astype(np.int64) - 1
+    return idx.copy()
+
+
+class EntropyHybridScheduler(SchedulerMixin, ConfigMixin):
+    """
+    Entropy-guided DDPM/DDIM sampler (seed 000 §3): sample along any schedule, length or sequence of schedule
+    segments with a model trained on one schedule, telling the model its entropy-matched training timestep.
+
+    The config describes the schedule the **model was trained on**, with diffusers' keys, so
+    `EntropyHybridScheduler.from_config(pipe.scheduler.config)` works on a DDPM or DDIM pipeline.
+
+    Args:
+        num_train_timesteps (`int`, defaults to 1000): T of the training schedule.
+        beta_start (`float`, defaults to 0.0001): β_1 of the families that take it.
+        beta_end (`float`, defaults to 0.02): β_T of the families that take it.
+        beta_schedule (`str`, defaults to `"linear"`): the training schedule: one of
+            `linear, quadratic, sigmoid, cosine, power, wave, trig, jsd`, or diffusers' `scaled_linear`
+            (= quadratic) and `squaredcos_cap_v2` (= cosine).
+        trained_betas (`np.ndarray` or `List[float]`, *optional*): explicit training betas (override the above).
+        schedule_params (`dict`, *optional*): extra family parameters (`s`, `p`, `amplitude`, `cycles`).
+        prediction_type (`str`, defaults to `"epsilon"`): what the model predicts: `epsilon`, `sample` or
+            `v_prediction`.
+        clip_sample (`bool`, defaults to `False`): clamp x̂0 to `[-clip_sample_range, clip_sample_range]`.
+        clip_sample_range (`float`, defaults to 1.0): the clamp bound.
+        timestep_spacing (`str`, defaults to `"leading"`): `leading`, `trailing` or `linspace`, as in diffusers.
+        steps_offset (`int`, defaults to 0): added to `leading` timesteps, as in diffusers.
+        eta (`float`, defaults to 1.0): stochasticity in [0, 1]; 1 = ancestral DDPM (seed 000), 0 = DDIM.
+        sampling_schedule (`str`, *optional*): the schedule whose noise levels the sampler walks; `None` = the
+            training schedule.
+        sampling_num_timesteps (`int`, *optional*): T of the sampling schedule; `None` = `num_train_timesteps`.
+        sampling_schedule_params (`dict`, *optional*): family parameters of the sampling schedule.
+        segments (`List[dict]`, *optional*): a hybrid reverse process. Each segment is
+            `{"schedule": name, "num_timesteps": T, "start": t_hi, "end": t_lo, "params": {...}}` in paper
+            steps; the model is evaluated at steps `t_hi, ..., t_lo + 1` of that schedule and the last update
+            of a segment lands on the next segment's first level (the last segment should end at 0).
+            Overrides `sampling_schedule`.
+        segment_models (`bool`, defaults to `False`): with `segments`, whether each segment has its own model
+            trained on that segment's schedule (then `timesteps` are each segment's native timesteps and
+            `segment_ids` tells a pipeline which model to call); otherwise one model trained on the config's
+            schedule serves every segment through entropy matching.
+        fractional_timesteps (`bool`, defaults to `True`): tell the model the exact fractional matched
+            timestep (a float tensor; `UNet2DModel` accepts it). If `False`, the matched timestep is rounded
+            and the update uses the rounded timestep's noise level, as seed 000 does.
+        thresholding (`bool`, defaults to `False`): not supported; accepted only to refuse it clearly.
+        rescale_betas_zero_snr (`bool`, defaults to `False`): not supported (λ = −∞ has no entropy match).
+    """
+
+    _compatibles = [e.name for e in KarrasDiffusionSchedulers]
+    order = 1
+
+    @register_to_config
+    def __init__(
+        self,
+        num_train_timesteps: int = 1000,
+        beta_start: float = 0.0001,
+        beta_end: float = 0.02,
+        beta_schedule: str = "linear",
+        trained_betas: Optional[Union[np.ndarray, List[float]]] = None,
+        schedule_params: Optional[Dict[str, float]] = None,
+        prediction_type: Literal["epsilon", "sample", "v_prediction"] = "epsilon",
+        clip_sample: bool = False,
+        clip_sample_range: float = 1.0,
+        timestep_spacing: Literal["leading", "trailing", "linspace"] = "leading",
+        steps_offset: int = 0,
+        eta: float = 1.0,
+        sampling_schedule: Optional[str] = None,
+        sampling_num_timesteps: Optional[int] = None,
+        sampling_schedule_params: Optional[Dict[str, float]] = None,
+        segments: Optional[List[Dict]] = None,
+        segment_models: bool = False,
+        fractional_timesteps: bool = True,
+        thresholding: bool = False,
+        rescale_betas_zero_snr: bool = False,
+    ):
+        if prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}.")
+        if timestep_spacing not in TIMESTEP_SPACINGS:
+            raise ValueError(f"timestep_spacing must be one of {TIMESTEP_SPACINGS}, got {timestep_spacing!r}.")
+        if not 0.0 <= float(eta) <= 1.0:
+            raise ValueError(f"eta must lie in [0, 1] (1 = DDPM, 0 = DDIM), got {eta!r}.")
+        if not clip_sample_range > 0:
+            raise ValueError(f"clip_sample_range must be > 0, got {clip_sample_range!r}.")
+        if thresholding:
+            raise ValueError("thresholding=True is not supported by EntropyHybridScheduler; use clip_sample.")
+        if rescale_betas_zero_snr:
+            raise ValueError("rescale_betas_zero_snr=True is not supported: ᾱ_T = 0 has infinite entropy gap.")
+        if segment_models and not segments:
+            raise ValueError("segment_models=True needs `segments`.")
+        if trained_betas is not None:
+            betas = torch.as_tensor(np.asarray(trained_betas), dtype=torch.float64)
+            if betas.numel() != num_train_timesteps:
+                raise ValueError(f"trained_betas has {betas.numel()} entries but num_train_timesteps = {num_train_timesteps}.")
+            self.train_schedule = DiscreteSchedule.from_betas(betas)
+        else:
+            self.train_schedule = DiscreteSchedule.from_betas(
+                get_betas(beta_schedule, num_train_timesteps, **self._family_params(beta_schedule, beta_start, beta_end, schedule_params))
+            )
+        # Fail at construction, not at the first set_timesteps, on a bad sampling set-up.
+        self._segment_schedules = self._parse_segments(segments) if segments else None
+        self._sampling_schedule = self._build_sampling_schedule()
+
+        self.alphas_cumprod = self.train_schedule.alphas_cumprod.to(torch.float32)
+        self.init_noise_sigma = 1.0
+        self.num_inference_steps: Optional[int] = None
+        self.timesteps = torch.from_numpy(np.arange(0, num_train_timesteps)[::-1].copy())
+        self.segment_ids = torch.zeros(num_train_timesteps, dtype=torch.long)
+        self._ladder_logsnr: Optional[torch.Tensor] = None
+        self._step_index: Optional[int] = None
+        self._begin_index: Optional[int] = None
+
+    # ------------------------------------------------------------------ construction helpers
+
+    @staticmethod
+    def _family_params(name: str, beta_start: float, beta_end: float, extra: Optional[Dict[str, float]]) -> Dict[str, float]:
+        """The keyword arguments of `get_betas` for a family: β range where the family takes one, plus extras."""
+        canonical = DIFFUSERS_BETA_SCHEDULE_ALIASES.get(name, name)
+        params: Dict[str, float] = {}
+        if canonical in ("linear", "quadratic", "sigmoid", "power", "wave"):
+            params.update(beta_start=beta_start, beta_end=beta_end)
+        params.update(extra or {})
+        return params
+
+    def _parse_segments(self, segments: Sequence[Dict]) -> List[Tuple[DiscreteSchedule, int, int]]:
+        parsed = []
+        allowed_keys = {"schedule", "num_timesteps", "start", "end", "params"}
+        for i, seg in enumerate(segments):
+            if not isinstance(seg, dict) or not {"schedule", "num_timesteps", "start", "end"} <= set(seg) or set(seg) - allowed_keys:
+                raise ValueError(
+                    f"segment {i} is {seg!r}; each segment must be a dict with keys schedule, num_timesteps, start, end "
+                    "(and optionally params)."
+                )
+            name, T, start, end = seg["schedule"], seg["num_timesteps"], seg["start"], seg["end"]
+            if name not in DISCRETE_SCHEDULES and name not in DIFFUSERS_BETA_SCHEDULE_ALIASES:
+                raise ValueError(f"segment {i}: unknown schedule {name!r}; allowed: {', '.join(DISCRETE_SCHEDULES)}.")
+            schedule = as_discrete_schedule(name, T, **self._family_params(name, self.config.beta_start, self.config.beta_end, seg.get("params")))
+            if not (isinstance(start, int) and isinstance(end, int) and 0 <= end < start <= T):
+                raise ValueError(f"segment {i}: need integers 0 <= end < start <= num_timesteps={T}, got start={start!r}, end={end!r}.")
+            parsed.append((schedule, start, end))
+        return parsed
+
+    def _build_sampling_schedule(self) -> DiscreteSchedule:
+        name = self.config.sampling_schedule
+        if name is None:
+            if self.config.sampling_num_timesteps not in (None, self.config.num_train_timesteps) or self.config.sampling_schedule_params:
+                # A different length of the training family.
+                name = self.config.beta_schedule
+            else:
+                return self.train_schedule
+        T = self.config.sampling_num_timesteps or self.config.num_train_timesteps
+        params = self._family_params(name, self.config.beta_start, self.config.beta_end, self.config.sampling_schedule_params)
+        return as_discrete_schedule(name, T, **params)
+
+    # ------------------------------------------------------------------ standard scheduler API
+
+    @property
+    def step_index(self) -> Optional[int]:
+        """The index of the current rung; it advances by one after each `step`."""
+        return self._step_index
+
+    @property
+    def begin_index(self) -> Optional[int]:
+        """The first rung's index, set by a pipeline with `set_begin_index` (img2img-style starts)."""
+        return self._begin_index
+
+    def set_begin_index(self, begin_index: int = 0) -> None:
+        """Sets the index of the first rung to run (call before the first `step`)."""
+        self._begin_index = begin_index
+
+    def scale_model_input(self, sample: torch.Tensor, timestep: Optional[Union[int, torch.Tensor]] = None) -> torch.Tensor:
+        """Variance-preserving samples need no input scaling; returns `sample` unchanged."""
+        return sample
+
+    def set_timesteps(
+        self,
+        num_inference_steps: Optional[int] = None,
+        device: Union[str, torch.device, None] = None,
+        timesteps: Optional[List[int]] = None,
+    ) -> None:
+        """
+        Builds the ladder of noise levels and the model timesteps for inference.
+
+        Args:
+            num_inference_steps (`int`, *optional*): number of model calls. Without `segments` it is required
+                (unless `timesteps` is given) and spaced over the sampling schedule by `timestep_spacing`; with
+                `segments`, `None` runs every step of every segment (the paper's 252-step hybrid) and a number
+                is shared among the segments in proportion to their lengths.
+            device (`str` or `torch.device`, *optional*): where `timesteps` live.
+            timesteps (`List[int]`, *optional*): explicit descending 0-based timesteps of the sampling schedule.
+        """
+        if timesteps is not None and num_inference_steps is not None:
+            raise ValueError("pass either `num_inference_steps` or `timesteps`, not both.")
+        if self._segment_schedules is not None:
+            if timesteps is not None:
+                raise ValueError("custom `timesteps` cannot be combined with `segments`.")
+            points = self._segment_points(num_inference_steps)
+        else:
+            sched = self._sampling_schedule
+            T = sched.num_train_timesteps
+            if timesteps is not None:
+                idx = np.asarray(timesteps, dtype=np.int64)
+                if idx.ndim != 1 or len(idx) == 0 or (np.diff(idx) >= 0).any() or idx[0] > T - 1 or idx[-1] < 0:
+                    raise ValueError(f"`timesteps` must be strictly descending integers in [0, {T - 1}], got {list(timesteps)}.")
+            else:
+                if num_inference_steps is None:
+                    raise ValueError("`num_inference_steps` is required (or pass `timesteps`).")
+                self._check_num_steps(num_inference_steps, T)
+                idx = _spaced_indices(self.config.timestep_spacing, T, num_inference_steps, self.config.steps_offset)
+                if idx[0] > T - 1:
+                    raise ValueError(f"steps_offset={self.config.steps_offset} pushes the first timestep to {idx[0]} > {T - 1}.")
+            points = [(sched, torch.from_numpy(idx).to(torch.float64), 0)]
+        self._set_ladder(points, device)
+
+    def set_restoration_timesteps(
+        self,
+        source_step: Union[int, float],
+        *,
+        source_schedule: Union[str, torch.Tensor, DiscreteSchedule],
+        source_num_timesteps: Optional[int] = None,
+        source_params: Optional[Dict[str, float]] = None,
+        num_inference_steps: Optional[int] = None,
+        device: Union[str, torch.device, None] = None,
+    ) -> None:
+        """
+        Ladder for restoring an image noised to paper step `source_step` of another schedule (seed 000
+        Tables 2–5): the first rung is the sampling schedule's entropy-matched (fractional) step, so the
+        image enters at its own noise level; the ladder then follows the sampling schedule's integer steps to 0.
+
+        Args:
+            source_step: the forward step (1..T of the source) the image was noised to.
+            source_schedule: name, `alphas_cumprod` or schedule object of the noising process.
+            source_num_timesteps: T of the source when `source_schedule` is a name.
+            num_inference_steps: model calls; `None` = every integer step below the matched one.
+        """
+        if self._segment_schedules is not None:
+            raise ValueError("set_restoration_timesteps cannot be combined with `segments`.")
+        src = as_discrete_schedule(source_schedule, source_num_timesteps, **(source_params or {}))
+        T_src = src.num_train_timesteps
+        if not 1 <= float(source_step) <= T_src:
+            raise ValueError(f"source_step {source_step} is out of range; steps count 1..{T_src}.")
+        sched = self._sampling_schedule
+        lam = src.logsnr(float(source_step) - 1)
+        lo, hi = sched.logsnr_range
+        if not lo <= float(lam) <= hi:
+            raise ValueError(
+                f"source step {source_step} has log-SNR {float(lam):.4g}, outside the sampling schedule's range [{lo:.4g}, {hi:.4g}]."
+            )
+        start = float(sched.t_from_logsnr(lam))
+        below = math.ceil(start) - 1  # the largest integer step strictly below the entry level
+        if num_inference_steps is None:
+            rest = torch.arange(below, -1, -1, dtype=torch.float64)
+        else:
+            self._check_num_steps(num_inference_steps, below + 2)
+            rest = torch.linspace(start, 0, num_inference_steps, dtype=torch.float64)[1:].round()
+        points = [(sched, torch.cat([torch.tensor([start], dtype=torch.float64), rest]), 0)]
+        self._set_ladder(points, device)
+
+    def _segment_points(self, num_inference_steps: Optional[int]) -> List[Tuple[DiscreteSchedule, torch.Tensor, int]]:
+        lengths = [start - end for _, start, end in self._segment_schedules]
+        if num_inference_steps is None:
+            counts = lengths
+        else:
+            self._check_num_steps(num_inference_steps, sum(lengths))
+            if num_inference_steps < len(lengths):
+                raise ValueError(f"num_inference_steps={num_inference_steps} is fewer than the {len(lengths)} segments.")
+            # Largest-remainder apportionment, at least one call per segment.
+            shares = np.array(lengths, dtype=np.float64) * num_inference_steps / sum(lengths)
+            counts = np.maximum(np.floor(shares).astype(int), 1)
+            for k in np.argsort(-(shares - np.floor(shares)))[: num_inference_steps - counts.sum()]:
+                counts[k] += 1
+            counts = counts.tolist()
+        points = []
+        for seg_id, ((sched, start, end), n) in enumerate(zip(self._segment_schedules, counts)):
+            steps = np.unique(np.linspace(start, end + 1, n).round().astype(np.int64))[::-1]
+            points.append((sched, torch.from_numpy(steps.copy() - 1).to(torch.float64), seg_id))
+        return points
+
+    @staticmethod
+    def _check_num_steps(n: int, maximum: int) -> None:
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= maximum:
+            raise ValueError(f"num_inference_steps must be an integer in [1, {maximum}] (the steps available), got {n!r}.")
+
+    def _set_ladder(self, points: List[Tuple[DiscreteSchedule, torch.Tensor, int]], device) -> None:
+        """From (schedule, 0-based fractional indices, segment id) runs to model timesteps and rung log-SNRs."""
+        train = self.train_schedule
+        lo, hi = train.logsnr_range
+        taus, logsnrs, seg_ids = [], [], []
+        clamped = 0
+        for sched, idx, seg_id in points:
+            if self.config.segment_models:
+                tau = idx  # each segment's own model is told its native timestep
+                lam = sched.logsnr(tau)
+            else:
+                lam = sched.logsnr(idx)
+                outside = (lam < lo) | (lam > hi)
+                clamped += int(outside.sum())
+                tau = train.t_from_logsnr(lam.clamp(lo, hi))
+                if not self.config.fractional_timesteps:
+                    tau = tau.round()
+                lam = train.logsnr(tau)  # the update uses the level of the timestep the model is told
+            taus.append(tau)
+            logsnrs.append(lam)
+            seg_ids.append(torch.full((len(idx),), seg_id, dtype=torch.long))
+        if clamped:
+            logger.warning(
+                f"{clamped} noise level(s) of the sampling ladder lie outside the model's training range "
+                f"[λ = {lo:.3g}, {hi:.3g}]; they use the nearest training level instead."
+            )
+        tau, lam, seg = torch.cat(taus), torch.cat(logsnrs), torch.cat(seg_ids)
+        # Clamping or rounding can give consecutive rungs the same level: one model call serves them.
+        distinct = torch.ones_like(lam, dtype=torch.bool)
+        distinct[1:] = lam[1:] != lam[:-1]
+        if not distinct.all():
+            logger.warning(f"{int((~distinct).sum())} rung(s) share a noise level with the previous one and were merged.")
+            tau, lam, seg = tau[distinct], lam[distinct], seg[distinct]
+        if not bool((lam[1:] > lam[:-1]).all()):
+            raise ValueError("the sampling ladder's noise levels are not strictly decreasing; check segments/spacing.")
+        integral = bool((tau == tau.round()).all())
+        self.timesteps = (tau.round().to(torch.long) if integral else tau.to(torch.float32)).to(device)
+        self.segment_ids = seg.to(device)
+        self._ladder_logsnr = torch.cat([lam, torch.tensor([math.inf], dtype=torch.float64)])
+        self.num_inference_steps = len(tau)
+        self._step_index = None
+        self._begin_index = None
+
+    def index_for_timestep(self, timestep: Union[float, torch.Tensor], schedule_timesteps: Optional[torch.Tensor] = None) -> int:
+        """The rung index of `timestep` in `self.timesteps` (the first match)."""
+        schedule_timesteps = self.timesteps if schedule_timesteps is None else schedule_timesteps
+        t = torch.as_tensor(timestep, device=schedule_timesteps.device).to(schedule_timesteps.dtype)
+        matches = (schedule_timesteps == t).nonzero()
+        if len(matches) == 0:
+            raise ValueError(f"timestep {float(t)} is not in this scheduler's timesteps; call set_timesteps first.")
+        return int(matches[0])
+
+    def _init_step_index(self, timestep: Union[float, torch.Tensor]) -> None:
+        self._step_index = self.index_for_timestep(timestep) if self.begin_index is None else self._begin_index
+
+    def rung_alphas_cumprod(self, index: int) -> Tuple[float, float]:
+        """ᾱ at rung `index` and at the next rung (1.0 after the last), float64 Python floats."""
+        lam_t, lam_s = self._ladder_logsnr[index], self._ladder_logsnr[index + 1]
+        return float(torch.sigmoid(lam_t)), (1.0 if math.isinf(lam_s) else float(torch.sigmoid(lam_s)))
+
+    def step(
+        self,
+        model_output: torch.Tensor,
+        timestep: Union[int, float, torch.Tensor],
+        sample: torch.Tensor,
+        generator: Optional[Union[torch.Generator, List[torch.Generator]]] = None,
+        variance_noise: Optional[torch.Tensor] = None,
+        return_dict: bool = True,
+    ) -> Union[EntropyHybridSchedulerOutput, Tuple]:
+        """
+        One update from the current rung's ᾱ_t to the next rung's ᾱ_s (Song et al. 2021, eq. 12):
+
+            x_s = sqrt(ᾱ_s)·x̂0 + sqrt(1 − ᾱ_s − s²)·ε̂ + s·ξ,
+            s² = η²·(1 − ᾱ_s)/(1 − ᾱ_t)·(1 − ᾱ_t/ᾱ_s),
+
+        which for η = 1 is the DDPM posterior q(x_s | x_t, x̂0) and for η = 0 is DDIM.
+
+        Args:
+            model_output: the model's prediction at `timestep` (same shape as `sample`).
+            timestep: the current entry of `self.timesteps`.
+            sample: the current noisy sample x_t.
+            generator: random generator(s) for the noise ξ.
+            variance_noise: ξ itself, instead of drawing it.
+            return_dict: return an `EntropyHybridSchedulerOutput` (True) or a tuple.
+        """
+        if self.num_inference_steps is None or self._ladder_logsnr is None:
+            raise ValueError("call `set_timesteps` (or `set_restoration_timesteps`) before `step`.")
+        if model_output.shape != sample.shape:
+            raise ValueError(
+                f"model_output has shape {tuple(model_output.shape)} but sample has {tuple(sample.shape)}; "
+                "EntropyHybridScheduler needs one prediction per sample channel (no learned variance or joint heads)."
+            )
+        if not torch.isfinite(model_output).all():
+            raise ValueError(f"model_output contains NaN or infinite values at timestep {float(torch.as_tensor(timestep))}.")
+        if self._step_index is None:
+            self._init_step_index(timestep)
+        if self._step_index >= self.num_inference_steps:
+            raise ValueError(f"step called {self._step_index + 1} times but the ladder has {self.num_inference_steps} rungs.")
+        abar_t, abar_s = self.rung_alphas_cumprod(self._step_index)
+
+        compute_dtype = torch.float64 if sample.dtype == torch.float64 else torch.float32
+        x_t, out = sample.to(compute_dtype), model_output.to(compute_dtype)
+        a_t, s_t = math.sqrt(abar_t), math.sqrt(1.0 - abar_t)
+        if self.config.prediction_type == "epsilon":
+            x0 = (x_t - s_t * out) / a_t
+        elif self.config.prediction_type == "sample":
+            x0 = out
+        else:
+            x0 = a_t * x_t - s_t * out
+        if self.config.clip_sample:
+            x0 = x0.clamp(-self.config.clip_sample_range, self.config.clip_sample_range)
+        eps = (x_t - a_t * x0) / s_t
+
+        eta = float(self.config.eta)
+        var = eta**2 * (1.0 - abar_s) / (1.0 - abar_t) * (1.0 - abar_t / abar_s)
+        prev = math.sqrt(abar_s) * x0 + math.sqrt(max(1.0 - abar_s - var, 0.0)) * eps
+        if var > 0:
+            if variance_noise is None:
+                variance_noise = randn_tensor(model_output.shape, generator=generator, device=model_output.device, dtype=model_output.dtype)
+            prev = prev + math.sqrt(var) * variance_noise.to(compute_dtype)
+
+        self._step_index += 1
+        prev, x0 = prev.to(sample.dtype), x0.to(sample.dtype)
+        if not return_dict:
+            return (prev, x0)
+        return EntropyHybridSchedulerOutput(prev_sample=prev, pred_original_sample=x0)
+
+    def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """Forward marginal `α_t x0 + σ_t ε` of the training schedule at model timesteps (fractional allowed)."""
+        if noise.shape != original_samples.shape:
+            raise ValueError(f"noise shape {tuple(noise.shape)} differs from the samples' {tuple(original_samples.shape)}.")
+        t = torch.as_tensor(timesteps).flatten()
+        alpha = self.train_schedule.alpha(t).to(original_samples.device, original_samples.dtype)
+        sigma = self.train_schedule.sigma(t).to(original_samples.device, original_samples.dtype)
+        shape = (-1,) + (1,) * (original_samples.ndim - 1)
+        return alpha.view(shape) * original_samples + sigma.view(shape) * noise
+
+    def __len__(self) -> int:
+        return self.config.num_train_timesteps
