@@ -1,0 +1,1 @@
+"""Subcommands of the ``infoflow`` console command (see ``diffusers_infoflow.cli``)."""
