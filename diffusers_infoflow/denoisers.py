@@ -144,21 +144,21 @@ class GaussianDenoiser(_ExactDenoiser):
         mu, v = self.mean.to(z.device), self.variance.to(z.device)
         return mu + alpha * v / (alpha**2 * v + sigma**2) * (z - alpha * mu)
 
-    def _marginal_std(self, t: torch.Tensor):
-        alpha = self.schedule.alpha(t).item()
+    def _marginal_std(self, t: float):
+        alpha = self.schedule.alpha(t).item()  # a Python float reaches the core as float64
         sigma = self.schedule.sigma(t).item()
         return alpha, (alpha**2 * self.variance + sigma**2).sqrt()
 
     def ode_solution(self, sample: torch.Tensor, t_start: float, t_end: float) -> torch.Tensor:
         """Exact probability-flow ODE map from time ``t_start`` to ``t_end`` (either direction), float64."""
-        a0, s0 = self._marginal_std(torch.tensor(float(t_start)))
-        a1, s1 = self._marginal_std(torch.tensor(float(t_end)))
+        a0, s0 = self._marginal_std(float(t_start))
+        a1, s1 = self._marginal_std(float(t_end))
         mu = self.mean.to(sample.device)
         z = sample.to(torch.float64)
         return a1 * mu + s1.to(sample.device) / s0.to(sample.device) * (z - a0 * mu)
 
     def sample_marginal(self, batch_size: int, t: float, generator: torch.Generator = None) -> torch.Tensor:
         """Draws from the exact marginal ``p_t`` (float64)."""
-        alpha, std = self._marginal_std(torch.tensor(float(t)))
+        alpha, std = self._marginal_std(float(t))
         noise = torch.randn((batch_size, *self.sample_shape), generator=generator, dtype=torch.float64)
         return alpha * self.mean + std * noise
