@@ -30,6 +30,7 @@ from diffusers.utils import BaseOutput, logging
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..entropy import as_discrete_schedule
+from ._common import StepIndexMixin, check_model_output, forward_marginal
 from ..schedules import DIFFUSERS_BETA_SCHEDULE_ALIASES, DISCRETE_SCHEDULES, DiscreteSchedule, get_betas
 
 logger = logging.get_logger(__name__)
@@ -63,7 +64,7 @@ def _spaced_indices(spacing: str, num_train: int, num_steps: int, steps_offset: 
     return idx.copy()
 
 
-class EntropyHybridScheduler(SchedulerMixin, ConfigMixin):
+class EntropyHybridScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
     """
     Entropy-guided DDPM/DDIM sampler (seed 000 §3): sample along any schedule, length or sequence of schedule
     segments with a model trained on one schedule, telling the model its entropy-matched training timestep.
@@ -213,20 +214,6 @@ class EntropyHybridScheduler(SchedulerMixin, ConfigMixin):
         return as_discrete_schedule(name, T, **params)
 
     # ------------------------------------------------------------------ standard scheduler API
-
-    @property
-    def step_index(self) -> Optional[int]:
-        """The index of the current rung; it advances by one after each `step`."""
-        return self._step_index
-
-    @property
-    def begin_index(self) -> Optional[int]:
-        """The first rung's index, set by a pipeline with `set_begin_index` (img2img-style starts)."""
-        return self._begin_index
-
-    def set_begin_index(self, begin_index: int = 0) -> None:
-        """Sets the index of the first rung to run (call before the first `step`)."""
-        self._begin_index = begin_index
 
     def scale_model_input(self, sample: torch.Tensor, timestep: Optional[Union[int, torch.Tensor]] = None) -> torch.Tensor:
         """Variance-preserving samples need no input scaling; returns `sample` unchanged."""
@@ -384,18 +371,6 @@ class EntropyHybridScheduler(SchedulerMixin, ConfigMixin):
         self._step_index = None
         self._begin_index = None
 
-    def index_for_timestep(self, timestep: Union[float, torch.Tensor], schedule_timesteps: Optional[torch.Tensor] = None) -> int:
-        """The rung index of `timestep` in `self.timesteps` (the first match)."""
-        schedule_timesteps = self.timesteps if schedule_timesteps is None else schedule_timesteps
-        t = torch.as_tensor(timestep, device=schedule_timesteps.device).to(schedule_timesteps.dtype)
-        matches = (schedule_timesteps == t).nonzero()
-        if len(matches) == 0:
-            raise ValueError(f"timestep {float(t)} is not in this scheduler's timesteps; call set_timesteps first.")
-        return int(matches[0])
-
-    def _init_step_index(self, timestep: Union[float, torch.Tensor]) -> None:
-        self._step_index = self.index_for_timestep(timestep) if self.begin_index is None else self._begin_index
-
     def rung_alphas_cumprod(self, index: int) -> Tuple[float, float]:
         """ᾱ at rung `index` and at the next rung (1.0 after the last), float64 Python floats."""
         lam_t, lam_s = self._ladder_logsnr[index], self._ladder_logsnr[index + 1]
@@ -428,13 +403,10 @@ class EntropyHybridScheduler(SchedulerMixin, ConfigMixin):
         """
         if self.num_inference_steps is None or self._ladder_logsnr is None:
             raise ValueError("call `set_timesteps` (or `set_restoration_timesteps`) before `step`.")
-        if model_output.shape != sample.shape:
-            raise ValueError(
-                f"model_output has shape {tuple(model_output.shape)} but sample has {tuple(sample.shape)}; "
-                "EntropyHybridScheduler needs one prediction per sample channel (no learned variance or joint heads)."
-            )
-        if not torch.isfinite(model_output).all():
-            raise ValueError(f"model_output contains NaN or infinite values at timestep {float(torch.as_tensor(timestep))}.")
+        check_model_output(
+            model_output, sample.shape, timestep,
+            "EntropyHybridScheduler needs one prediction per sample channel (no learned variance or joint heads): expected",
+        )
         if self._step_index is None:
             self._init_step_index(timestep)
         if self._step_index >= self.num_inference_steps:
@@ -470,13 +442,7 @@ class EntropyHybridScheduler(SchedulerMixin, ConfigMixin):
 
     def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         """Forward marginal `α_t x0 + σ_t ε` of the training schedule at model timesteps (fractional allowed)."""
-        if noise.shape != original_samples.shape:
-            raise ValueError(f"noise shape {tuple(noise.shape)} differs from the samples' {tuple(original_samples.shape)}.")
-        t = torch.as_tensor(timesteps).flatten()
-        alpha = self.train_schedule.alpha(t).to(original_samples.device, original_samples.dtype)
-        sigma = self.train_schedule.sigma(t).to(original_samples.device, original_samples.dtype)
-        shape = (-1,) + (1,) * (original_samples.ndim - 1)
-        return alpha.view(shape) * original_samples + sigma.view(shape) * noise
+        return forward_marginal(self.train_schedule, original_samples, noise, timesteps)
 
     def __len__(self) -> int:
         return self.config.num_train_timesteps
