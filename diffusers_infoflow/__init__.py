@@ -2,7 +2,9 @@
 
 from .denoisers import EmpiricalDenoiser, GaussianDenoiser
 from .entropy import gaussian_entropy, match_timestep, match_timestep_fractional, matched_step_table
-from .schedulers import EntropyHybridScheduler
+from .models import JointHeadAdapter, JointUNet2DModel
+from .pipelines import JointTrigPipeline
+from .schedulers import EntropyHybridScheduler, S2NGeneralizedScheduler, TrigAngleRKScheduler
 from .schedules import (
     CONTINUOUS_SCHEDULES,
     DISCRETE_SCHEDULES,
@@ -23,7 +25,12 @@ __all__ = [
     "EmpiricalDenoiser",
     "EntropyHybridScheduler",
     "GaussianDenoiser",
+    "JointHeadAdapter",
+    "JointTrigPipeline",
+    "JointUNet2DModel",
     "NoiseSchedule",
+    "S2NGeneralizedScheduler",
+    "TrigAngleRKScheduler",
     "gaussian_entropy",
     "get_betas",
     "get_schedule",

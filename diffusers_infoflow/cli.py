@@ -11,6 +11,10 @@ from typing import List, Optional
 # and sets `func=run(args) -> int`.
 COMMANDS = [
     "analyze",
+    "sample",
+    "sweep",
+    "curves",
+    "evaluate",
 ]
 
 

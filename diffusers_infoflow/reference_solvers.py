@@ -6,3 +6,84 @@ sample. The scheduler classes are tested against these: same maths, written once
 """
 
 from __future__ import annotations
+
+
+def sample_trig_angle(pair_fn, x, angles, solver="rk4"):
+    """Seed 004's ODE dx/dη = −sin η·x̂0 + cos η·ε̂ over descending ``angles`` (eqs. 10–13), plainly.
+
+    ``pair_fn(x, η) -> (x̂0, ε̂)`` is the denoiser in the angle variable; ``solver`` is ``euler`` (eq. 13),
+    ``rk2`` (Heun), ``rk4`` (classic) or ``ddim`` (the rotation ``x_s = cos η_s·x̂0 + sin η_s·ε̂``). The
+    reference for :class:`~diffusers_infoflow.schedulers.TrigAngleRKScheduler`.
+    """
+    import math
+
+    def slope(x_, eta_):
+        x0, eps = pair_fn(x_, eta_)
+        return -math.sin(eta_) * x0 + math.cos(eta_) * eps
+
+    angles = [float(a) for a in angles]
+    for eta, eta_next in zip(angles[:-1], angles[1:]):
+        h = eta_next - eta
+        if solver == "ddim":
+            x0, eps = pair_fn(x, eta)
+            x = math.cos(eta_next) * x0 + math.sin(eta_next) * eps
+        elif solver == "euler":
+            x = x + h * slope(x, eta)
+        elif solver == "rk2":
+            k1 = slope(x, eta)
+            k2 = slope(x + h * k1, eta_next)
+            x = x + h / 2 * (k1 + k2)
+        elif solver == "rk4":
+            k1 = slope(x, eta)
+            k2 = slope(x + h / 2 * k1, eta + h / 2)
+            k3 = slope(x + h / 2 * k2, eta + h / 2)
+            k4 = slope(x + h * k3, eta_next)
+            x = x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+        else:
+            raise ValueError(f"solver must be one of euler, rk2, rk4, ddim; got {solver!r}.")
+    return x
+
+
+def sample_s2n(x0_fn, schedule, times, x, gamma=0.0, delta=1.0, rho=0.0, noises=None):
+    """Seed 001 Corollary 1 (SPEC §3) over descending ``times``, then to clean data (λ = +∞), written literally.
+
+    ``x0_fn(x, t) -> x̂0`` in ``schedule``'s time; ``noises[k]`` is ξ of step k (needed when ``rho > 0``; the
+    last step adds none). The reference for :class:`~diffusers_infoflow.schedulers.S2NGeneralizedScheduler`.
+    """
+    import math
+
+    times = [float(t) for t in times]
+    levels = [(float(schedule.alpha(t)), float(schedule.sigma(t)), float(schedule.logsnr(t))) for t in times]
+    levels.append((1.0, 0.0, math.inf))  # clean data
+    for k, ((a_t, s_t, lam_t), (a_s, s_s, lam_s)) in enumerate(zip(levels[:-1], levels[1:])):
+        eps = (x - a_t * x0_fn(x, times[k])) / s_t
+        bracket = math.exp(-(1 + gamma) * lam_t / 2) - (0.0 if math.isinf(lam_s) else math.exp(-(1 + gamma) * lam_s / 2))
+        x_next = a_s / a_t * x - (1 + rho**2) / (1 + gamma) * a_s * bracket * math.exp(gamma * lam_t / 2) * eps
+        if rho > 0 and s_s > 0:
+            scale = rho * a_t * math.sqrt(math.exp(-lam_t) - math.exp(-lam_s)) * (a_s / a_t) ** (1 - delta) * (s_s / s_t) ** delta
+            x_next = x_next + scale * noises[k]
+        x = x_next
+    return x
+
+
+def sample_s2n_non_markovian(x0_fn, schedule, times, x, eta=0.0, noises=None):
+    """Seed 001 eq. 9, ``z_s = α_s x̂0 + sqrt(σ_s² − β²)·ε̂ + β ξ``, with ``b(τ) = η²·log sigmoid(λ_τ)`` in the
+    variance-preserving units of the same log-SNR and β capped at σ_s (the scheduler's documented choice)."""
+    import math
+
+    def log_sigmoid(v):
+        return 0.0 if math.isinf(v) else -math.log1p(math.exp(-v))
+
+    times = [float(t) for t in times]
+    levels = [(float(schedule.alpha(t)), float(schedule.sigma(t)), float(schedule.logsnr(t))) for t in times]
+    levels.append((1.0, 0.0, math.inf))
+    for k, ((a_t, s_t, lam_t), (a_s, s_s, lam_s)) in enumerate(zip(levels[:-1], levels[1:])):
+        x0 = x0_fn(x, times[k])
+        eps = (x - a_t * x0) / s_t
+        vp_var_s = 1.0 - math.exp(log_sigmoid(lam_s))
+        vp_beta2 = min(eta**2 * (log_sigmoid(lam_s) - log_sigmoid(lam_t)), vp_var_s)
+        beta = a_s / math.exp(log_sigmoid(lam_s) / 2) * math.sqrt(vp_beta2)
+        x = a_s * x0 + math.sqrt(max(s_s**2 - beta**2, 0.0)) * eps
+        if beta > 0:
+            x = x + beta * noises[k]
+    return x

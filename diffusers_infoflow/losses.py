@@ -1,0 +1,103 @@
+"""Training losses of diffusers-infoflow.
+
+:func:`joint_trig_loss` is seed 004's eq. 12 for a joint ``[ε, x0]`` model on the angle parameterisation
+``x_η = cos η·x0 + sin η·ε`` (eq. 9, SPEC §6):
+
+    L = ‖R_θ − x0‖ + ‖ε_θ − ε‖ + γ_g·‖ẋ̂ − ẋ‖,
+    ẋ = η'·(−sin η·x0 + cos η·ε)    (eq. 10),     ẋ̂ = η'·(−sin η·R_θ + cos η·ε_θ)    (eq. 11).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal, Union
+
+import torch
+
+__all__ = ["LOSS_NORMS", "JointLoss", "joint_trig_loss", "trig_noisy_sample"]
+
+LossNorm = Literal["mse", "l2", "l1"]
+LOSS_NORMS = ("mse", "l2", "l1")
+
+
+@dataclass
+class JointLoss:
+    """The total of eq. 12 and its three terms (each already averaged over the batch; velocity unweighted)."""
+
+    total: torch.Tensor
+    x0: torch.Tensor
+    epsilon: torch.Tensor
+    velocity: torch.Tensor
+
+
+def _per_sample_angle(eta: Union[torch.Tensor, float], like: torch.Tensor) -> torch.Tensor:
+    """η as a tensor broadcastable against (B, C, H, W) data: a scalar or one angle per sample."""
+    eta = torch.as_tensor(eta, dtype=like.dtype, device=like.device)
+    if eta.ndim == 0:
+        return eta
+    if eta.numel() != like.shape[0]:
+        raise ValueError(f"got {eta.numel()} angles for a batch of {like.shape[0]}.")
+    return eta.view((-1,) + (1,) * (like.ndim - 1))
+
+
+def trig_noisy_sample(x0: torch.Tensor, noise: torch.Tensor, eta: Union[torch.Tensor, float]) -> torch.Tensor:
+    """The training input of eq. 9, ``x_η = cos η·x0 + sin η·ε`` (η scalar or one per sample)."""
+    eta = _per_sample_angle(eta, x0)
+    return torch.cos(eta) * x0 + torch.sin(eta) * noise
+
+
+def _distance(prediction: torch.Tensor, target: torch.Tensor, norm: str) -> torch.Tensor:
+    diff = (prediction - target).flatten(1)
+    if norm == "mse":
+        return diff.pow(2).mean()
+    if norm == "l2":  # the Euclidean norm per sample, averaged over the batch
+        return diff.norm(dim=1).mean()
+    return diff.abs().mean()
+
+
+def joint_trig_loss(
+    eps_pred: torch.Tensor,
+    x0_pred: torch.Tensor,
+    x0: torch.Tensor,
+    noise: torch.Tensor,
+    eta: Union[torch.Tensor, float],
+    gamma: float = 1.0,
+    eta_rate: float = 1.0,
+    norm: LossNorm = "mse",
+) -> JointLoss:
+    """
+    Seed 004's joint loss (eq. 12) for the heads of a ``[ε, x0]`` model evaluated at ``x_η``.
+
+    Args:
+        eps_pred: ε_θ(x_η), (B, C, H, W).
+        x0_pred: R_θ(x_η), (B, C, H, W); with a ``JointUNet2DModel`` use ``out.epsilon`` and ``out.x0``.
+        x0: the clean data.
+        noise: the ε used to build ``x_η`` (see :func:`trig_noisy_sample`).
+        eta: the angle(s) η in [0, π/2], a scalar or one per sample.
+        gamma: γ_g >= 0, the weight of the velocity term.
+        eta_rate: η' = dη/dt of the training time variable; 1 measures the velocity per radian, seed 004's
+            discrete ``η_t = (t/T)·π/2`` has η' = π/(2T).
+        norm: ``mse`` (mean squared error, the usual DDPM choice), ``l2`` (per-sample Euclidean norm, eq. 12
+            read literally) or ``l1`` (mean absolute error).
+
+    Returns:
+        :class:`JointLoss` with ``total = x0 + epsilon + gamma·velocity``.
+    """
+    if norm not in LOSS_NORMS:
+        raise ValueError(f"norm must be one of {LOSS_NORMS}, got {norm!r}.")
+    if not gamma >= 0:
+        raise ValueError(f"gamma must be >= 0, got {gamma!r}.")
+    shapes = {tuple(t.shape) for t in (eps_pred, x0_pred, x0, noise)}
+    if len(shapes) != 1:
+        raise ValueError(f"eps_pred, x0_pred, x0 and noise must share one shape, got {sorted(shapes)}.")
+    angle = _per_sample_angle(eta, x0)
+    if bool(((angle < 0) | (angle > math.pi / 2 + 1e-6)).any()):
+        raise ValueError("every angle η must lie in [0, π/2].")
+    sin, cos = torch.sin(angle), torch.cos(angle)
+    velocity_target = eta_rate * (-sin * x0 + cos * noise)
+    velocity_pred = eta_rate * (-sin * x0_pred + cos * eps_pred)
+    x0_term = _distance(x0_pred, x0, norm)
+    eps_term = _distance(eps_pred, noise, norm)
+    velocity_term = _distance(velocity_pred, velocity_target, norm)
+    return JointLoss(total=x0_term + eps_term + gamma * velocity_term, x0=x0_term, epsilon=eps_term, velocity=velocity_term)

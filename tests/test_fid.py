@@ -1,0 +1,103 @@
+"""FID / KID / IS with the packaged MNIST feature network, the data loaders and ``infoflow evaluate``."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("torchmetrics")
+from diffusers_infoflow.metrics import (
+    generative_scores,
+    inception_feature_extractor,
+    load_image_set,
+    to_unit_images,
+)
+
+
+@pytest.fixture(scope="module")
+def mnist_path():
+    candidates = [os.environ.get("INFOFLOW_MNIST"), Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist.npz"]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    pytest.skip("MNIST .npz not found (set INFOFLOW_MNIST or provide ../shared/data/mnist.npz)")
+
+
+@pytest.fixture(scope="module")
+def digit_like_images():
+    """Blobs on a black background: MNIST-shaped images that need no data files."""
+    g = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
+    centres = 10 + 8 * torch.rand(400, 2, generator=g)
+    radius = 3 + 3 * torch.rand(400, 1, 1, generator=g)
+    dist = ((yy - centres[:, 0, None, None]) ** 2 + (xx - centres[:, 1, None, None]) ** 2).sqrt()
+    return (1 - (dist - radius).clamp(0, 1)).unsqueeze(1)
+
+
+def test_packaged_classifier_is_small():
+    asset = Path(__file__).resolve().parents[1] / "diffusers_infoflow" / "assets" / "mnist_classifier.safetensors"
+    assert asset.is_file() and asset.stat().st_size < 2_000_000
+
+
+def test_identical_sets_have_zero_fid_and_shifted_sets_do_not(digit_like_images):
+    same = generative_scores(digit_like_images, digit_like_images, metrics=("fid", "kid"), kid_subsets=10, kid_subset_size=200)
+    assert abs(same["fid"]) < 1e-2
+    shifted = (digit_like_images * 0.6 + 0.3).clamp(0, 1)
+    moved = generative_scores(shifted, digit_like_images, metrics=("fid", "kid"), kid_subsets=10, kid_subset_size=200)
+    assert moved["fid"] > 1.0
+    # KID draws real and fake subsets independently, so identical sets give only ~0 (unbiased, noisy)
+    assert abs(same["kid_mean"]) < 0.1 * moved["kid_mean"]
+
+
+def test_inception_score_range(digit_like_images):
+    scores = generative_scores(digit_like_images, digit_like_images, metrics=("is",), is_splits=4)
+    assert 1.0 <= scores["is_mean"] <= 10.0
+
+
+def test_bad_inputs(digit_like_images):
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        generative_scores(digit_like_images * 2 - 1, digit_like_images)
+    with pytest.raises(ValueError, match="metrics"):
+        generative_scores(digit_like_images, digit_like_images, metrics=("psnr",))
+    with pytest.raises(ValueError, match="feature_network"):
+        generative_scores(digit_like_images, digit_like_images, feature_network="vgg")
+    with pytest.raises(ValueError, match="28"):
+        generative_scores(torch.rand(4, 1, 32, 32), torch.rand(4, 1, 32, 32), metrics=("fid",))
+
+
+def test_inception_needs_weights_or_fails_clearly():
+    try:
+        inception_feature_extractor()
+    except RuntimeError as err:
+        assert "Inception" in str(err) or "torch-fidelity" in str(err)
+
+
+def test_loaders(tmp_path, digit_like_images):
+    from PIL import Image
+
+    pixels = (digit_like_images[:5, 0] * 255).round().to(torch.uint8).numpy()
+    for i, image in enumerate(pixels):
+        Image.fromarray(image).save(tmp_path / f"{i:02d}.png")
+    torch.testing.assert_close(load_image_set(tmp_path), torch.from_numpy(pixels).float().unsqueeze(1) / 255)
+    np.savez(tmp_path / "gen.npz", samples=pixels.astype(np.float32) / 127.5 - 1)
+    loaded = load_image_set(tmp_path / "gen.npz", value_range=(-1, 1))
+    torch.testing.assert_close(loaded, torch.from_numpy(pixels).float().unsqueeze(1) / 255, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="must lie in"):
+        load_image_set(tmp_path / "gen.npz")  # [-1, 1] floats without --input-range
+    with pytest.raises(ValueError, match="images must be"):
+        to_unit_images(np.zeros((2, 5)))
+
+
+def test_evaluate_command(tmp_path, mnist_path, digit_like_images):
+    from diffusers_infoflow.cli import main
+
+    with np.load(mnist_path) as mnist:
+        np.savez(tmp_path / "gen.npz", x=mnist["x_train"][:300])
+    out = tmp_path / "scores.json"
+    assert main(["evaluate", str(tmp_path / "gen.npz"), "--num-reference", "300", "--metrics", "fid", "kid", "--output", str(out)]) == 0
+    scores = json.loads(out.read_text())
+    assert scores["reference"] == "MNIST test" and scores["num_reference"] == 300
+    assert 0 <= scores["fid"] < 50

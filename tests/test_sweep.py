@@ -1,0 +1,91 @@
+"""Tests of the S2N γ sweep (diffusers_infoflow.sweep) and the `infoflow sweep` command."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+from diffusers_infoflow.cli import main
+from diffusers_infoflow.sweep import frechet_distance, gamma_delta_grid, gamma_sweep, load_sweep_data, nearest_data_distance
+
+CONFIG = {"noise_family": "edm", "preconditioning": "none"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one intra-op thread avoids the oversubscription stalls of a shared CPU."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def test_random_data_when_mnist_is_missing(tmp_path):
+    data, source = load_sweep_data(8, 6, seed=1, path=str(tmp_path / "missing.npz"))
+    assert data.shape == (8, 1, 6, 6) and "random" in source
+    assert data.min() >= -1 and data.max() <= 1
+
+
+def test_measures_are_zero_on_the_data_itself():
+    data, _ = load_sweep_data(32, 4, path="/nonexistent")
+    assert float(nearest_data_distance(data, data).max()) < 1e-6
+    assert abs(frechet_distance(data, data, num_components=16)) < 1e-8
+    # all 16 pixel directions kept: a shift by 0.5 costs ‖μ₁ − μ₂‖² = 16 · 0.25
+    assert frechet_distance(data + 0.5, data, num_components=16) == pytest.approx(0.25 * 16, rel=1e-6)
+
+
+def test_sweeps_recover_the_ode_and_the_data():
+    data, _ = load_sweep_data(8, 4, path="/nonexistent")
+    points = gamma_sweep(data, [0.0, 0.05], nfe=6, scheduler_config=CONFIG, num_samples=6, reference_nfe=6)
+    # γ = 0 at the reference's own NFE is the reference itself
+    assert points[0].ode_error == 0.0 and points[1].ode_error > 0
+    grid = gamma_delta_grid(data, [1.0], [0.9, 1.0], nfe=8, scheduler_config=CONFIG, num_samples=6)
+    assert [(p.gamma, p.delta, p.sde_rho) for p in grid] == [(1.0, 0.9, 1.0), (1.0, 1.0, 1.0)]
+    assert all(p.nearest_data_distance < 0.05 and p.ode_error is None for p in grid)
+
+
+def test_sweep_command_writes_json_and_plot(tmp_path, capsys):
+    code = main(
+        [
+            "sweep",
+            "--output-dir",
+            str(tmp_path),
+            "--gammas",
+            "0",
+            "0.026",
+            "--nfe",
+            "4",
+            "--grid-gammas",
+            "1",
+            "1.25",
+            "--grid-deltas",
+            "0.95",
+            "--grid-nfe",
+            "4",
+            "--num-samples",
+            "4",
+            "--num-points",
+            "6",
+            "--image-size",
+            "4",
+            "--reference-nfe",
+            "8",
+            "--data",
+            str(tmp_path / "missing.npz"),
+        ]
+    )
+    assert code == 0
+    with open(tmp_path / "s2n_gamma_sweep.json") as handle:
+        results = json.load(handle)
+    assert [p["gamma"] for p in results["deterministic"]] == [0.0, 0.026]
+    assert len(results["stochastic"]) == 2 and os.path.getsize(tmp_path / "s2n_gamma_sweep.png") > 0
+    assert "Fréchet" in capsys.readouterr().out
+
+
+def test_sweep_rejects_edm_preconditioning():
+    data, _ = load_sweep_data(4, 4, path="/nonexistent")
+    with pytest.raises(ValueError, match="preconditioning"):
+        gamma_sweep(data, [0.0], nfe=2, scheduler_config={"noise_family": "edm"}, num_samples=2, reference_nfe=2)

@@ -1,0 +1,179 @@
+"""End-to-end checks of scripts/train.py: tiny CPU runs, exact resume (1 and 2 processes), crash recovery."""
+
+import json
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the unknown-dataset check must fail fast, not retry the network
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from diffusers_infoflow.training import (
+    SimulatedCrash,
+    build_noise_scheduler,
+    checkpoint_step,
+    epoch_batches,
+    list_checkpoints,
+    parse_args,
+    resolve_checkpoint,
+    train,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN_SCRIPT = str(REPO / "scripts" / "train.py")
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
+# 32 triangles, 16×16, a 2-level UNet of widths 8/16: a few seconds per run on one CPU core.
+TINY = [
+    "--dataset_name", "triangles", "--dataset_options", "count=32", "--resolution", "16",
+    "--block_out_channels", "8,16", "--layers_per_block", "1", "--train_batch_size", "4",
+    "--learning_rate", "1e-3", "--lr_warmup_steps", "2", "--lr_scheduler", "cosine", "--use_ema",
+    "--checkpointing_steps", "2", "--report_to", "none", "--num_card_samples", "0", "--seed", "3",
+]
+# 1 process: 8 images per step (accumulation 2) → 4 steps per epoch, so 6 steps cross an epoch boundary.
+SINGLE = TINY + ["--gradient_accumulation_steps", "2", "--max_train_steps", "6"]
+# 2 processes × 4 images → 4 steps per epoch as well.
+DOUBLE = TINY + ["--max_train_steps", "6"]
+
+
+def train_in_process(args, output_dir, crash_after=None, monkeypatch=None):
+    """Runs the training function in this process (saves the subprocess start-up of `launch`)."""
+    if crash_after is not None:
+        monkeypatch.setenv("INFOFLOW_CRASH_AFTER_STEP", str(crash_after))
+    try:
+        train(parse_args(list(args) + ["--output_dir", str(output_dir)]))
+    finally:
+        if monkeypatch is not None:
+            monkeypatch.delenv("INFOFLOW_CRASH_AFTER_STEP", raising=False)
+
+
+def launch(args, output_dir, processes=1, crash_after=None, wait=True):
+    """Runs scripts/train.py through `accelerate launch` (gloo data parallel for 2 processes)."""
+    env = dict(ENV)
+    if processes == 1:
+        cmd = [sys.executable, TRAIN_SCRIPT]
+    else:
+        env["ACCELERATE_USE_CPU"] = "1"  # `--cpu --num_processes 2` would quietly run one process
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0", TRAIN_SCRIPT]
+    if crash_after is not None:
+        env["INFOFLOW_CRASH_AFTER_STEP"] = str(crash_after)
+    cmd += list(args) + ["--output_dir", str(output_dir)]
+    if not wait:
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def final_weights(output_dir):
+    return load_file(str(Path(output_dir) / "unet" / "diffusion_pytorch_model.safetensors"))
+
+
+def max_weight_diff(a, b):
+    wa, wb = final_weights(a), final_weights(b)
+    assert wa.keys() == wb.keys()
+    return max((wa[k] - wb[k]).abs().max().item() for k in wa)
+
+
+def check_ok(result):
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("single_full")
+    train_in_process(SINGLE + ["--num_card_samples", "4", "--card_inference_steps", "2"], out)
+    return out
+
+
+def test_output_dir_is_a_ddpm_pipeline_with_model_card(uninterrupted):
+    from diffusers import DDPMPipeline, DiffusionPipeline
+
+    pipeline = DiffusionPipeline.from_pretrained(str(uninterrupted))
+    assert isinstance(pipeline, DDPMPipeline)
+    image = pipeline(batch_size=1, num_inference_steps=2, output_type="np").images
+    assert image.shape == (1, 16, 16, 1)
+    card = (uninterrupted / "README.md").read_text()
+    assert "library_name: diffusers" in card and "linear" in card and "entropy.png" in card
+    assert (uninterrupted / "entropy.png").is_file()
+    assert (uninterrupted / "samples.png").is_file() and "samples.png" in card
+    assert json.loads((uninterrupted / "infoflow_training_args.json").read_text())["max_train_steps"] == 6
+    assert [checkpoint_step(p) for p in list_checkpoints(str(uninterrupted))] == [2, 4, 6]
+
+
+def test_crash_and_resume_latest_matches_uninterrupted_run(uninterrupted, tmp_path, monkeypatch):
+    with pytest.raises(SimulatedCrash):
+        train_in_process(SINGLE, tmp_path, crash_after=2, monkeypatch=monkeypatch)
+    assert not (tmp_path / "model_index.json").exists()
+    assert resolve_checkpoint("latest", str(tmp_path)).endswith("checkpoint-2")
+    train_in_process(SINGLE + ["--resume_from_checkpoint", "latest"], tmp_path)
+    assert max_weight_diff(uninterrupted, tmp_path) <= 1e-6
+
+
+def test_killed_run_resumes_to_the_same_weights(uninterrupted, tmp_path):
+    """SIGKILL at an arbitrary moment after the first checkpoint; `latest` is always a complete one."""
+    proc = launch(SINGLE, tmp_path, wait=False)
+    deadline = time.time() + 120
+    while not list_checkpoints(str(tmp_path)) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert list_checkpoints(str(tmp_path)), "the run never reached its first checkpoint"
+    train_in_process(SINGLE + ["--resume_from_checkpoint", "latest"], tmp_path)
+    assert max_weight_diff(uninterrupted, tmp_path) <= 1e-6
+
+
+def test_two_process_data_parallel_resume_is_exact(tmp_path):
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    result = launch(DOUBLE, full, processes=2)
+    check_ok(result)
+    assert "Num processes: 2" in result.stdout + result.stderr
+    assert "SimulatedCrash" in launch(DOUBLE, resumed, processes=2, crash_after=2).stderr
+    assert checkpoint_step(resolve_checkpoint("latest", str(resumed))) == 2
+    check_ok(launch(DOUBLE + ["--resume_from_checkpoint", "latest"], resumed, processes=2))
+    assert max_weight_diff(full, resumed) <= 1e-6
+
+
+def test_epoch_batches_split_one_permutation_between_processes():
+    single = torch.cat(epoch_batches(20, 1, 0, 4, 1, 0))
+    ranks = [epoch_batches(20, 1, 0, 2, 2, r) for r in range(2)]
+    interleaved = torch.cat([torch.cat([ranks[0][b], ranks[1][b]]) for b in range(len(ranks[0]))])
+    assert torch.equal(single, interleaved)
+    assert sorted(single.tolist()) == list(range(20))
+    assert not torch.equal(single, torch.cat(epoch_batches(20, 2, 0, 4, 1, 0)))
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--resolution", "18", "--block_out_channels", "8,16,16"], "not divisible by the UNet's downsampling factor 4"),
+        (["--resume_from_checkpoint", "/nonexistent/checkpoint-5"], "is not a folder"),
+        (["--beta_schedule", "zigzag"], "Unknown beta schedule 'zigzag'"),
+        (["--block_out_channels", "8,12", "--norm_num_groups", "8"], "must divide every --block_out_channels"),
+        (["--prediction_type", "score"], "invalid choice: 'score'"),
+    ],
+)
+def test_bad_arguments_are_rejected_with_a_clear_message(extra, message, capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--dataset_name", "triangles"] + extra)
+    assert message in capsys.readouterr().err
+
+
+def test_unknown_dataset_and_missing_latest_checkpoint_fail_clearly(tmp_path):
+    with pytest.raises(ValueError, match="could not load dataset 'no-such-dataset-xyz'.*--train_data_dir"):
+        train_in_process(["--dataset_name", "no-such-dataset-xyz", "--max_train_steps", "1", "--report_to", "none"], tmp_path)
+    with pytest.raises(FileNotFoundError, match="no checkpoint-N folder"):
+        resolve_checkpoint("latest", str(tmp_path))
+
+
+@pytest.mark.parametrize("name", ["linear", "quadratic", "sigmoid", "cosine", "power", "trig", "jsd"])
+def test_saved_scheduler_reproduces_the_core_schedule(name):
+    from diffusers_infoflow import get_betas
+
+    args = parse_args(["--dataset_name", "triangles", "--beta_schedule", name, "--num_train_timesteps", "100"])
+    scheduler = build_noise_scheduler(args)
+    assert torch.allclose(scheduler.betas.double(), get_betas(name, 100), rtol=1e-5, atol=1e-7)
