@@ -35,6 +35,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..schedules import CONTINUOUS_SCHEDULES, DiscreteSchedule, NoiseSchedule, get_betas, get_schedule
+from ._common import StepIndexMixin
 from .scheduling_entropy_hybrid import EntropyHybridScheduler, _spaced_indices
 
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction", "joint")
@@ -61,7 +62,7 @@ class S2NGeneralizedSchedulerOutput(BaseOutput):
     pred_original_sample: Optional[torch.Tensor] = None
 
 
-class S2NGeneralizedScheduler(SchedulerMixin, ConfigMixin):
+class S2NGeneralizedScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
     """
     The generalised S2N sampler of seed 001 (Corollary 1 and eq. 9; SPEC §3) for any noise schedule of the
     package. Every update goes from the current rung to the next; the last rung goes to clean data (λ = +∞,
@@ -343,20 +344,6 @@ class S2NGeneralizedScheduler(SchedulerMixin, ConfigMixin):
 
     # ------------------------------------------------------------------ standard scheduler API
 
-    @property
-    def step_index(self) -> Optional[int]:
-        """The index of the current rung; it advances by one after each `step`."""
-        return self._step_index
-
-    @property
-    def begin_index(self) -> Optional[int]:
-        """The first rung's index, set by a pipeline with `set_begin_index` (img2img-style starts)."""
-        return self._begin_index
-
-    def set_begin_index(self, begin_index: int = 0) -> None:
-        """Sets the index of the first rung to run (call before the first `step`)."""
-        self._begin_index = begin_index
-
     def set_timesteps(
         self,
         num_inference_steps: Optional[int] = None,
@@ -401,18 +388,6 @@ class S2NGeneralizedScheduler(SchedulerMixin, ConfigMixin):
         self.num_inference_steps = len(times)
         self._step_index = None
         self._begin_index = None
-
-    def index_for_timestep(self, timestep: Union[float, torch.Tensor], schedule_timesteps: Optional[torch.Tensor] = None) -> int:
-        """The rung index of `timestep` in `self.timesteps` (the first match)."""
-        schedule_timesteps = self.timesteps if schedule_timesteps is None else schedule_timesteps
-        t = torch.as_tensor(timestep, device=schedule_timesteps.device).to(schedule_timesteps.dtype)
-        matches = (schedule_timesteps == t).nonzero()
-        if len(matches) == 0:
-            raise ValueError(f"timestep {float(t)} is not in this scheduler's timesteps; call set_timesteps first.")
-        return int(matches[0])
-
-    def _init_step_index(self, timestep: Union[float, torch.Tensor]) -> None:
-        self._step_index = self.index_for_timestep(timestep) if self.begin_index is None else self._begin_index
 
     def _edm_coefficients(self, sigma_tilde: float) -> Tuple[float, float, float]:
         """EDM's c_in, c_skip, c_out at σ̃ (Karras et al. 2022, Table 1; signs as diffusers' EDMEulerScheduler)."""
