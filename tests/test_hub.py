@@ -1,47 +1,158 @@
-"""push_folder against a stand-in for the Hub: HfApi's create_repo/upload_folder are recorded, not sent."""
+"""push_folder and scripts/push_to_hub.py against a local stand-in for the Hub API.
 
+The stand-in is a real HTTP server on 127.0.0.1 that speaks the endpoints huggingface_hub's ``create_repo``
+and (non-xet) ``upload_folder`` use: ``POST /api/repos/create``, ``POST /api/validate-yaml`` (the model
+card's metadata), ``POST /api/models/{repo}/preupload/{rev}`` (every file answered as a "regular" upload,
+so contents travel inline) and ``POST /api/models/{repo}/commit/{rev}`` (NDJSON). The client code path is huggingface_hub's own;
+only ``constants.ENDPOINT`` points at the stand-in.
+"""
+
+import base64
+import json
 import shutil
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from huggingface_hub import HfApi
-from huggingface_hub.hf_api import CommitInfo, RepoUrl
+import yaml
+from huggingface_hub import constants, hf_api
 
 from diffusers_infoflow.commands.sample import DEFAULT_MODEL
-from diffusers_infoflow.hub import UPLOAD_IGNORE_PATTERNS, push_folder
+from diffusers_infoflow.hub import push_folder
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "hf_secret_token_for_tests"
+
+
+class _HubStandIn(BaseHTTPRequestHandler):
+    """Keeps repos as {repo_id: {"visibility": str, "files": {path: bytes}, "commits": [message, ...]}}."""
+
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+    def _reply(self, status: int, payload: dict) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        hub = self.server.hub
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        hub["authorization"].append(self.headers.get("Authorization"))
+        hub["requests"].append(self.path)
+        if self.path == "/api/validate-yaml":
+            # Like the Hub: the card's YAML front matter must parse to a mapping.
+            text = json.loads(body)["content"]
+            try:
+                metadata = yaml.safe_load(text.split("---")[1]) if text.startswith("---") else None
+            except yaml.YAMLError as err:
+                return self._reply(400, {"errors": [{"message": str(err)}]})
+            if not isinstance(metadata, dict):
+                return self._reply(400, {"errors": [{"message": "README.md has no YAML metadata block"}]})
+            hub["validated_cards"].append(metadata)
+            return self._reply(200, {"warnings": []})
+        if self.path == "/api/repos/create":
+            request = json.loads(body)
+            repo_id = f"{request['organization']}/{request['name']}" if request.get("organization") else request["name"]
+            if repo_id in hub["repos"]:
+                return self._reply(409, {"error": "You already created this model repo", "url": f"{hub['endpoint']}/{repo_id}"})
+            hub["repos"][repo_id] = {"visibility": request.get("visibility"), "files": {}, "commits": []}
+            return self._reply(200, {"url": f"{hub['endpoint']}/{repo_id}", "name": repo_id})
+        parts = self.path.split("?")[0].split("/")  # "", api, models, ns, name, action, revision
+        if len(parts) < 7:
+            return self._reply(404, {"error": f"unknown endpoint {self.path}"})
+        repo_id, action = f"{parts[3]}/{parts[4]}", parts[5]
+        if repo_id not in hub["repos"]:
+            return self._reply(404, {"error": f"Repository {repo_id} not found"})
+        if action == "preupload":
+            files = json.loads(body)["files"]
+            return self._reply(200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]})
+        if action == "commit":
+            repo = hub["repos"][repo_id]
+            for line in body.decode().splitlines():
+                item = json.loads(line)
+                if item["key"] == "header":
+                    repo["commits"].append(item["value"]["summary"])
+                elif item["key"] == "file":
+                    repo["files"][item["value"]["path"]] = base64.b64decode(item["value"]["content"])
+                else:
+                    return self._reply(400, {"error": f"stand-in does not handle {item['key']!r}"})
+            oid = f"{len(repo['commits']):040x}"
+            return self._reply(200, {"commitUrl": f"{hub['endpoint']}/{repo_id}/commit/{oid}", "commitOid": oid})
+        return self._reply(404, {"error": f"unknown endpoint {self.path}"})
 
 
 @pytest.fixture
-def recorded_hub(monkeypatch):
-    calls = []
-
-    def create_repo(self, repo_id, **kwargs):
-        calls.append(("create_repo", repo_id, kwargs, self.token))
-        return RepoUrl(f"https://huggingface.co/{repo_id}")
-
-    def upload_folder(self, *, repo_id, folder_path, **kwargs):
-        calls.append(("upload_folder", repo_id, {"folder_path": folder_path, **kwargs}, self.token))
-        return CommitInfo(commit_url=f"https://huggingface.co/{repo_id}/commit/abc", commit_message="m", commit_description="", oid="abc")
-
-    monkeypatch.setattr(HfApi, "create_repo", create_repo)
-    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
-    return calls
+def local_hub(monkeypatch):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HubStandIn)
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    server.hub = {"endpoint": endpoint, "repos": {}, "authorization": [], "requests": [], "validated_cards": []}
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # CI runs offline; this test's "Hub" is local
+    monkeypatch.setattr(hf_api, "is_xet_available", lambda: False)  # the stand-in speaks the inline-upload protocol
+    yield server.hub
+    server.shutdown()
+    server.server_close()
 
 
-def test_push_creates_the_repo_and_uploads_without_checkpoints(recorded_hub, tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_TOKEN", "hf_secret_token")
+def _model_folder(tmp_path: Path) -> Path:
     folder = tmp_path / "model"
     shutil.copytree(DEFAULT_MODEL, folder)
     (folder / "checkpoint-5").mkdir()
+    (folder / "checkpoint-5" / "optimizer.bin").write_bytes(b"not for upload")
+    (folder / "logs").mkdir()
+    (folder / "logs" / "events").write_text("not for upload")
+    return folder
+
+
+def test_push_uploads_the_pipeline_and_card_but_not_checkpoints(local_hub, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    folder = _model_folder(tmp_path)
     url = push_folder(str(folder), "me/mnist-ddpm", private=True)
-    assert url == "https://huggingface.co/me/mnist-ddpm/commit/abc"
-    (create, repo, kwargs, token), (upload, repo2, upload_kwargs, token2) = recorded_hub
-    assert (create, repo, kwargs["private"], kwargs["exist_ok"]) == ("create_repo", "me/mnist-ddpm", True, True)
-    assert upload == "upload_folder" and repo2 == "me/mnist-ddpm" and upload_kwargs["ignore_patterns"] == UPLOAD_IGNORE_PATTERNS
-    assert token == token2 == "hf_secret_token"
+
+    repo = local_hub["repos"]["me/mnist-ddpm"]
+    assert url.startswith(local_hub["endpoint"] + "/me/mnist-ddpm/commit/")
+    assert repo["visibility"] == "private" and len(repo["commits"]) == 1
+    assert local_hub["validated_cards"][0]["library_name"] == "diffusers"
+    expected = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+                and p.relative_to(folder).parts[0] not in ("checkpoint-5", "logs")}
+    assert repo["files"] == expected  # byte-identical, nothing from checkpoints/ or logs/
+    assert {"model_index.json", "README.md", "unet/diffusion_pytorch_model.safetensors"} <= set(repo["files"])
+    assert set(local_hub["authorization"]) == {f"Bearer {TOKEN}"}
+    assert TOKEN not in capsys.readouterr().out
 
 
-def test_push_refuses_a_folder_without_a_pipeline(recorded_hub, tmp_path):
+def test_push_twice_reuses_the_repo(local_hub, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    folder = _model_folder(tmp_path)
+    push_folder(str(folder), "me/mnist-ddpm")
+    push_folder(str(folder), "me/mnist-ddpm")  # create_repo answers 409, exist_ok=True carries on
+    assert len(local_hub["repos"]["me/mnist-ddpm"]["commits"]) == 2
+
+
+def test_push_refuses_a_folder_without_a_pipeline(local_hub, tmp_path):
     with pytest.raises(FileNotFoundError, match="no model_index.json"):
         push_folder(str(tmp_path), "me/x")
-    assert recorded_hub == []
+    assert local_hub["repos"] == {} and local_hub["authorization"] == []
+
+
+def test_push_to_hub_script_against_the_stand_in(local_hub, tmp_path):
+    """The script in a subprocess: HF_ENDPOINT is how a user points huggingface_hub at another Hub."""
+    folder = _model_folder(tmp_path)
+    env = {"HF_ENDPOINT": local_hub["endpoint"], "HF_TOKEN": TOKEN, "HF_HUB_OFFLINE": "0", "PATH": "/usr/bin:/bin"}
+    code = "import huggingface_hub.hf_api as h; h.is_xet_available = lambda: False; import runpy, sys; " \
+           "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+    done = subprocess.run([sys.executable, "-c", code, str(REPO_ROOT / "scripts" / "push_to_hub.py"), str(folder), "team/ddpm"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().startswith(local_hub["endpoint"] + "/team/ddpm/commit/")
+    assert TOKEN not in done.stdout + done.stderr
+    assert "unet/diffusion_pytorch_model.safetensors" in local_hub["repos"]["team/ddpm"]["files"]
