@@ -219,8 +219,7 @@ class NoiseSchedule:
         if torch.isnan(t).any():
             raise ValueError("timestep contains NaN.")
         lo, hi = self.t_min, self.t_max
-        # a tolerance of a few ulps so that values produced by our own inverse pass
-        bad = (t < lo - 1e-9 * max(1.0, abs(lo))) | (t > hi + 1e-9 * max(1.0, abs(hi)))
+        bad = (t < lo - _RANGE_TOLERANCE * max(1.0, abs(lo))) | (t > hi + _RANGE_TOLERANCE * max(1.0, abs(hi)))
         if bad.any():
             raise ValueError(f"timestep {t[bad].flatten()[0].item()!r} is outside the schedule's range [{lo}, {hi}].")
         return t.clamp(lo, hi)
@@ -229,12 +228,17 @@ class NoiseSchedule:
         if torch.isnan(lam).any():
             raise ValueError("log-SNR contains NaN.")
         lo, hi = self.logsnr_range
-        bad = (lam < lo - 1e-9 * max(1.0, abs(lo))) | (lam > hi + 1e-9 * max(1.0, abs(hi)))
+        bad = (lam < lo - _RANGE_TOLERANCE * max(1.0, abs(lo))) | (lam > hi + _RANGE_TOLERANCE * max(1.0, abs(hi)))
         if bad.any():
             raise ValueError(
                 f"log-SNR {lam[bad].flatten()[0].item()!r} is outside this schedule's range [{lo:.6g}, {hi:.6g}]."
             )
         return lam.clamp(lo, hi)
+
+
+# Relative slack of the range checks: a few float32 ulps, so that an end point that went through float32
+# (a pipeline's timesteps) or through our own inverse is accepted and clamped; anything further out is an error.
+_RANGE_TOLERANCE = 4 * torch.finfo(torch.float32).eps
 
 
 def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:

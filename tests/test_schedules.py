@@ -159,3 +159,13 @@ def test_get_schedule_errors():
         get_schedule("vp", 1000)
     with pytest.raises(ValueError, match="bad parameters"):
         get_schedule("ve", sigma_lo=1.0)
+
+
+@pytest.mark.parametrize("name", CONTINUOUS_SCHEDULES)
+def test_continuous_ends_survive_float32_but_outside_times_do_not(name):
+    schedule = get_schedule(name)
+    for end in (schedule.t_min, schedule.t_max):
+        rounded = torch.tensor(end, dtype=torch.float32)  # a pipeline's float32 timestep
+        assert torch.isfinite(schedule.logsnr(rounded))
+    with pytest.raises(ValueError, match="outside"):
+        schedule.alpha(torch.tensor(schedule.t_max * 1.001 + 1e-3, dtype=torch.float64))

@@ -1,12 +1,14 @@
-"""Bookkeeping shared by every scheduler of the package: the step index, img2img starts, forward noising."""
+"""Bookkeeping shared by every scheduler of the package: the training table from a diffusers-style config,
+timestep spacings, the step index, img2img starts, forward noising."""
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Dict, Optional, Sequence, Union
 
+import numpy as np
 import torch
 
-from ..schedules import NoiseSchedule
+from ..schedules import DIFFUSERS_BETA_SCHEDULE_ALIASES, DiscreteSchedule, NoiseSchedule, get_betas
 
 
 class StepIndexMixin:
@@ -66,3 +68,42 @@ def forward_marginal(schedule: NoiseSchedule, original_samples: torch.Tensor, no
     sigma = schedule.sigma(t).to(original_samples.device, original_samples.dtype)
     shape = (-1,) + (1,) * (original_samples.ndim - 1)
     return alpha.view(shape) * original_samples + sigma.view(shape) * noise
+
+
+def family_params(name: str, beta_start: float, beta_end: float, extra: Optional[Dict[str, float]]) -> Dict[str, float]:
+    """The keyword arguments of `get_betas` for a family: the β range where the family takes one, plus extras."""
+    canonical = DIFFUSERS_BETA_SCHEDULE_ALIASES.get(name, name)
+    params: Dict[str, float] = {}
+    if canonical in ("linear", "quadratic", "sigmoid", "power", "wave"):
+        params.update(beta_start=beta_start, beta_end=beta_end)
+    params.update(extra or {})
+    return params
+
+
+def training_schedule(
+    num_train_timesteps: int,
+    beta_schedule: str,
+    beta_start: float,
+    beta_end: float,
+    trained_betas: Optional[Union[np.ndarray, Sequence[float]]] = None,
+    schedule_params: Optional[Dict[str, float]] = None,
+) -> DiscreteSchedule:
+    """The model's training table from diffusers' config keys: `trained_betas` if given, else the named family."""
+    if trained_betas is not None:
+        betas = torch.as_tensor(np.asarray(trained_betas), dtype=torch.float64)
+        if betas.numel() != num_train_timesteps:
+            raise ValueError(f"trained_betas has {betas.numel()} entries but num_train_timesteps = {num_train_timesteps}.")
+        return DiscreteSchedule.from_betas(betas)
+    params = family_params(beta_schedule, beta_start, beta_end, schedule_params)
+    return DiscreteSchedule.from_betas(get_betas(beta_schedule, num_train_timesteps, **params))
+
+
+def spaced_indices(spacing: str, num_train: int, num_steps: int, steps_offset: int) -> np.ndarray:
+    """diffusers' three timestep spacings (Lin et al. 2023, Table 2) as descending 0-based indices."""
+    if spacing == "linspace":
+        idx = np.linspace(0, num_train - 1, num_steps).round()[::-1].astype(np.int64)
+    elif spacing == "leading":
+        idx = (np.arange(0, num_steps) * (num_train // num_steps)).round()[::-1].astype(np.int64) + steps_offset
+    else:
+        idx = np.round(np.arange(num_train, 0, -num_train / num_steps)).astype(np.int64) - 1
+    return idx.copy()

@@ -30,8 +30,8 @@ from diffusers.utils import BaseOutput, logging
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..entropy import as_discrete_schedule
-from ._common import StepIndexMixin, check_model_output, forward_marginal
-from ..schedules import DIFFUSERS_BETA_SCHEDULE_ALIASES, DISCRETE_SCHEDULES, DiscreteSchedule, get_betas
+from ._common import StepIndexMixin, check_model_output, family_params, forward_marginal, spaced_indices, training_schedule
+from ..schedules import DIFFUSERS_BETA_SCHEDULE_ALIASES, DISCRETE_SCHEDULES, DiscreteSchedule
 
 logger = logging.get_logger(__name__)
 
@@ -51,17 +51,6 @@ class EntropyHybridSchedulerOutput(BaseOutput):
 
     prev_sample: torch.Tensor
     pred_original_sample: Optional[torch.Tensor] = None
-
-
-def _spaced_indices(spacing: str, num_train: int, num_steps: int, steps_offset: int) -> np.ndarray:
-    """diffusers' three timestep spacings (Lin et al. 2023, Table 2) as descending 0-based indices."""
-    if spacing == "linspace":
-        idx = np.linspace(0, num_train - 1, num_steps).round()[::-1].astype(np.int64)
-    elif spacing == "leading":
-        idx = (np.arange(0, num_steps) * (num_train // num_steps)).round()[::-1].astype(np.int64) + steps_offset
-    else:
-        idx = np.round(np.arange(num_train, 0, -num_train / num_steps)).astype(np.int64) - 1
-    return idx.copy()
 
 
 class EntropyHybridScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
@@ -149,15 +138,7 @@ class EntropyHybridScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
             raise ValueError("rescale_betas_zero_snr=True is not supported: ᾱ_T = 0 has infinite entropy gap.")
         if segment_models and not segments:
             raise ValueError("segment_models=True needs `segments`.")
-        if trained_betas is not None:
-            betas = torch.as_tensor(np.asarray(trained_betas), dtype=torch.float64)
-            if betas.numel() != num_train_timesteps:
-                raise ValueError(f"trained_betas has {betas.numel()} entries but num_train_timesteps = {num_train_timesteps}.")
-            self.train_schedule = DiscreteSchedule.from_betas(betas)
-        else:
-            self.train_schedule = DiscreteSchedule.from_betas(
-                get_betas(beta_schedule, num_train_timesteps, **self._family_params(beta_schedule, beta_start, beta_end, schedule_params))
-            )
+        self.train_schedule = training_schedule(num_train_timesteps, beta_schedule, beta_start, beta_end, trained_betas, schedule_params)
         # Fail at construction, not at the first set_timesteps, on a bad sampling set-up.
         self._segment_schedules = self._parse_segments(segments) if segments else None
         self._sampling_schedule = self._build_sampling_schedule()
@@ -173,16 +154,6 @@ class EntropyHybridScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
 
     # ------------------------------------------------------------------ construction helpers
 
-    @staticmethod
-    def _family_params(name: str, beta_start: float, beta_end: float, extra: Optional[Dict[str, float]]) -> Dict[str, float]:
-        """The keyword arguments of `get_betas` for a family: β range where the family takes one, plus extras."""
-        canonical = DIFFUSERS_BETA_SCHEDULE_ALIASES.get(name, name)
-        params: Dict[str, float] = {}
-        if canonical in ("linear", "quadratic", "sigmoid", "power", "wave"):
-            params.update(beta_start=beta_start, beta_end=beta_end)
-        params.update(extra or {})
-        return params
-
     def _parse_segments(self, segments: Sequence[Dict]) -> List[Tuple[DiscreteSchedule, int, int]]:
         parsed = []
         allowed_keys = {"schedule", "num_timesteps", "start", "end", "params"}
@@ -195,7 +166,7 @@ class EntropyHybridScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
             name, T, start, end = seg["schedule"], seg["num_timesteps"], seg["start"], seg["end"]
             if name not in DISCRETE_SCHEDULES and name not in DIFFUSERS_BETA_SCHEDULE_ALIASES:
                 raise ValueError(f"segment {i}: unknown schedule {name!r}; allowed: {', '.join(DISCRETE_SCHEDULES)}.")
-            schedule = as_discrete_schedule(name, T, **self._family_params(name, self.config.beta_start, self.config.beta_end, seg.get("params")))
+            schedule = as_discrete_schedule(name, T, **family_params(name, self.config.beta_start, self.config.beta_end, seg.get("params")))
             if not (isinstance(start, int) and isinstance(end, int) and 0 <= end < start <= T):
                 raise ValueError(f"segment {i}: need integers 0 <= end < start <= num_timesteps={T}, got start={start!r}, end={end!r}.")
             parsed.append((schedule, start, end))
@@ -210,7 +181,7 @@ class EntropyHybridScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
             else:
                 return self.train_schedule
         T = self.config.sampling_num_timesteps or self.config.num_train_timesteps
-        params = self._family_params(name, self.config.beta_start, self.config.beta_end, self.config.sampling_schedule_params)
+        params = family_params(name, self.config.beta_start, self.config.beta_end, self.config.sampling_schedule_params)
         return as_discrete_schedule(name, T, **params)
 
     # ------------------------------------------------------------------ standard scheduler API
@@ -253,7 +224,7 @@ class EntropyHybridScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
                 if num_inference_steps is None:
                     raise ValueError("`num_inference_steps` is required (or pass `timesteps`).")
                 self._check_num_steps(num_inference_steps, T)
-                idx = _spaced_indices(self.config.timestep_spacing, T, num_inference_steps, self.config.steps_offset)
+                idx = spaced_indices(self.config.timestep_spacing, T, num_inference_steps, self.config.steps_offset)
                 if idx[0] > T - 1:
                     raise ValueError(f"steps_offset={self.config.steps_offset} pushes the first timestep to {idx[0]} > {T - 1}.")
             points = [(sched, torch.from_numpy(idx).to(torch.float64), 0)]

@@ -34,9 +34,8 @@ from diffusers.schedulers.scheduling_utils import KarrasDiffusionSchedulers, Sch
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from ..schedules import CONTINUOUS_SCHEDULES, DiscreteSchedule, NoiseSchedule, get_betas, get_schedule
-from ._common import StepIndexMixin
-from .scheduling_entropy_hybrid import EntropyHybridScheduler, _spaced_indices
+from ..schedules import CONTINUOUS_SCHEDULES, DiscreteSchedule, NoiseSchedule, get_schedule
+from ._common import StepIndexMixin, spaced_indices, training_schedule
 
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction", "joint")
 VARIANTS = ("corollary1", "non_markovian")
@@ -242,15 +241,7 @@ class S2NGeneralizedScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
         if cfg.noise_family == "discrete":
             if cfg.sigma_min is not None or cfg.sigma_max is not None:
                 raise ValueError("sigma_min/sigma_max apply to the 've' and 'edm' families, not to a discrete table.")
-            if cfg.trained_betas is not None:
-                betas = torch.as_tensor(np.asarray(cfg.trained_betas), dtype=torch.float64)
-                if betas.numel() != cfg.num_train_timesteps:
-                    raise ValueError(
-                        f"trained_betas has {betas.numel()} entries but num_train_timesteps = {cfg.num_train_timesteps}."
-                    )
-                return DiscreteSchedule.from_betas(betas)
-            params = EntropyHybridScheduler._family_params(cfg.beta_schedule, cfg.beta_start, cfg.beta_end, extra)
-            return DiscreteSchedule.from_betas(get_betas(cfg.beta_schedule, cfg.num_train_timesteps, **params))
+            return training_schedule(cfg.num_train_timesteps, cfg.beta_schedule, cfg.beta_start, cfg.beta_end, cfg.trained_betas, extra)
         for key in ("sigma_min", "sigma_max"):
             value = cfg[key]
             if value is None:
@@ -321,7 +312,7 @@ class S2NGeneralizedScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
         """Descending schedule times of the rungs for `timestep_spacing` (float64)."""
         spacing, sched = self.config.timestep_spacing, self.schedule
         if isinstance(sched, DiscreteSchedule) and spacing in ("leading", "trailing", "linspace"):
-            idx = _spaced_indices(spacing, sched.num_train_timesteps, num_inference_steps, self.config.steps_offset)
+            idx = spaced_indices(spacing, sched.num_train_timesteps, num_inference_steps, self.config.steps_offset)
             if idx[0] > sched.t_max:
                 raise ValueError(
                     f"steps_offset={self.config.steps_offset} pushes the first timestep to {idx[0]} > {sched.t_max:g}."

@@ -62,9 +62,7 @@ from diffusers.schedulers.scheduling_utils import (
 )
 from diffusers.utils import BaseOutput
 
-from ..schedules import DiscreteSchedule, get_betas
-from ._common import StepIndexMixin, check_model_output, forward_marginal
-from .scheduling_entropy_hybrid import EntropyHybridScheduler
+from ._common import StepIndexMixin, check_model_output, forward_marginal, training_schedule
 
 __all__ = ["SOLVERS", "STEP_SPACINGS", "TrigAngleRKScheduler", "TrigAngleRKSchedulerOutput", "angle_from_logsnr", "logsnr_from_angle"]
 
@@ -162,14 +160,7 @@ class TrigAngleRKScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
             raise ValueError(f"step_spacing must be one of {STEP_SPACINGS}, got {step_spacing!r}.")
         if not karras_rho > 0:
             raise ValueError(f"karras_rho must be > 0, got {karras_rho!r}.")
-        if trained_betas is not None:
-            betas = torch.as_tensor(np.asarray(trained_betas), dtype=torch.float64)
-            if betas.numel() != num_train_timesteps:
-                raise ValueError(f"trained_betas has {betas.numel()} entries but num_train_timesteps = {num_train_timesteps}.")
-        else:
-            family = EntropyHybridScheduler._family_params(beta_schedule, beta_start, beta_end, schedule_params)
-            betas = get_betas(beta_schedule, num_train_timesteps, **family)
-        self.train_schedule = DiscreteSchedule.from_betas(betas)
+        self.train_schedule = training_schedule(num_train_timesteps, beta_schedule, beta_start, beta_end, trained_betas, schedule_params)
         noisy_logsnr, clean_logsnr = self.train_schedule.logsnr_range
         # The angles of the training table's noisiest (τ = T-1) and cleanest (τ = 0) levels.
         self.train_angle_range = (float(angle_from_logsnr(torch.tensor(clean_logsnr))), float(angle_from_logsnr(torch.tensor(noisy_logsnr))))
