@@ -128,6 +128,8 @@ def test_restoration_metrics_values_and_ssim_reference():
 
 
 def test_restoration_metrics_reject_bad_inputs():
+    with pytest.raises(ValueError, match="too small for SSIM"):
+        restoration_metrics(torch.rand(2, 1, 5, 5), torch.rand(2, 1, 5, 5))
     x = torch.rand(2, 1, 8, 8)
     with pytest.raises(ValueError, match="shape"):
         restoration_metrics(x, x[:1])

@@ -32,6 +32,11 @@ __all__ = ["RESTORATION_METRICS", "restoration_metrics"]
 RESTORATION_METRICS = ("mse", "euclidean_distance", "rms_distance", "ssim", "cosine_similarity", "mutual_information")
 
 
+# torchmetrics' SSIM uses an 11 × 11 Gaussian window (Wang et al. 2004) and pads the image by reflecting 5
+# pixels, which needs at least 6 pixels per side.
+_SSIM_MIN_SIZE = 6
+
+
 def restoration_metrics(
     reference: torch.Tensor,
     restored: torch.Tensor,
@@ -67,6 +72,11 @@ def restoration_metrics(
         )
     if not (torch.isfinite(reference).all() and torch.isfinite(restored).all()):
         raise ValueError("`reference` or `restored` contains NaN or infinite values.")
+    if min(reference.shape[-2:]) < _SSIM_MIN_SIZE:
+        raise ValueError(
+            f"images of {tuple(reference.shape[-2:])} pixels are too small for SSIM's 11×11 window, whose "
+            f"reflection padding needs H, W >= {_SSIM_MIN_SIZE}."
+        )
     lo, hi = (float(v) for v in value_range)
     ref64, out64 = reference.to(torch.float64), restored.to(torch.float64)
     diff = (out64 - ref64).flatten(1)
