@@ -35,7 +35,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..schedules import CONTINUOUS_SCHEDULES, DiscreteSchedule, NoiseSchedule, get_schedule
-from ._common import StepIndexMixin, spaced_indices, training_schedule
+from ._common import StepIndexMixin, check_finite, spaced_indices, training_schedule
 
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction", "joint")
 VARIANTS = ("corollary1", "non_markovian")
@@ -482,8 +482,7 @@ class S2NGeneralizedScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
                 f"needs {expected_channels} channels for a sample of shape {tuple(sample.shape)}"
                 + (" (joint heads are ordered [ε, x0])." if self.config.prediction_type == "joint" else ".")
             )
-        if not torch.isfinite(model_output).all():
-            raise ValueError(f"model_output contains NaN or infinite values at timestep {float(torch.as_tensor(timestep))}.")
+        check_finite(model_output, timestep)
         if self._step_index is None:
             self._init_step_index(timestep)
         i = self._step_index
