@@ -15,6 +15,7 @@ the second half of a joint output is x̂0, not a variance. Loadable as a communi
 
 from __future__ import annotations
 
+import inspect
 from typing import List, Literal, Optional, Union
 
 import torch
@@ -89,12 +90,14 @@ class JointTrigPipeline(DiffusionPipeline):
         image = randn_tensor(shape, generator=generator, device=self._execution_device, dtype=self.unet.dtype)
         image = image * self.scheduler.init_noise_sigma
         self.scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
+        # Only stochastic schedulers take a generator (diffusers' UniPC and Heun schedulers refuse the keyword).
+        step_kwargs = {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
         for t in self.progress_bar(self.scheduler.timesteps):
             prediction = self.unet(self.scheduler.scale_model_input(image, t), t).sample
             if head in ("epsilon", "sample"):
                 eps, x0 = split_joint_prediction(prediction)
                 prediction = eps if head == "epsilon" else x0
-            image = self.scheduler.step(prediction, t, image, generator=generator).prev_sample
+            image = self.scheduler.step(prediction, t, image, **step_kwargs).prev_sample
         image = (image / 2 + 0.5).clamp(0, 1)
         if output_type == "pt":
             result = image

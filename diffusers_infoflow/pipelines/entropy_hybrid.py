@@ -1,0 +1,402 @@
+"""EntropyHybridPipeline: seed 000 §3.2.3's hybrid reverse process, one model per schedule segment.
+
+The reverse process walks a list of schedule segments, e.g. the paper's "Quadratic T=300 from 300 down to 178,
+then Cosine T=300 from 130 to 0", switching at matched entropy ``H(x_t | x0)`` (``match_timestep(178,
+src="quadratic", dst="cosine") == 130``). The scheduler is an
+:class:`~diffusers_infoflow.schedulers.EntropyHybridScheduler` configured with ``segments=[...]``:
+
+* **two models** (``unet`` trained on schedule A, ``unet_b`` on schedule B) with ``segment_models=True``: each
+  segment's model is told its own native timestep of its own training table, and at step ``i`` the pipeline
+  calls the model of segment ``scheduler.segment_ids[i]``. A segment whose schedule is the scheduler's training
+  schedule (the config's ``beta_schedule``/``num_train_timesteps``/β range, i.e. ``unet``'s) runs ``unet``;
+  every other segment runs ``unet_b``, so all of those must share one schedule (B's);
+* **one model** (``unet_b=None``) with ``segment_models=False``: ``unet`` serves every segment, told the
+  timestep of its own training table with the same entropy as each rung (entropy matching);
+* no ``segments``: a plain entropy-guided (or, by default, exactly DDPM-ancestral) sampler with ``unet``.
+
+:meth:`EntropyHybridPipeline.from_models` builds the segments from the two models' scheduler configs so that
+the switch happens at matched entropy (:func:`entropy_matched_segments`).
+
+Checkpoints (:func:`as_entropy_hybrid_scheduler`): the pipeline converts any scheduler (or scheduler config)
+that describes a variance-preserving model through diffusers' β keys (``num_train_timesteps``,
+``beta_schedule``, ``beta_start``, ``beta_end``, ``trained_betas``) with
+``EntropyHybridScheduler.from_config``: a plain ``DDPMPipeline(unet, DDPMScheduler(...)).save_pretrained(dir)``
+folder loads with ``DiffusionPipeline.from_pretrained(dir, custom_pipeline="<repo>/pipelines/entropy_hybrid",
+trust_remote_code=True)``. "EDM-style" checkpoints of VP models, whose scheduler is an
+``EulerDiscreteScheduler`` (or another k-diffusion-style sampler: Heun, LMS, KDPM2, DPM-Solver, UniPC, DEIS,
+...) over the model's β table, load too: the Euler sampler works in the variance-exploding frame
+``x/√ᾱ`` with ``σ = √((1 − ᾱ)/ᾱ)`` and hands the model ``x/√(1 + σ²)``, i.e. the VP sample, with the discrete
+timestep, so the network is an ordinary VP model of that β table. Sampler-only keys (``use_karras_sigmas``,
+``sigma_min``/``sigma_max``, ``interpolation_type``, solver orders, ...) are ignored. Refused with a
+``ValueError`` naming the scheduler class:
+
+* σ-parametrised EDM checkpoints (``EDMEulerScheduler``, ``EDMDPMSolverMultistepScheduler``,
+  ``CosineDPMSolverMultistepScheduler``, ...: ``sigma_data`` and no β table; the network is
+  preconditioned with ``c_in``/``c_skip``/``c_out`` and conditioned on ``c_noise = ¼·ln σ``, not on a training
+  timestep), variance-exploding and flow-matching schedulers (``ScoreSdeVeScheduler``,
+  ``FlowMatchEulerDiscreteScheduler``, ``use_flow_sigmas=True``);
+* Euler configs with ``timestep_type="continuous"`` (the VP network is conditioned on ``¼·ln σ``);
+* learned-variance configs (``variance_type="learned"``/``"learned_range"``: the model outputs 2C channels);
+* configs ``EntropyHybridScheduler`` itself refuses (``thresholding``, ``rescale_betas_zero_snr``, an
+  unknown ``beta_schedule`` or ``prediction_type``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Dict, List, Literal, Mapping, Optional, Union
+
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline, ImagePipelineOutput
+from diffusers.utils import logging
+from diffusers.utils.torch_utils import randn_tensor
+
+from ..entropy import as_discrete_schedule, match_timestep
+from ..schedulers import EntropyHybridScheduler
+from ..schedulers._common import family_params
+
+logger = logging.get_logger(__name__)
+
+__all__ = [
+    "EntropyHybridPipeline",
+    "VP_BETA_SCHEDULERS",
+    "as_entropy_hybrid_scheduler",
+    "entropy_matched_segments",
+    "schedule_segment",
+]
+
+# diffusers schedulers whose config is a VP β table plus sampler-only options (the model is told discrete
+# training timesteps and sees the VP sample).
+VP_BETA_SCHEDULERS = frozenset(
+    {
+        "EntropyHybridScheduler",
+        "DDPMScheduler",
+        "DDIMScheduler",
+        "DDPMParallelScheduler",
+        "DDIMParallelScheduler",
+        "PNDMScheduler",
+        "LMSDiscreteScheduler",
+        "EulerDiscreteScheduler",
+        "EulerAncestralDiscreteScheduler",
+        "HeunDiscreteScheduler",
+        "KDPM2DiscreteScheduler",
+        "KDPM2AncestralDiscreteScheduler",
+        "DPMSolverMultistepScheduler",
+        "DPMSolverSinglestepScheduler",
+        "DPMSolverSDEScheduler",
+        "DEISMultistepScheduler",
+        "UniPCMultistepScheduler",
+    }
+)
+
+_ENTROPY_HYBRID_KEYS = frozenset(inspect.signature(EntropyHybridScheduler.__init__).parameters) - {"self"}
+
+
+def as_entropy_hybrid_scheduler(scheduler_or_config: Union[Any, Mapping[str, Any]], **overrides: Any) -> EntropyHybridScheduler:
+    """An :class:`EntropyHybridScheduler` for the model that a scheduler (or scheduler config) describes.
+
+    Args:
+        scheduler_or_config: an ``EntropyHybridScheduler`` (returned unchanged when no ``overrides``), another
+            diffusers scheduler, or a config mapping (``scheduler.config``, a loaded ``scheduler_config.json``,
+            or a plain dict of ``EntropyHybridScheduler`` keys such as ``{"beta_schedule": "cosine",
+            "num_train_timesteps": 300}``).
+        **overrides: ``EntropyHybridScheduler`` arguments to set (``eta``, ``segments``, ...).
+
+    Raises:
+        ValueError: for configs that describe no VP β table (see the module docstring), naming the class.
+    """
+    if isinstance(scheduler_or_config, EntropyHybridScheduler) and not overrides:
+        return scheduler_or_config
+    if isinstance(scheduler_or_config, Mapping):
+        config = dict(scheduler_or_config)
+    elif hasattr(scheduler_or_config, "config") and isinstance(getattr(scheduler_or_config, "config"), Mapping):
+        config = dict(scheduler_or_config.config)
+        config.setdefault("_class_name", type(scheduler_or_config).__name__)
+    else:
+        raise TypeError(f"expected a diffusers scheduler or a scheduler config, got {type(scheduler_or_config).__name__}.")
+
+    name = config.get("_class_name")
+    what = name or "scheduler config"
+    if name is not None and name not in VP_BETA_SCHEDULERS:
+        if "sigma_data" in config or name.startswith("EDM") or "Cosine" in name:
+            reason = (
+                "it describes an EDM-preconditioned model (c_in, c_skip, c_out with sigma_data, conditioned on "
+                "c_noise = ln(σ)/4) with no VP β table, so there is no training timestep to entropy-match to"
+            )
+        elif "FlowMatch" in name or "Ve" in name:
+            reason = "it describes a flow-matching or variance-exploding model, not a variance-preserving β table"
+        else:
+            reason = "it is not a known variance-preserving β-table scheduler"
+        raise ValueError(
+            f"cannot use the {name} config with EntropyHybridScheduler: {reason}. Supported: {', '.join(sorted(VP_BETA_SCHEDULERS))}."
+        )
+    if name is None and "sigma_data" in config:
+        raise ValueError(
+            "cannot use a scheduler config with `sigma_data` (an EDM-preconditioned model, e.g. EDMEulerScheduler's) with "
+            "EntropyHybridScheduler: it has no VP β table to entropy-match to."
+        )
+    if name is None and "beta_schedule" not in config and config.get("trained_betas") is None:
+        raise ValueError(
+            "the scheduler config has neither `beta_schedule` nor `trained_betas`, so it describes no VP β table "
+            f"(keys: {', '.join(sorted(k for k in config if not k.startswith('_')))}); pass the scheduler object to get its class checked."
+        )
+    if config.get("timestep_type", "discrete") != "discrete":
+        raise ValueError(
+            f"cannot use the {what} config with timestep_type={config['timestep_type']!r}: the model is conditioned on "
+            "ln(σ)/4, not on a training timestep; only timestep_type='discrete' is supported."
+        )
+    if config.get("use_flow_sigmas") or config.get("prediction_type") == "flow_prediction":
+        raise ValueError(f"cannot use the {what} config for a flow-matching model (use_flow_sigmas / flow_prediction).")
+    if str(config.get("variance_type") or "").startswith("learned"):
+        raise ValueError(
+            f"cannot use the {what} config with variance_type={config['variance_type']!r}: the model has a learned-variance "
+            "head (2C output channels); EntropyHybridScheduler needs one prediction per channel."
+        )
+    kwargs = {k: v for k, v in config.items() if k in _ENTROPY_HYBRID_KEYS}
+    kwargs.update(overrides)
+    try:
+        return EntropyHybridScheduler.from_config(kwargs)
+    except ValueError as err:
+        if name in (None, "EntropyHybridScheduler"):
+            raise
+        raise ValueError(f"cannot convert the {name} config to EntropyHybridScheduler: {err}") from err
+
+
+def schedule_segment(scheduler_or_config: Union[Any, Mapping[str, Any]]) -> Dict[str, Any]:
+    """``{"schedule", "num_timesteps", "params"}`` of a segment whose table is exactly the model's training table.
+
+    Raises ``ValueError`` for a ``trained_betas`` table (segments are named schedule families).
+    """
+    sched = as_entropy_hybrid_scheduler(scheduler_or_config)
+    cfg = sched.config
+    if cfg.trained_betas is not None:
+        raise ValueError("a training schedule given by `trained_betas` cannot be a segment; segments are named schedule families.")
+    params = {k: float(v) for k, v in family_params(cfg.beta_schedule, cfg.beta_start, cfg.beta_end, cfg.schedule_params).items()}
+    segment: Dict[str, Any] = {"schedule": cfg.beta_schedule, "num_timesteps": int(cfg.num_train_timesteps)}
+    if params:
+        segment["params"] = params
+    rebuilt = as_discrete_schedule(segment["schedule"], segment["num_timesteps"], **params)
+    if not torch.allclose(rebuilt.alphas_cumprod, sched.train_schedule.alphas_cumprod, rtol=1e-12, atol=0):
+        raise ValueError(f"could not reproduce the training schedule {cfg.beta_schedule!r} as a segment.")  # pragma: no cover
+    return segment
+
+
+def entropy_matched_segments(
+    scheduler_a: Union[Any, Mapping[str, Any]],
+    scheduler_b: Union[Any, Mapping[str, Any]],
+    switch_step: int,
+    *,
+    start_step: Optional[int] = None,
+    end_step: int = 0,
+) -> List[Dict[str, Any]]:
+    """Two segments, schedule A then schedule B, switching at matched entropy (seed 000 §3.2.3).
+
+    Segment A runs from paper step ``start_step`` (default ``T_A``) down to ``switch_step``; segment B starts at
+    ``match_timestep(switch_step, src=A, dst=B)``, the step of B whose entropy ``H(x_t | x0)`` is closest to A's
+    step ``switch_step``, and runs down to ``end_step``. With the scheduler's segment semantics the model of A
+    is evaluated at A's steps ``start_step..switch_step + 1`` and its last update lands on B's matched level.
+
+    Example: ``entropy_matched_segments({"beta_schedule": "quadratic", "num_train_timesteps": 300},
+    {"beta_schedule": "cosine", "num_train_timesteps": 300}, 178)`` gives quadratic 300→178, cosine 130→0.
+    """
+    a, b = as_entropy_hybrid_scheduler(scheduler_a), as_entropy_hybrid_scheduler(scheduler_b)
+    seg_a, seg_b = schedule_segment(a), schedule_segment(b)
+    T_a = seg_a["num_timesteps"]
+    start = T_a if start_step is None else start_step
+    for name, value in (("switch_step", switch_step), ("start_step", start), ("end_step", end_step)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"{name} must be an integer paper step, got {value!r}.")
+    if not 1 <= switch_step < start <= T_a:
+        raise ValueError(f"need 1 <= switch_step < start_step <= T_A = {T_a}, got switch_step={switch_step}, start_step={start}.")
+    b_start = match_timestep(int(switch_step), src=a.train_schedule, dst=b.train_schedule)
+    if not 0 <= end_step < b_start:
+        raise ValueError(
+            f"schedule B's matched start step is {b_start} (entropy-matched to A's step {switch_step}); end_step={end_step} "
+            f"must satisfy 0 <= end_step < {b_start}."
+        )
+    return [
+        {**seg_a, "start": int(start), "end": int(switch_step)},
+        {**seg_b, "start": int(b_start), "end": int(end_step)},
+    ]
+
+
+def _same_table(x, y) -> bool:
+    return x.num_train_timesteps == y.num_train_timesteps and torch.allclose(x.alphas_cumprod, y.alphas_cumprod, rtol=1e-10, atol=0)
+
+
+def images_to_output(image: torch.Tensor, output_type: str, clamp: bool = True):
+    """``[-1, 1]`` model-space samples → ``pt`` (NCHW) / ``np`` (NHWC) in ``[0, 1]`` / PIL (always clamped)."""
+    image = image / 2 + 0.5
+    if clamp or output_type == "pil":
+        image = image.clamp(0, 1)
+    if output_type == "pt":
+        return image
+    array = image.detach().cpu().permute(0, 2, 3, 1).float().numpy()
+    return DiffusionPipeline.numpy_to_pil(array) if output_type == "pil" else array
+
+
+def check_output_type(output_type: str) -> None:
+    if output_type not in ("pil", "np", "pt"):
+        raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}.")
+
+
+def check_unet_channels(unet, name: str = "unet") -> None:
+    in_channels, out_channels = unet.config.in_channels, unet.config.out_channels
+    if out_channels != in_channels:
+        raise ValueError(
+            f"{name} has {out_channels} output channels for {in_channels} input channels; EntropyHybridScheduler needs one "
+            "prediction per channel (no learned-variance or joint heads)."
+        )
+
+
+class EntropyHybridPipeline(DiffusionPipeline):
+    """
+    Unconditional generation along a hybrid of noise schedules (seed 000 §3.2.3); see the module docstring.
+
+    Args:
+        unet: the model trained on schedule A, the scheduler config's training schedule.
+        scheduler: an ``EntropyHybridScheduler`` (any VP β-table scheduler is converted, see
+            :func:`as_entropy_hybrid_scheduler`).
+        unet_b (*optional*): the model trained on schedule B, run on the segments whose schedule is not A's when
+            the scheduler has ``segment_models=True``.
+    """
+
+    model_cpu_offload_seq = "unet->unet_b"
+    _optional_components = ["unet_b"]
+
+    def __init__(self, unet, scheduler, unet_b=None):
+        super().__init__()
+        scheduler = as_entropy_hybrid_scheduler(scheduler)
+        self.register_modules(unet=unet, scheduler=scheduler, unet_b=unet_b)
+
+    @classmethod
+    def from_models(
+        cls,
+        unet,
+        scheduler_config,
+        unet_b=None,
+        scheduler_b_config=None,
+        *,
+        switch_step: int,
+        start_step: Optional[int] = None,
+        end_step: int = 0,
+        **scheduler_kwargs: Any,
+    ) -> "EntropyHybridPipeline":
+        """A hybrid pipeline from model A (+ its scheduler or config) and model B (+ its scheduler or config).
+
+        The segments are :func:`entropy_matched_segments` (A from ``start_step`` to ``switch_step``, then B from
+        the entropy-matched step to ``end_step``). With ``unet_b`` the scheduler gets ``segment_models=True``
+        (each model is told its native timesteps); with ``unet_b=None`` the one model ``unet`` serves both
+        segments through entropy matching, and ``scheduler_b_config`` only names schedule B (e.g.
+        ``{"beta_schedule": "cosine", "num_train_timesteps": 300}``). ``scheduler_kwargs`` go to the scheduler
+        (``eta``, ``fractional_timesteps``, ...); the rest of its config is A's.
+
+        Example (the paper's hybrid)::
+
+            pipe = EntropyHybridPipeline.from_models(unet_q, ddpm_quadratic.config, unet_c, ddpm_cosine.config, switch_step=178)
+        """
+        if scheduler_b_config is None:
+            raise ValueError("from_models needs `scheduler_b_config`, the schedule of the second segment (model B's training schedule).")
+        config_a, config_b = as_entropy_hybrid_scheduler(scheduler_config), as_entropy_hybrid_scheduler(scheduler_b_config)
+        if unet_b is not None:
+            if config_a.config.prediction_type != config_b.config.prediction_type:
+                raise ValueError(
+                    f"the two models predict different things ({config_a.config.prediction_type!r} and "
+                    f"{config_b.config.prediction_type!r}); one scheduler needs one prediction_type."
+                )
+            if _same_table(config_a.train_schedule, config_b.train_schedule):
+                raise ValueError("the two models' training schedules are identical; a hybrid needs two schedules.")
+        segments = entropy_matched_segments(config_a, config_b, switch_step, start_step=start_step, end_step=end_step)
+        scheduler = EntropyHybridScheduler.from_config(
+            config_a.config, **{"segments": segments, "segment_models": unet_b is not None, **scheduler_kwargs}
+        )
+        return cls(unet=unet, scheduler=scheduler, unet_b=unet_b)
+
+    def segment_unets(self) -> List[str]:
+        """The name of the component (``"unet"`` or ``"unet_b"``) that runs each segment id of the scheduler."""
+        scheduler = self.scheduler
+        if not isinstance(scheduler, EntropyHybridScheduler):
+            raise ValueError(
+                f"the scheduler is a {type(scheduler).__name__}; assign an EntropyHybridScheduler "
+                "(e.g. EntropyHybridScheduler.from_config(scheduler.config))."
+            )
+        segments = scheduler._segment_schedules
+        if not segments:
+            return ["unet"]
+        if not scheduler.config.segment_models:
+            return ["unet"] * len(segments)
+        names, schedule_b = [], None
+        for k, (schedule, _, _) in enumerate(segments):
+            if _same_table(schedule, scheduler.train_schedule):
+                names.append("unet")
+                continue
+            if self.unet_b is None:
+                raise ValueError(
+                    f"segment {k} ({scheduler.config.segments[k]['schedule']}, T={schedule.num_train_timesteps}) is not unet's "
+                    "training schedule and segment_models=True, but there is no unet_b; pass unet_b trained on it, or set "
+                    "segment_models=False so that unet serves every segment through entropy matching."
+                )
+            if schedule_b is not None and not _same_table(schedule, schedule_b):
+                raise ValueError(
+                    f"segment {k} uses a third schedule; with segment_models=True every segment must use unet's training "
+                    "schedule (the scheduler config's) or unet_b's."
+                )
+            schedule_b = schedule
+            names.append("unet_b")
+        return names
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        batch_size: int = 1,
+        generator: Optional[Union[torch.Generator, List[torch.Generator]]] = None,
+        num_inference_steps: Optional[int] = None,
+        output_type: Literal["pil", "np", "pt"] = "pil",
+        return_dict: bool = True,
+    ) -> Union[ImagePipelineOutput, tuple]:
+        """
+        Generates images from N(0, I) along the scheduler's ladder.
+
+        Args:
+            batch_size: number of images.
+            generator: random generator(s) for the initial noise and the ancestral steps.
+            num_inference_steps: model calls. With segments, ``None`` runs every step of every segment (the
+                paper's 252-step hybrid) and a number is shared among the segments in proportion to their
+                lengths; without segments ``None`` runs every step of the sampling schedule.
+            output_type: ``pil``, ``np`` (float in [0, 1], NHWC) or ``pt`` (float in [0, 1], NCHW).
+            return_dict: return an ``ImagePipelineOutput`` (True) or a tuple.
+        """
+        check_output_type(output_type)
+        names = self.segment_unets()
+        models = {name: getattr(self, name) for name in set(names)}
+        for name, model in models.items():
+            check_unet_channels(model, name)
+        if "unet_b" in models and (
+            self.unet_b.config.in_channels != self.unet.config.in_channels or self.unet_b.config.sample_size != self.unet.config.sample_size
+        ):
+            raise ValueError("unet and unet_b must take samples of one shape (in_channels and sample_size).")
+        if self.unet_b is not None and "unet_b" not in models:
+            logger.warning("unet_b is not used: the scheduler has no segments with segment_models=True.")
+
+        scheduler = self.scheduler
+        if num_inference_steps is None and not scheduler.config.segments:
+            num_inference_steps = scheduler.config.sampling_num_timesteps or scheduler.config.num_train_timesteps
+        device = self._execution_device
+        size = self.unet.config.sample_size
+        height, width = (size, size) if isinstance(size, int) else tuple(size)
+        shape = (batch_size, self.unet.config.in_channels, height, width)
+        image = randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
+        image = image * scheduler.init_noise_sigma
+        scheduler.set_timesteps(num_inference_steps, device=device)
+        segment_ids = scheduler.segment_ids.tolist()
+        for i, t in enumerate(self.progress_bar(scheduler.timesteps)):
+            model = models[names[segment_ids[i]]]
+            model_input = scheduler.scale_model_input(image, t).to(model.dtype)
+            prediction = model(model_input, t).sample.to(image.dtype)
+            image = scheduler.step(prediction, t, image, generator=generator).prev_sample
+        result = images_to_output(image, output_type)
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (result,)
+        return ImagePipelineOutput(images=result)
