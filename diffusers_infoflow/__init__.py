@@ -17,6 +17,30 @@ from .schedules import (
 
 __version__ = "0.1.0"
 
+
+def _register_pipelines_with_diffusers() -> None:
+    """Makes our pipeline classes attributes of the ``diffusers`` module.
+
+    A saved pipeline's ``model_index.json`` names its class only by ``_class_name`` (e.g. ``"JointTrigPipeline"``),
+    and ``DiffusionPipeline.from_pretrained`` looks that name up on ``diffusers`` itself; its components, in
+    contrast, are found through their module paths (``["diffusers_infoflow.models.joint_unet", ...]``). So once
+    this package is imported, ``DiffusionPipeline.from_pretrained(folder)`` loads a folder written by
+    ``JointTrigPipeline.save_pretrained`` (or ``scripts/train.py --prediction_type joint``) without
+    ``custom_pipeline``/``trust_remote_code``. Names diffusers already has are never replaced.
+    """
+    import diffusers
+    from diffusers import DiffusionPipeline
+
+    from . import pipelines as _pipelines
+
+    for name in getattr(_pipelines, "__all__", ()):
+        cls = getattr(_pipelines, name, None)
+        if isinstance(cls, type) and issubclass(cls, DiffusionPipeline) and getattr(diffusers, name, None) is None:
+            setattr(diffusers, name, cls)
+
+
+_register_pipelines_with_diffusers()
+
 __all__ = [
     "CONTINUOUS_SCHEDULES",
     "DISCRETE_SCHEDULES",

@@ -2,7 +2,8 @@
 
 The card is rendered from ``model_cards/ddpm_model_card.md`` with huggingface_hub's ``ModelCard``; it shows
 the training configuration, the schedule with its entropy curve (:func:`diffusers_infoflow.gaussian_entropy`)
-and a grid of samples. :func:`push_folder` uploads an output folder with ``HfApi.create_repo`` and
+and a grid of samples (DDIM for a ``DDPMPipeline``; a joint ``[ε, x0]`` model's ``JointTrigPipeline`` samples
+with its own saved ``TrigAngleRKScheduler``). :func:`push_folder` uploads an output folder with ``HfApi.create_repo`` and
 ``HfApi.upload_folder``; the token comes from the environment (``HF_TOKEN``) or the local login and is never
 printed.
 """
@@ -14,7 +15,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 
@@ -25,10 +26,33 @@ ENTROPY_CURVE_FILE = "entropy.png"
 UPLOAD_IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "logs/**", "*.tmp/**"]
 
 
+def card_sampler(pipeline, model_calls: int) -> Optional[Tuple[object, int, str]]:
+    """The sampler of the card's grid for a loaded pipeline: ``(scheduler, num_inference_steps, description)``.
+
+    A ``JointTrigPipeline`` keeps its own saved scheduler (``TrigAngleRKScheduler(prediction_type="joint")`` for a
+    joint model), with as many whole solver steps as fit in ``model_calls``; any other pipeline gets DDIM with
+    ``model_calls`` steps, or ``None`` when its model's output is not a plain ε/x0/v prediction.
+    """
+    from diffusers import DDIMScheduler
+
+    from .ablations import steps_within_calls
+    from .pipelines.joint_trig import JointTrigPipeline
+
+    if isinstance(pipeline, JointTrigPipeline):
+        scheduler = type(pipeline.scheduler).from_config(pipeline.scheduler.config)
+        steps, calls = steps_within_calls(scheduler, model_calls)
+        solver = scheduler.config.get("solver")
+        name = type(scheduler).__name__ + (f" ({solver})" if solver else "")
+        return scheduler, steps, f"{name} with {steps} step{'s' if steps != 1 else ''} = {calls} model calls"
+    if pipeline.unet.config.out_channels != pipeline.unet.config.in_channels:
+        return None
+    return DDIMScheduler.from_config(pipeline.scheduler.config), model_calls, f"DDIM with {model_calls} steps"
+
+
 def render_sample_grid(output_dir: str, num_samples: int, num_inference_steps: int, seed: int = 0) -> Optional[str]:
-    """Samples the saved pipeline with DDIM and writes ``samples.png``; returns the file name, or ``None``
-    when the model's output is not a plain ε/x0/v prediction (the joint model) or ``num_samples`` is 0."""
-    from diffusers import DDIMScheduler, DiffusionPipeline
+    """Samples the saved pipeline with :func:`card_sampler` (``num_inference_steps`` model calls) and writes
+    ``samples.png``; returns the file name, or ``None`` when ``num_samples`` is 0 or there is no sampler."""
+    from diffusers import DiffusionPipeline
     from PIL import Image
 
     from .data import make_grid
@@ -36,11 +60,12 @@ def render_sample_grid(output_dir: str, num_samples: int, num_inference_steps: i
     if num_samples < 1:
         return None
     pipeline = DiffusionPipeline.from_pretrained(output_dir)
-    if pipeline.unet.config.out_channels != pipeline.unet.config.in_channels:
+    sampler = card_sampler(pipeline, num_inference_steps)
+    if sampler is None:
         return None
-    pipeline.scheduler = DDIMScheduler.from_config(pipeline.scheduler.config)
+    pipeline.scheduler, steps, _ = sampler
     pipeline.set_progress_bar_config(disable=True)
-    images = pipeline(batch_size=num_samples, num_inference_steps=num_inference_steps,
+    images = pipeline(batch_size=num_samples, num_inference_steps=steps,
                       generator=torch.Generator().manual_seed(seed), output_type="np").images
     grid = make_grid(torch.from_numpy(images).permute(0, 3, 1, 2) * 2 - 1)
     Image.fromarray(grid).save(os.path.join(output_dir, SAMPLE_GRID_FILE))
@@ -89,14 +114,18 @@ def write_model_card(
 
     pipeline = DiffusionPipeline.from_pretrained(output_dir)
     unet, scheduler = pipeline.unet, pipeline.scheduler
+    joint = args.prediction_type == "joint"
     sample_shape = (unet.config.in_channels, args.resolution, args.resolution)
     grid = render_sample_grid(output_dir, args.num_card_samples, args.card_inference_steps, seed=args.seed)
+    sampler = card_sampler(pipeline, args.card_inference_steps) if grid else None
+    sampler_text = sampler[2] if sampler else ""
+    tags = ["diffusers", "unconditional-image-generation", "diffusers-infoflow", f"schedule-{args.beta_schedule}"]
     curve = render_entropy_curve(output_dir, scheduler.alphas_cumprod, sample_shape, f"{args.beta_schedule}, T = {args.num_train_timesteps}")
     dataset = args.dataset_name or args.train_data_dir
     card_data = ModelCardData(
         license="apache-2.0",
         library_name="diffusers",
-        tags=["diffusers", "unconditional-image-generation", "diffusers-infoflow", f"schedule-{args.beta_schedule}"],
+        tags=tags + (["joint-prediction"] if joint else []),
         pipeline_tag="unconditional-image-generation",
     )
     name = args.hub_model_id or os.path.basename(os.path.normpath(output_dir))
@@ -106,9 +135,16 @@ def write_model_card(
         model_name=name,
         repo_or_path=name,
         dataset=os.path.basename(str(dataset)) if os.path.exists(str(dataset)) else dataset,
-        prediction_type=args.prediction_type,
+        prediction_type="joint [ε, x0]" if joint else args.prediction_type,
+        joint=joint,
+        joint_gamma=getattr(args, "joint_gamma", None),
+        joint_loss_norm=getattr(args, "joint_loss_norm", None),
+        pipeline_class=type(pipeline).__name__,
+        usage_steps=sampler[1] if (joint and sampler) else None,
+        usage_comment=sampler_text if joint else "",
+        sample_scheduler="trig-rk4" if joint else "ddim",
         sample_grid=grid,
-        sample_caption=f"{args.num_card_samples} samples, DDIM with {args.card_inference_steps} steps, seed {args.seed}.",
+        sample_caption=f"{args.num_card_samples} samples, {sampler_text}, seed {args.seed}.",
         beta_schedule=args.beta_schedule,
         num_train_timesteps=args.num_train_timesteps,
         schedule_params=args.schedule_params,

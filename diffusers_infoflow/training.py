@@ -9,6 +9,8 @@ Resuming loses nothing: the run is a pure function of ``--seed`` and the optimis
   incomplete global batch of an epoch is dropped, so step ``k`` always sees the same images.
 * Noise and timesteps of micro-batch ``m`` on process ``r`` come from a generator seeded by
   ``(seed, m, r)``, so no random state has to survive a restart.
+* ``--prediction_type joint`` (seed 004) draws its noise and timesteps from the same keyed generator, in the
+  same order, so it resumes exactly too.
 * Model, optimizer, LR scheduler and EMA go through ``accelerator.save_state``/``load_state``; a checkpoint is
   written to ``checkpoint-N.tmp`` and renamed when complete, so a run killed mid-save never leaves a
   truncated ``checkpoint-N`` for ``--resume_from_checkpoint latest`` to pick up.
@@ -29,11 +31,17 @@ import torch
 import torch.nn.functional as F
 
 from .data import BUILTIN_DATASETS, RESIZE_MODES, load_training_dataset
+from .losses import LOSS_NORMS, JointLoss, joint_trig_loss, trig_noisy_sample
+from .models.joint_unet import split_joint_prediction
+from .schedulers.scheduling_trig_angle_rk import SOLVERS, TrigAngleRKScheduler, angle_from_logsnr
 from .schedules import DISCRETE_SCHEDULES, get_betas
 
 logger = logging.getLogger(__name__)
 
-PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
+PREDICTION_TYPES = ("epsilon", "sample", "v_prediction", "joint")
+# Options of --prediction_type joint (seed 004 §3.2-3.3) and their defaults; None on the command line means
+# "not given", so that giving one without `joint` is an error rather than silently ignored.
+JOINT_DEFAULTS = {"joint_gamma": 1.0, "joint_loss_norm": "mse", "joint_solver": "rk4"}
 # Our schedule names whose diffusers spelling reproduces get_betas exactly; others are saved as trained_betas.
 DIFFUSERS_NATIVE_SCHEDULES = {
     "linear": "linear",
@@ -101,7 +109,15 @@ def build_arg_parser() -> argparse.ArgumentParser:
     diffusion.add_argument("--beta_schedule", default="linear", help=f"any of {DISCRETE_SCHEDULES} or diffusers' aliases.")
     diffusion.add_argument("--schedule_params", type=_schedule_params, default={}, help="JSON family parameters, e.g. '{\"p\": 1.5}'.")
     diffusion.add_argument("--num_train_timesteps", type=int, default=1000)
-    diffusion.add_argument("--prediction_type", choices=PREDICTION_TYPES, default="epsilon")
+    diffusion.add_argument("--prediction_type", choices=PREDICTION_TYPES, default="epsilon",
+                           help="'joint': a JointUNet2DModel predicting [ε, x0], trained with seed 004's loss (eq. 12) and "
+                                "saved as a JointTrigPipeline with a TrigAngleRKScheduler.")
+    diffusion.add_argument("--joint_gamma", type=float, default=None,
+                           help=f"joint only: γ_g, the weight of the velocity term (per radian of η); default {JOINT_DEFAULTS['joint_gamma']}.")
+    diffusion.add_argument("--joint_loss_norm", choices=LOSS_NORMS, default=None,
+                           help=f"joint only: the distance of each loss term; default {JOINT_DEFAULTS['joint_loss_norm']}.")
+    diffusion.add_argument("--joint_solver", choices=SOLVERS, default=None,
+                           help=f"joint only: the saved TrigAngleRKScheduler's solver (pipeline default, card samples); default {JOINT_DEFAULTS['joint_solver']}.")
 
     opt = p.add_argument_group("optimisation")
     opt.add_argument("--train_batch_size", type=int, default=16, help="per process.")
@@ -132,7 +148,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     run.add_argument("--report_to", default="all", help="accelerate trackers: tensorboard, wandb, ..., 'all' (those installed) or 'none'.")
     run.add_argument("--logging_steps", type=int, default=10)
     run.add_argument("--num_card_samples", type=int, default=16, help="images in the model card's sample grid (0: none).")
-    run.add_argument("--card_inference_steps", type=int, default=50, help="DDIM steps for the card's sample grid.")
+    run.add_argument("--card_inference_steps", type=int, default=50,
+                     help="model calls for the card's sample grid (DDIM; joint: the saved solver, rounded down to whole steps).")
     run.add_argument("--push_to_hub", action="store_true")
     run.add_argument("--hub_model_id", default=None, help="repo id; default: the output folder's name. Token: HF_TOKEN.")
     run.add_argument("--hub_private_repo", action="store_true")
@@ -147,6 +164,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         validate_args(args)
     except ValueError as err:
         parser.error(str(err))
+    return fill_joint_defaults(args)
+
+
+def fill_joint_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """Sets the unset ``--joint_*`` options of a joint run to :data:`JOINT_DEFAULTS` (in place; returns ``args``)."""
+    if args.prediction_type == "joint":
+        for name, default in JOINT_DEFAULTS.items():
+            if getattr(args, name, None) is None:
+                setattr(args, name, default)
     return args
 
 
@@ -178,24 +204,57 @@ def validate_args(args: argparse.Namespace) -> None:
         )
     if args.resume_from_checkpoint not in (None, "latest") and not os.path.isdir(args.resume_from_checkpoint):
         raise ValueError(f"--resume_from_checkpoint {args.resume_from_checkpoint!r} is not a folder; give a checkpoint folder or 'latest'.")
+    validate_joint_args(args)
+
+
+def validate_joint_args(args: argparse.Namespace) -> None:
+    """The checks of ``--prediction_type joint`` and its ``--joint_*`` options (``ValueError`` on a bad combination)."""
+    given = [name for name in JOINT_DEFAULTS if getattr(args, name, None) is not None]
+    if args.prediction_type != "joint":
+        if given:
+            raise ValueError(
+                f"--{given[0]} applies only to --prediction_type joint (the run has --prediction_type {args.prediction_type}); "
+                "drop it or train a joint model."
+            )
+        return
+    gamma = JOINT_DEFAULTS["joint_gamma"] if args.joint_gamma is None else args.joint_gamma
+    if not (math.isfinite(gamma) and gamma >= 0):
+        raise ValueError(f"--joint_gamma must be a finite number >= 0, got {gamma!r}.")
+    solver = args.joint_solver or JOINT_DEFAULTS["joint_solver"]
+    if args.num_card_samples > 0:
+        from .ablations import steps_within_calls
+
+        scheduler = TrigAngleRKScheduler(**diffusers_schedule_config(args), prediction_type="joint", solver=solver)
+        try:
+            steps_within_calls(scheduler, args.card_inference_steps)
+        except ValueError as err:
+            raise ValueError(
+                f"--card_inference_steps {args.card_inference_steps} model calls cannot sample the card's grid with "
+                f"--joint_solver {solver} ({err}); raise --card_inference_steps, pick another --joint_solver, or set "
+                "--num_card_samples 0."
+            ) from None
 
 
 # ----------------------------------------------------------------------------------------------- building blocks
 
 
 def build_unet(args: argparse.Namespace, num_channels: int):
-    """A ``UNet2DModel`` sized by the flags."""
+    """A ``UNet2DModel`` sized by the flags; for ``--prediction_type joint`` a ``JointUNet2DModel`` (same
+    network, ``2·C`` output channels ordered ``[ε, x0]``)."""
     from diffusers import UNet2DModel
 
+    from .models import JointUNet2DModel
+
+    joint = args.prediction_type == "joint"
     n_blocks = len(args.block_out_channels)
     down = ["DownBlock2D"] * n_blocks
     up = ["UpBlock2D"] * n_blocks
     if args.attention == "on":
         down[-1], up[0] = "AttnDownBlock2D", "AttnUpBlock2D"
-    return UNet2DModel(
+    return (JointUNet2DModel if joint else UNet2DModel)(
         sample_size=args.resolution,
         in_channels=num_channels,
-        out_channels=num_channels,
+        out_channels=2 * num_channels if joint else num_channels,
         layers_per_block=args.layers_per_block,
         block_out_channels=tuple(args.block_out_channels),
         down_block_types=tuple(down),
@@ -204,19 +263,38 @@ def build_unet(args: argparse.Namespace, num_channels: int):
     )
 
 
-def build_noise_scheduler(args: argparse.Namespace):
-    """The ``DDPMScheduler`` of the training schedule: diffusers' own name when it reproduces ``get_betas``
-    exactly, explicit ``trained_betas`` otherwise (so any core schedule round-trips through save_pretrained)."""
-    from diffusers import DDPMScheduler
-
-    common = dict(num_train_timesteps=args.num_train_timesteps, prediction_type=args.prediction_type, clip_sample=True)
+def diffusers_schedule_config(args: argparse.Namespace) -> Dict:
+    """The training schedule in diffusers' scheduler keys: diffusers' own name when it reproduces ``get_betas``
+    exactly, explicit ``trained_betas`` otherwise (so any core schedule round-trips through save_pretrained and
+    every diffusers scheduler can be built ``from_config`` of the saved one)."""
     params = dict(args.schedule_params)
     native = DIFFUSERS_NATIVE_SCHEDULES.get(args.beta_schedule)
     native_params = set() if native == "squaredcos_cap_v2" else {"beta_start", "beta_end"}
     if native is not None and set(params) <= native_params:
-        return DDPMScheduler(beta_schedule=native, **params, **common)
+        return dict(num_train_timesteps=args.num_train_timesteps, beta_schedule=native, **params)
     betas = get_betas(args.beta_schedule, args.num_train_timesteps, **params)
-    return DDPMScheduler(trained_betas=betas.tolist(), **common)
+    return dict(num_train_timesteps=args.num_train_timesteps, trained_betas=betas.tolist())
+
+
+def build_noise_scheduler(args: argparse.Namespace):
+    """The saved scheduler of the training schedule (:func:`diffusers_schedule_config`): a ``DDPMScheduler``,
+    or for ``--prediction_type joint`` a ``TrigAngleRKScheduler(prediction_type="joint", solver=--joint_solver)``,
+    whose training table also gives the angles of the joint loss."""
+    from diffusers import DDPMScheduler
+
+    schedule = diffusers_schedule_config(args)
+    if args.prediction_type == "joint":
+        solver = getattr(args, "joint_solver", None) or JOINT_DEFAULTS["joint_solver"]
+        return TrigAngleRKScheduler(**schedule, prediction_type="joint", solver=solver)
+    return DDPMScheduler(**schedule, prediction_type=args.prediction_type, clip_sample=True)
+
+
+def training_angles(noise_scheduler, timesteps: torch.Tensor) -> torch.Tensor:
+    """η_t with ``cos² η_t = ᾱ_t`` at training timesteps (float64, on ``timesteps``' device; fractional ``t``
+    interpolates in log-SNR): exactly the angle at which ``TrigAngleRKScheduler`` reads a model told timestep
+    ``t``, so training and sampling agree."""
+    logsnr = noise_scheduler.train_schedule.logsnr(timesteps.detach().cpu().to(torch.float64))
+    return angle_from_logsnr(logsnr).to(timesteps.device)
 
 
 def epoch_batches(num_items: int, epoch: int, seed: int, batch_size: int, num_processes: int, rank: int) -> List[torch.Tensor]:
@@ -237,7 +315,10 @@ def micro_batch_generator(seed: int, micro_step: int, rank: int) -> torch.Genera
 
 
 def diffusion_loss(model, noise_scheduler, clean: torch.Tensor, prediction_type: str, generator: torch.Generator) -> torch.Tensor:
-    """One Monte-Carlo estimate of the training loss on ``clean`` (SPEC §7 for ε; x0 and v targets alike)."""
+    """One Monte-Carlo estimate of the training loss on ``clean`` (SPEC §7 for ε; x0 and v targets alike).
+    ``prediction_type="joint"`` is :func:`joint_diffusion_loss` with its default options (its total)."""
+    if prediction_type == "joint":
+        return joint_diffusion_loss(model, noise_scheduler, clean, generator).total
     noise = torch.randn(clean.shape, generator=generator).to(clean.device)
     timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (clean.shape[0],), generator=generator).to(clean.device)
     noisy = noise_scheduler.add_noise(clean, noise, timesteps)
@@ -247,6 +328,31 @@ def diffusion_loss(model, noise_scheduler, clean: torch.Tensor, prediction_type:
     if prediction_type == "sample":
         return F.mse_loss(output.float(), clean.float())
     return F.mse_loss(output.float(), noise_scheduler.get_velocity(clean, noise, timesteps).float())
+
+
+def joint_diffusion_loss(
+    model,
+    noise_scheduler,
+    clean: torch.Tensor,
+    generator: torch.Generator,
+    gamma: float = JOINT_DEFAULTS["joint_gamma"],
+    norm: str = JOINT_DEFAULTS["joint_loss_norm"],
+) -> JointLoss:
+    """Seed 004's joint loss (eq. 12, :func:`~diffusers_infoflow.losses.joint_trig_loss`) on ``clean``.
+
+    Same draws as :func:`diffusion_loss` (ε first, then integer timesteps ``t ~ U{0..T-1}``, from one keyed
+    generator). With ``cos² η_t = ᾱ_t`` of the saved ``TrigAngleRKScheduler``'s training table the input is
+    ``x_η = cos η_t·x0 + sin η_t·ε`` (eq. 9; the same point as DDPM's ``add_noise``) and the model is told
+    ``t``, exactly as the sampler tells it the timestep of each angle. The velocity term is per radian of η
+    (``eta_rate = 1``), the time variable the sampler integrates in; with ``--beta_schedule trig``
+    (``η_t = (t/T)·π/2``) this is seed 004's parameterisation exactly, up to the constant η' = π/(2T).
+    """
+    noise = torch.randn(clean.shape, generator=generator).to(clean.device)
+    timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (clean.shape[0],), generator=generator).to(clean.device)
+    eta = training_angles(noise_scheduler, timesteps).to(clean.dtype)
+    noisy = trig_noisy_sample(clean, noise, eta)
+    eps_pred, x0_pred = split_joint_prediction(model(noisy, timesteps).sample.float())
+    return joint_trig_loss(eps_pred, x0_pred, clean.float(), noise.float(), eta.float(), gamma=gamma, eta_rate=1.0, norm=norm)
 
 
 def list_checkpoints(output_dir: str) -> List[str]:
@@ -328,6 +434,8 @@ def train(args: argparse.Namespace) -> str:
     from tqdm.auto import tqdm
 
     validate_args(args)
+    fill_joint_defaults(args)
+    joint = args.prediction_type == "joint"
     acc_logger = get_logger(__name__)
     project_config = ProjectConfiguration(project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, args.logging_dir))
     report_to = None if args.report_to == "none" else args.report_to
@@ -405,7 +513,12 @@ def train(args: argparse.Namespace) -> str:
             micro_step = epoch * len(batches) + micro_in_epoch
             clean = torch.stack([dataset[int(i)]["input"] for i in batches[micro_in_epoch]]).to(accelerator.device)
             with accelerator.accumulate(model):
-                loss = diffusion_loss(model, noise_scheduler, clean, args.prediction_type, micro_batch_generator(args.seed, micro_step, rank))
+                generator = micro_batch_generator(args.seed, micro_step, rank)
+                if joint:
+                    terms = joint_diffusion_loss(model, noise_scheduler, clean, generator, gamma=args.joint_gamma, norm=args.joint_loss_norm)
+                    loss = terms.total
+                else:
+                    loss = diffusion_loss(model, noise_scheduler, clean, args.prediction_type, generator)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(model.parameters(), 1.0)
@@ -420,6 +533,8 @@ def train(args: argparse.Namespace) -> str:
             progress.update(1)
             last_loss = loss.detach().item()
             logs = {"loss": last_loss, "lr": lr_scheduler.get_last_lr()[0], "step": global_step}
+            if joint:  # the three terms of eq. 12 (last micro-batch), velocity unweighted
+                logs.update(loss_x0=terms.x0.item(), loss_epsilon=terms.epsilon.item(), loss_velocity=terms.velocity.item())
             if ema is not None:
                 logs["ema_decay"] = ema.cur_decay_value
             progress.set_postfix(loss=f"{logs['loss']:.4f}")
@@ -452,10 +567,15 @@ def train(args: argparse.Namespace) -> str:
 
 
 def save_pipeline(unet, noise_scheduler, args: argparse.Namespace) -> None:
-    """Writes ``unet/``, ``scheduler/`` and ``model_index.json`` (a ``DDPMPipeline``) plus the training arguments."""
+    """Writes ``unet/``, ``scheduler/`` and ``model_index.json`` plus the training arguments: a ``DDPMPipeline``,
+    or for ``--prediction_type joint`` a ``JointTrigPipeline`` (``JointUNet2DModel`` + ``TrigAngleRKScheduler``),
+    which ``DiffusionPipeline.from_pretrained`` loads once ``diffusers_infoflow`` is imported."""
     from diffusers import DDPMPipeline
 
-    DDPMPipeline(unet=unet, scheduler=noise_scheduler).save_pretrained(args.output_dir)
+    from .pipelines.joint_trig import JointTrigPipeline
+
+    pipeline_class = JointTrigPipeline if args.prediction_type == "joint" else DDPMPipeline
+    pipeline_class(unet=unet, scheduler=noise_scheduler).save_pretrained(args.output_dir)
     record = {k: v for k, v in vars(args).items() if k not in ("push_to_hub",)}
     with open(os.path.join(args.output_dir, TRAINING_ARGS_FILE), "w") as f:
         json.dump(record, f, indent=2, sort_keys=True, default=str)

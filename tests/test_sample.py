@@ -1,20 +1,119 @@
-"""`infoflow sample` with the shipped MNIST DDPM: every scheduler writes a grid PNG, offline."""
+"""`infoflow sample` with the shipped MNIST DDPM and a joint [ε, x0] model: every scheduler writes a grid PNG, offline."""
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from diffusers_infoflow.ablations import steps_within_calls
 from diffusers_infoflow.cli import main
 from diffusers_infoflow.commands.sample import DEFAULT_MODEL, SCHEDULERS
 
+STEPS = 5  # model calls asked for; multi-call solvers round down to whole steps
+
+
+def count_model_calls(monkeypatch, model_class):
+    """Counts every forward call of ``model_class`` (what `--steps` budgets)."""
+    calls = []
+    forward = model_class.forward
+    monkeypatch.setattr(model_class, "forward", lambda self, *a, **k: calls.append(1) or forward(self, *a, **k))
+    return calls
+
+
+def check_printed_calls(line, scheduler, calls):
+    assert f"{scheduler}, " in line and f"= {len(calls)} model call" in line, line
+    assert 1 <= len(calls) <= STEPS
+    assert ("requested" in line) == (len(calls) != STEPS)
+
+
+@pytest.fixture(scope="module")
+def joint_folder(tmp_path_factory):
+    """A tiny random JointUNet2DModel (8×8, one channel) saved as a JointTrigPipeline, as training writes it."""
+    from diffusers_infoflow import JointTrigPipeline, JointUNet2DModel, TrigAngleRKScheduler
+
+    torch.manual_seed(0)
+    unet = JointUNet2DModel(
+        sample_size=8, in_channels=1, out_channels=2, block_out_channels=(8, 16), layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=8,
+    )
+    path = tmp_path_factory.mktemp("joint_model")
+    JointTrigPipeline(unet=unet, scheduler=TrigAngleRKScheduler(prediction_type="joint")).save_pretrained(path)
+    return path
+
 
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
-def test_sample_writes_a_grid_with_every_scheduler(scheduler, tmp_path, monkeypatch):
+def test_sample_writes_a_grid_with_every_scheduler(scheduler, tmp_path, monkeypatch, capsys):
+    from diffusers import UNet2DModel
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    calls = count_model_calls(monkeypatch, UNet2DModel)
     out = tmp_path / "grid.png"
-    assert main(["sample", "--scheduler", scheduler, "--steps", "3", "--num_images", "4", "--output", str(out)]) == 0
+    assert main(["sample", "--scheduler", scheduler, "--steps", str(STEPS), "--num_images", "4", "--output", str(out)]) == 0
     grid = np.asarray(Image.open(out))
     assert grid.shape == (2 + 2 * 30, 2 + 2 * 30)  # 2×2 tiles of 28 px with 2 px gaps
+    assert grid.std() > 0
+    check_printed_calls(capsys.readouterr().out, scheduler, calls)
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+def test_sample_runs_every_scheduler_on_a_joint_model(scheduler, joint_folder, tmp_path, monkeypatch, capsys):
+    from diffusers_infoflow import JointUNet2DModel
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    calls = count_model_calls(monkeypatch, JointUNet2DModel)
+    out = tmp_path / "grid.png"
+    assert main(["sample", "--model", str(joint_folder), "--scheduler", scheduler, "--steps", str(STEPS), "--num_images", "4", "--output", str(out)]) == 0
+    assert np.asarray(Image.open(out)).shape == (2 + 2 * 10, 2 + 2 * 10)
+    check_printed_calls(capsys.readouterr().out, scheduler, calls)
+
+
+def test_joint_models_give_trig_rk4_both_heads_and_the_others_the_x0_head():
+    from diffusers_infoflow import TrigAngleRKScheduler
+    from diffusers_infoflow.commands.sample import JOINT_AWARE_SCHEDULERS, build_scheduler
+
+    config = TrigAngleRKScheduler(prediction_type="joint", solver="ddim").config
+    for name in SCHEDULERS:
+        scheduler = build_scheduler(name, config, joint=True)
+        assert scheduler.config.prediction_type == ("joint" if name in JOINT_AWARE_SCHEDULERS else "sample"), name
+    assert JOINT_AWARE_SCHEDULERS == ("trig-rk4",)
+    assert build_scheduler("trig-rk4", config, joint=True).config.solver == "rk4"
+    assert build_scheduler("s2n-stochastic", config, joint=True).config.sde_rho == 1.0
+    ddpm_config = {"num_train_timesteps": 1000, "prediction_type": "v_prediction"}
+    assert build_scheduler("trig-rk4", ddpm_config).config.prediction_type == "v_prediction"  # the model's own
+    assert build_scheduler("s2n", ddpm_config).config.gamma == pytest.approx(0.026)
+
+
+class FourCallsPerStep:
+    """A stand-in for a classic RK4 scheduler: 4·N model calls for N steps, N >= 1."""
+
+    order = 4
+
+    def set_timesteps(self, n):
+        if n < 1:
+            raise ValueError("n >= 1")
+        self.timesteps = torch.arange(4 * n)
+
+
+def test_steps_within_calls_counts_model_calls():
+    from diffusers import DDIMScheduler, HeunDiscreteScheduler
+
+    assert steps_within_calls(FourCallsPerStep(), 10) == (2, 8)
+    assert steps_within_calls(FourCallsPerStep(), 4) == (1, 4)
+    assert steps_within_calls(HeunDiscreteScheduler(), 5) == (3, 5)
+    assert steps_within_calls(HeunDiscreteScheduler(), 4) == (2, 3)
+    assert steps_within_calls(DDIMScheduler(), 7) == (7, 7)
+    assert steps_within_calls(DDIMScheduler(num_train_timesteps=10), 50) == (10, 10)  # capped by the table
+    with pytest.raises(ValueError, match="3 model call.s. are too few for one step of FourCallsPerStep .one step takes 4."):
+        steps_within_calls(FourCallsPerStep(), 3)
+
+
+def test_too_few_calls_for_one_step_exit_with_a_message(tmp_path, monkeypatch):
+    import diffusers_infoflow.commands.sample as sample_command
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(sample_command, "build_scheduler", lambda *args, **kwargs: FourCallsPerStep())
+    with pytest.raises(SystemExit, match="--steps 3: 3 model call"):
+        main(["sample", "--steps", "3", "--num_images", "1", "--output", str(tmp_path / "g.png")])
 
 
 def test_shipped_model_is_small_and_complete():

@@ -1,4 +1,12 @@
-"""``infoflow sample``: a grid of samples from a saved unconditional pipeline (default: the shipped MNIST DDPM)."""
+"""``infoflow sample``: a grid of samples from a saved unconditional pipeline (default: the shipped MNIST DDPM).
+
+Any saved single-head model (``DDPMPipeline`` folders from ``scripts/train.py``) or joint ``[ε, x0]`` model
+(``JointTrigPipeline`` folders from ``scripts/train.py --prediction_type joint``) runs with every scheduler of
+:data:`SCHEDULERS`, each built ``from_config`` of the saved (training) scheduler config (a joint model gives
+``trig-rk4`` both heads and every other scheduler its x0 head; see :func:`build_scheduler`). ``--steps`` counts
+model calls: multi-call solvers get as many whole steps as fit (counted from the scheduler's timesteps, e.g.
+Heun: 2·N − 1 calls for N steps), and the printed line says how many calls were made.
+"""
 
 from __future__ import annotations
 
@@ -6,48 +14,109 @@ import argparse
 from pathlib import Path
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "assets" / "models" / "mnist-ddpm"
-SCHEDULERS = ("ddpm", "ddim", "entropy-hybrid")
+SCHEDULERS = ("ddpm", "ddim", "entropy-hybrid", "s2n", "s2n-stochastic", "trig-rk4", "dpm++2m", "unipc", "euler", "heun")
+# Schedulers that read both heads of a joint [ε, x0] output; the others are given its x0 head.
+JOINT_AWARE_SCHEDULERS = ("trig-rk4",)
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("sample", help="write a sample grid PNG from a saved diffusion pipeline")
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="a saved pipeline folder (default: the shipped MNIST DDPM).")
-    p.add_argument("--scheduler", choices=SCHEDULERS, default="ddim")
-    p.add_argument("--steps", type=int, default=50, help="number of model calls.")
+    p.add_argument(
+        "--scheduler", choices=SCHEDULERS, default="ddim",
+        help="ddpm, ddim, entropy-hybrid; s2n / s2n-stochastic (S2NGeneralizedScheduler presets 'deterministic' / "
+             "'stochastic'); trig-rk4 (TrigAngleRKScheduler, RK4); diffusers' dpm++2m, unipc, euler, heun.",
+    )
+    p.add_argument("--steps", type=int, default=50, help="number of model calls (rounded down to whole steps of multi-call solvers).")
     p.add_argument("--num_images", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", default="samples.png")
     p.set_defaults(func=run)
 
 
-def build_scheduler(name: str, config):
-    """A scheduler of kind ``name`` from the saved (training) scheduler config."""
-    from diffusers import DDIMScheduler, DDPMScheduler
+def build_scheduler(name: str, config, joint: bool = False):
+    """A scheduler of kind ``name`` from the saved (training) scheduler config.
 
-    from ..schedulers import EntropyHybridScheduler
+    The prediction type is the config's (the model's), so an ε, x0 or v model is read as trained. For a joint
+    ``[ε, x0]`` model (``joint=True``) ``trig-rk4`` reads both heads (``prediction_type="joint"``) and the others
+    are told ``prediction_type="sample"``: ``JointTrigPipeline`` hands them the x0 head. The x0 head, not the ε
+    head, because at the noisy end of a table ε̂ enters x̂0 = (x − σ ε̂)/α divided by a tiny α (≈ 5e-5 at
+    t = T − 1 of the trig table, 6e-3 of the linear one): on a joint model trained on triangles every stock
+    scheduler (and S2N, whose ``joint`` mode uses only the ε half) gave noise or blobs from the ε head and
+    shapes from the x0 head.
+    """
+    from diffusers import (
+        DDIMScheduler,
+        DDPMScheduler,
+        DPMSolverMultistepScheduler,
+        EulerDiscreteScheduler,
+        HeunDiscreteScheduler,
+        UniPCMultistepScheduler,
+    )
 
-    if name == "ddpm":
-        return DDPMScheduler.from_config(config)
-    if name == "ddim":
-        return DDIMScheduler.from_config(config)
-    return EntropyHybridScheduler.from_config(config)
+    from ..schedulers import EntropyHybridScheduler, S2NGeneralizedScheduler, TrigAngleRKScheduler
+
+    if name not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {name!r}; choose from {', '.join(SCHEDULERS)}.")
+    if joint:
+        overrides = {"prediction_type": "joint" if name in JOINT_AWARE_SCHEDULERS else "sample"}
+    else:
+        overrides = {}
+    if name == "s2n":
+        return S2NGeneralizedScheduler.from_preset("deterministic", config, **overrides)
+    if name == "s2n-stochastic":
+        return S2NGeneralizedScheduler.from_preset("stochastic", config, **overrides)
+    if name == "trig-rk4":
+        return TrigAngleRKScheduler.from_config(config, solver="rk4", **overrides)
+    if name == "dpm++2m":
+        return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2, **overrides)
+    classes = {
+        "ddpm": DDPMScheduler,
+        "ddim": DDIMScheduler,
+        "entropy-hybrid": EntropyHybridScheduler,
+        "unipc": UniPCMultistepScheduler,
+        "euler": EulerDiscreteScheduler,
+        "heun": HeunDiscreteScheduler,
+    }
+    return classes[name].from_config(config, **overrides)
+
+
+def is_joint_model(pipeline) -> bool:
+    """Whether a loaded pipeline's model predicts ``[ε, x0]`` (a ``JointUNet2DModel``, or a joint scheduler config)."""
+    from ..models import JointUNet2DModel
+
+    return isinstance(pipeline.unet, JointUNet2DModel) or pipeline.scheduler.config.get("prediction_type") == "joint"
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
-    from diffusers import DDPMPipeline
+    from diffusers import DiffusionPipeline
     from PIL import Image
 
+    # (importing this package registered JointTrigPipeline with diffusers, so from_pretrained finds joint folders)
+    from ..ablations import steps_within_calls
     from ..data import make_grid
+    from ..pipelines.joint_trig import JointTrigPipeline
 
     if args.steps < 1 or args.num_images < 1:
         raise SystemExit(f"--steps and --num_images must be >= 1, got {args.steps} and {args.num_images}.")
-    pipeline = DDPMPipeline.from_pretrained(args.model, local_files_only=True)
-    pipeline.scheduler = build_scheduler(args.scheduler, pipeline.scheduler.config)
+    saved = DiffusionPipeline.from_pretrained(args.model, local_files_only=True)
+    scheduler = build_scheduler(args.scheduler, saved.scheduler.config, joint=is_joint_model(saved))
+    try:
+        steps, calls = steps_within_calls(scheduler, args.steps)
+    except ValueError as err:
+        raise SystemExit(f"--steps {args.steps}: {err}")
+    # JointTrigPipeline runs diffusers' standard loop (init_noise_sigma, scale_model_input, step), which the
+    # sigma-space schedulers (euler, heun) need and DDPMPipeline skips; a single-head model's output passes
+    # through unchanged, a joint model's is split for schedulers that want one head.
+    pipeline = JointTrigPipeline(unet=saved.unet, scheduler=scheduler)
     pipeline.set_progress_bar_config(disable=True)
-    images = pipeline(batch_size=args.num_images, num_inference_steps=args.steps,
+    images = pipeline(batch_size=args.num_images, num_inference_steps=steps,
                       generator=torch.Generator().manual_seed(args.seed), output_type="np").images
     grid = make_grid(torch.from_numpy(images).permute(0, 3, 1, 2) * 2 - 1)
     Image.fromarray(grid).save(args.output)
-    print(f"wrote {args.output} ({args.num_images} images, {args.scheduler}, {args.steps} steps)")
+    step_text = f"{steps} step{'s' if steps != 1 else ''}"
+    note = "" if calls == args.steps else f" of {args.steps} requested"
+    call_text = f"{calls} model call{'s' if calls != 1 else ''}"
+    print(f"wrote {args.output} ({args.num_images} images, {args.scheduler}, {step_text} = {call_text}{note})")
     return 0
