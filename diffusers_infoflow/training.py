@@ -103,6 +103,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
     model.add_argument("--block_out_channels", type=_int_list, default=[64, 128, 128, 256])
     model.add_argument("--layers_per_block", type=int, default=2)
     model.add_argument("--attention", choices=("on", "off"), default="on", help="self-attention in the lowest-resolution block.")
+    model.add_argument(
+        "--init_unet", default=None,
+        help="start from the weights of a saved UNet2DModel (a pipeline folder with unet/, or the unet folder itself) "
+             "instead of a random one; its architecture replaces the model flags. With --prediction_type joint an ε "
+             "model is widened by JointUNet2DModel.from_unet (x0 head starts at zero).",
+    )
     model.add_argument("--norm_num_groups", type=int, default=None, help="default: the largest of 32, 16, 8, ... dividing all widths.")
 
     diffusion = p.add_argument_group("diffusion")
@@ -202,6 +208,8 @@ def validate_args(args: argparse.Namespace) -> None:
             f"--resolution {args.resolution} is not divisible by the UNet's downsampling factor {factor} "
             f"({len(args.block_out_channels)} blocks); use a multiple of {factor} or fewer --block_out_channels."
         )
+    if args.init_unet is not None and not os.path.isfile(os.path.join(_unet_folder(args.init_unet), "config.json")):
+        raise ValueError(f"--init_unet {args.init_unet!r} has no UNet config: give a pipeline folder with unet/ or a unet folder.")
     if args.resume_from_checkpoint not in (None, "latest") and not os.path.isdir(args.resume_from_checkpoint):
         raise ValueError(f"--resume_from_checkpoint {args.resume_from_checkpoint!r} is not a folder; give a checkpoint folder or 'latest'.")
     validate_joint_args(args)
@@ -236,6 +244,38 @@ def validate_joint_args(args: argparse.Namespace) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- building blocks
+
+
+def _unet_folder(path: str) -> str:
+    return os.path.join(path, "unet") if os.path.isdir(os.path.join(path, "unet")) else path
+
+
+def load_init_unet(args: argparse.Namespace, num_channels: int):
+    """The ``--init_unet`` model, widened to a joint model for ``--prediction_type joint``; the model flags in
+    ``args`` are overwritten with its architecture so that the card and saved arguments describe what was trained."""
+    from diffusers import UNet2DModel
+
+    from .models import JointUNet2DModel
+
+    folder = _unet_folder(args.init_unet)
+    with open(os.path.join(folder, "config.json")) as f:
+        is_joint = json.load(f).get("_class_name") == "JointUNet2DModel"
+    unet = (JointUNet2DModel if is_joint else UNet2DModel).from_pretrained(folder)
+    cfg = unet.config
+    if cfg.in_channels != num_channels or cfg.sample_size != args.resolution:
+        raise ValueError(
+            f"--init_unet {args.init_unet!r} takes {cfg.in_channels}-channel images of size {cfg.sample_size}, but the "
+            f"data has {num_channels} channel(s) at --resolution {args.resolution}."
+        )
+    if args.prediction_type == "joint" and not is_joint:
+        unet = JointUNet2DModel.from_unet(unet)
+    elif (args.prediction_type == "joint") != is_joint:
+        raise ValueError(f"--init_unet {args.init_unet!r} is a joint model; it cannot be trained with --prediction_type {args.prediction_type}.")
+    args.block_out_channels = list(cfg.block_out_channels)
+    args.layers_per_block = cfg.layers_per_block
+    args.attention = "on" if any("Attn" in b for b in cfg.down_block_types) else "off"
+    args.norm_num_groups = cfg.norm_num_groups
+    return unet
 
 
 def build_unet(args: argparse.Namespace, num_channels: int):
@@ -469,7 +509,7 @@ def train(args: argparse.Namespace) -> str:
     max_steps = args.max_train_steps or args.num_epochs * steps_per_epoch
     num_epochs = math.ceil(max_steps / steps_per_epoch)
 
-    model = build_unet(args, dataset.num_channels)
+    model = load_init_unet(args, dataset.num_channels) if args.init_unet else build_unet(args, dataset.num_channels)
     noise_scheduler = build_noise_scheduler(args)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),

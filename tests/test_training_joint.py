@@ -172,3 +172,30 @@ def test_joint_card_steps_are_not_checked_without_a_card():
     args = parse_args(["--dataset_name", "triangles", "--prediction_type", "joint", "--card_inference_steps", "0", "--num_card_samples", "0"])
     assert (args.joint_gamma, args.joint_loss_norm, args.joint_solver) == (1.0, "mse", "rk4")
     assert parse_args(["--dataset_name", "triangles"]).joint_gamma is None
+
+
+def test_init_unet_widens_a_trained_epsilon_model_and_keeps_its_architecture(tmp_path, capsys):
+    """--init_unet: a joint run fine-tuned from an ε folder starts from its weights (ε head = the ε model)."""
+    from diffusers import UNet2DModel
+
+    from diffusers_infoflow import JointUNet2DModel
+    from diffusers_infoflow.training import load_init_unet
+
+    epsilon = UNet2DModel(sample_size=16, in_channels=1, out_channels=1, layers_per_block=1,
+                          block_out_channels=(8, 16), norm_num_groups=8,
+                          down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"))
+    epsilon.save_pretrained(tmp_path / "eps" / "unet")
+    args = parse_args(JOINT + ["--init_unet", str(tmp_path / "eps"), "--block_out_channels", "32,64", "--output_dir", str(tmp_path / "o")])
+    joint = load_init_unet(args, num_channels=1)
+    assert isinstance(joint, JointUNet2DModel)
+    assert (args.block_out_channels, args.layers_per_block, args.attention) == ([8, 16], 1, "on")  # the loaded network's
+    x, t = torch.randn(2, 1, 16, 16), torch.tensor([10, 500])
+    with torch.no_grad():
+        assert torch.allclose(joint(x, t).sample[:, :1], epsilon(x, t).sample, atol=1e-6)
+
+    args.resolution = 32
+    with pytest.raises(ValueError, match="size 16"):
+        load_init_unet(args, num_channels=1)
+    with pytest.raises(SystemExit):
+        parse_args(JOINT + ["--init_unet", str(tmp_path / "missing"), "--output_dir", str(tmp_path / "o")])
+    assert "has no UNet config" in capsys.readouterr().err
