@@ -101,3 +101,21 @@ def test_evaluate_command(tmp_path, mnist_path, digit_like_images):
     scores = json.loads(out.read_text())
     assert scores["reference"] == "MNIST test" and scores["num_reference"] == 300
     assert 0 <= scores["fid"] < 50
+
+
+def test_evaluate_samples_a_pipeline_folder(tmp_path):
+    """`infoflow evaluate <pipeline folder>` draws samples with the chosen scheduler and scores them."""
+    from diffusers_infoflow.cli import main
+    from diffusers_infoflow.commands.sample import DEFAULT_MODEL
+
+    reference = np.random.default_rng(0).integers(0, 256, size=(40, 28, 28), dtype=np.uint8)
+    np.savez(tmp_path / "ref.npz", x=reference)
+    out = tmp_path / "scores.json"
+    argv = ["evaluate", str(DEFAULT_MODEL), "--scheduler", "s2n", "--steps", "3", "--num-images", "12",
+            "--reference", str(tmp_path / "ref.npz"), "--metrics", "fid", "--output", str(out)]
+    assert main(argv) == 0
+    scores = json.loads(out.read_text())
+    assert (scores["scheduler"], scores["model_calls"], scores["num_images"], scores["num_reference"]) == ("s2n", 3, 12, 40)
+    assert np.isfinite(scores["fid"]) and scores["fid"] > 0
+    with pytest.raises(SystemExit, match="not one of"):
+        main(argv[:3] + ["nonsense"] + argv[4:])

@@ -1,5 +1,5 @@
-"""``infoflow evaluate``: FID / KID / IS of an image set (folder, .npy or .npz) against a reference set
-(MNIST test by default); prints the scores and writes them as JSON."""
+"""``infoflow evaluate``: FID / KID / IS of an image set (folder, .npy or .npz) or of samples drawn from a saved
+pipeline folder, against a reference set (MNIST test by default); prints the scores and writes them as JSON."""
 
 from __future__ import annotations
 
@@ -15,7 +15,11 @@ def register(subparsers) -> None:
         help="FID/KID/IS of generated images vs a reference set (offline MNIST feature network by default)",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("images", help="folder of images, .npy array or .npz archive of generated images")
+    parser.add_argument("images", help="folder of images, .npy array or .npz archive of generated images, or a saved "
+                        "pipeline folder (with model_index.json) to sample from")
+    parser.add_argument("--scheduler", default="ddim", help="for a pipeline folder: the `infoflow sample` scheduler name")
+    parser.add_argument("--steps", type=int, default=50, help="for a pipeline folder: model calls per sample")
+    parser.add_argument("--num-images", type=int, default=1000, help="for a pipeline folder: samples to draw")
     parser.add_argument("--key", default=None, help="array name inside an .npz images file")
     parser.add_argument("--input-range", type=float, nargs=2, default=None, metavar=("LO", "HI"), help="value range of float arrays (default 0 1; uint8 is always 0..255)")
     parser.add_argument("--reference", default=None, help="reference set (same formats); default: MNIST test via $INFOFLOW_MNIST or ../shared/data/mnist.npz")
@@ -32,9 +36,21 @@ def run(args: argparse.Namespace) -> int:
     from ..metrics.data import load_image_set, load_mnist
     from ..metrics.fid import generative_scores
 
+    from .sample import SCHEDULERS, generate
+
     start = time.perf_counter()
+    sampling = {}
     try:
-        images = load_image_set(args.images, key=args.key, value_range=args.input_range)
+        if (Path(args.images) / "model_index.json").is_file():
+            if args.scheduler not in SCHEDULERS:
+                raise ValueError(f"--scheduler {args.scheduler!r} is not one of {', '.join(SCHEDULERS)}.")
+            if args.num_images < 2 or args.steps < 1:
+                raise ValueError(f"--num-images must be >= 2 and --steps >= 1, got {args.num_images} and {args.steps}.")
+            images, steps, calls = generate(args.images, args.scheduler, args.steps, args.num_images, args.seed)
+            sampling = {"scheduler": args.scheduler, "steps": steps, "model_calls": calls, "num_images": args.num_images}
+            print(f"sampled {args.num_images} images: {args.scheduler}, {steps} steps = {calls} model calls")
+        else:
+            images = load_image_set(args.images, key=args.key, value_range=args.input_range)
         if args.reference is None:
             reference, reference_name = load_mnist("test", args.num_reference), "MNIST test"
         else:
@@ -43,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         scores = generative_scores(images, reference, feature_network=args.feature_network, metrics=args.metrics, seed=args.seed)
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         raise SystemExit(f"infoflow evaluate: {err}") from None
-    report = {"images": str(args.images), "reference": reference_name, "feature_network": args.feature_network, **scores}
+    report = {"images": str(args.images), **sampling, "reference": reference_name, "feature_network": args.feature_network, **scores}
     for name, value in scores.items():
         print(f"{name:14s} {value:.6g}" if isinstance(value, float) else f"{name:14s} {value}")
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)

@@ -88,33 +88,48 @@ def is_joint_model(pipeline) -> bool:
     return isinstance(pipeline.unet, JointUNet2DModel) or pipeline.scheduler.config.get("prediction_type") == "joint"
 
 
-def run(args: argparse.Namespace) -> int:
+def generate(model: str, scheduler_name: str, model_calls: int, num_images: int, seed: int = 0, batch_size: int = 250):
+    """``(images, steps, calls)``: ``num_images`` samples in [0, 1] (``(N, C, H, W)`` float) from the saved pipeline
+    folder ``model`` with the scheduler ``scheduler_name`` in at most ``model_calls`` model calls. Batch ``b`` starts
+    from the noise of ``seed + b·batch_size``, so every scheduler sees the same noise.
+
+    Raises ``ValueError`` when not even one step fits in ``model_calls``.
+    """
     import torch
     from diffusers import DiffusionPipeline
-    from PIL import Image
 
     # (importing this package registered JointTrigPipeline with diffusers, so from_pretrained finds joint folders)
     from ..ablations import steps_within_calls
-    from ..data import make_grid
     from ..pipelines.joint_trig import JointTrigPipeline
 
-    if args.steps < 1 or args.num_images < 1:
-        raise SystemExit(f"--steps and --num_images must be >= 1, got {args.steps} and {args.num_images}.")
-    saved = DiffusionPipeline.from_pretrained(args.model, local_files_only=True)
-    scheduler = build_scheduler(args.scheduler, saved.scheduler.config, joint=is_joint_model(saved))
-    try:
-        steps, calls = steps_within_calls(scheduler, args.steps)
-    except ValueError as err:
-        raise SystemExit(f"--steps {args.steps}: {err}")
+    saved = DiffusionPipeline.from_pretrained(model, local_files_only=True)
+    scheduler = build_scheduler(scheduler_name, saved.scheduler.config, joint=is_joint_model(saved))
+    steps, calls = steps_within_calls(scheduler, model_calls)
     # JointTrigPipeline runs diffusers' standard loop (init_noise_sigma, scale_model_input, step), which the
     # sigma-space schedulers (euler, heun) need and DDPMPipeline skips; a single-head model's output passes
     # through unchanged, a joint model's is split for schedulers that want one head.
     pipeline = JointTrigPipeline(unet=saved.unet, scheduler=scheduler)
     pipeline.set_progress_bar_config(disable=True)
-    images = pipeline(batch_size=args.num_images, num_inference_steps=steps,
-                      generator=torch.Generator().manual_seed(args.seed), output_type="np").images
-    grid = make_grid(torch.from_numpy(images).permute(0, 3, 1, 2) * 2 - 1)
-    Image.fromarray(grid).save(args.output)
+    chunks = []
+    for start in range(0, num_images, batch_size):
+        generator = torch.Generator().manual_seed(seed + start)
+        n = min(batch_size, num_images - start)
+        chunks.append(pipeline(batch_size=n, num_inference_steps=steps, generator=generator, output_type="pt").images)
+    return torch.cat(chunks), steps, calls
+
+
+def run(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from ..data import make_grid
+
+    if args.steps < 1 or args.num_images < 1:
+        raise SystemExit(f"--steps and --num_images must be >= 1, got {args.steps} and {args.num_images}.")
+    try:
+        images, steps, calls = generate(args.model, args.scheduler, args.steps, args.num_images, args.seed, batch_size=args.num_images)
+    except ValueError as err:
+        raise SystemExit(f"--steps {args.steps}: {err}")
+    Image.fromarray(make_grid(images * 2 - 1)).save(args.output)
     step_text = f"{steps} step{'s' if steps != 1 else ''}"
     note = "" if calls == args.steps else f" of {args.steps} requested"
     call_text = f"{calls} model call{'s' if calls != 1 else ''}"

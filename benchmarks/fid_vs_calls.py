@@ -1,0 +1,123 @@
+"""Benchmark (issue 6, item 2): sample quality against model calls on a shipped MNIST model.
+
+Every sampler of ``infoflow sample`` (ours and diffusers' built-ins, each ``from_config`` of the model's saved
+training scheduler, with the settings ``infoflow sample`` uses) draws ``--num-samples`` images from the same
+initial noise at 5, 10, 20 and 50 model calls (calls, not steps: multi-call solvers get as many whole steps as
+fit). Scores are FID and KID with the shipped MNIST feature network against the MNIST test set. Because FID is
+biased upwards at small N, the table also gives the **floor at the same N**: MNIST train images (N of them)
+against the same reference. Writes ``benchmarks/results/fid_vs_calls.{json,md,png}``.
+
+    python benchmarks/fid_vs_calls.py [--model DIR] [--num-samples 500] [--calls 5 10 20 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from diffusers_infoflow.commands.sample import DEFAULT_MODEL, SCHEDULERS, generate
+from diffusers_infoflow.metrics import generative_scores, load_mnist
+
+OURS = ("entropy-hybrid", "s2n", "s2n-stochastic", "trig-rk4", "trig-multistep")
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=str(DEFAULT_MODEL))
+    parser.add_argument("--schedulers", nargs="+", default=[s for s in SCHEDULERS if s != "ddpm"])
+    parser.add_argument("--calls", type=int, nargs="+", default=[5, 10, 20, 50])
+    parser.add_argument("--num-samples", type=int, default=500)
+    parser.add_argument("--num-reference", type=int, default=10000)
+    parser.add_argument("--batch-size", type=int, default=250)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", default=None, help="MNIST .npz (default: $INFOFLOW_MNIST or ../shared/data/mnist.npz)")
+    parser.add_argument("--output", default=str(RESULTS / "fid_vs_calls"))
+    args = parser.parse_args()
+
+    reference = load_mnist("test", args.num_reference, args.data)
+    floor = generative_scores(load_mnist("train", args.num_samples, args.data), reference, metrics=["fid", "kid"])
+    rows, start_all = [], time.perf_counter()
+    for name in args.schedulers:
+        for calls in args.calls:
+            start = time.perf_counter()
+            try:
+                images, steps, used = generate(args.model, name, calls, args.num_samples, args.seed, args.batch_size)
+            except ValueError as err:  # e.g. RK4 cannot take one step in 5 calls
+                rows.append({"scheduler": name, "budget": calls, "error": str(err)})
+                print(f"{name:15s} {calls:3d} calls: {err}")
+                continue
+            scores = generative_scores(images.clamp(0, 1), reference, metrics=["fid", "kid"])
+            row = {"scheduler": name, "budget": calls, "steps": steps, "calls": used, **scores,
+                   "seconds": time.perf_counter() - start}
+            rows.append(row)
+            print(f"{name:15s} {calls:3d} calls ({used} used, {steps} steps): FID {scores['fid']:.2f}  ({row['seconds']:.0f} s)")
+
+    result = {
+        "model": str(args.model), "num_samples": args.num_samples, "num_reference": args.num_reference,
+        "feature_network": "shipped MNIST classifier", "floor_same_n": floor, "rows": rows,
+        "torch_threads": torch.get_num_threads(), "seconds": time.perf_counter() - start_all,
+    }
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=1))
+    out.with_suffix(".md").write_text(markdown(result, args))
+    plot(result, out.with_suffix(".png"))
+    print(f"wrote {out}.json/.md/.png in {result['seconds']:.0f} s")
+
+
+def markdown(result, args) -> str:
+    budgets = args.calls
+    cells = {(r["scheduler"], r["budget"]): r for r in result["rows"]}
+    best = {b: min((r["fid"] for r in result["rows"] if r["budget"] == b and "fid" in r), default=None) for b in budgets}
+    lines = [
+        "# FID against model calls",
+        "",
+        f"`python benchmarks/fid_vs_calls.py --num-samples {args.num_samples}` on `{Path(result['model']).name}`: "
+        f"FID of {result['num_samples']} samples against {result['num_reference']} MNIST test images, shipped MNIST "
+        f"feature network. ★ = this project's samplers. Floor at the same N (MNIST train {result['num_samples']} vs "
+        f"test): **{result['floor_same_n']['fid']:.2f}**. Bold = best per column. Cells: FID (model calls used).",
+        "",
+        "| sampler | " + " | ".join(f"{b} calls" for b in budgets) + " |",
+        "|---|" + "---|" * len(budgets),
+    ]
+    for name in args.schedulers:
+        row = []
+        for b in budgets:
+            r = cells.get((name, b))
+            if r is None or "fid" not in r:
+                row.append("–")
+                continue
+            text = f"{r['fid']:.2f} ({r['calls']})"
+            row.append(f"**{text}**" if r["fid"] == best[b] else text)
+        lines.append(f"| {'★ ' if name in OURS else ''}{name} | " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(result, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    names = sorted({r["scheduler"] for r in result["rows"]})
+    for name in names:
+        pts = sorted((r["calls"], r["fid"]) for r in result["rows"] if r["scheduler"] == name and "fid" in r)
+        if pts:
+            ax.plot(*zip(*pts), "o-" if name in OURS else "s--", label=name)
+    ax.axhline(result["floor_same_n"]["fid"], color="gray", lw=1, label="floor (train vs test, same N)")
+    ax.set(xscale="log", yscale="log", xlabel="model calls", ylabel="FID (MNIST features)",
+           title=f"{Path(result['model']).name}: FID vs model calls, N = {result['num_samples']}")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
