@@ -19,7 +19,8 @@ from typing import Optional, Tuple
 
 import torch
 
-MODEL_CARD_TEMPLATE = Path(__file__).resolve().parents[1] / "model_cards" / "ddpm_model_card.md"
+# assets/model_cards is a symlink to the repository's model_cards/, so wheels ship the template as package data.
+MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent / "assets" / "model_cards" / "ddpm_model_card.md"
 SAMPLE_GRID_FILE = "samples.png"
 ENTROPY_CURVE_FILE = "entropy.png"
 # Never uploaded: resumable training state and tracker logs.
