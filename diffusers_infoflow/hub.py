@@ -175,6 +175,33 @@ def write_model_card(
     return path
 
 
+EVALUATION_BEGIN, EVALUATION_END = "<!-- infoflow-evaluate:begin -->", "<!-- infoflow-evaluate:end -->"
+
+
+def write_card_evaluation(folder: str, report: dict, command: str) -> str:
+    """Puts (or replaces) an "Evaluation" section with ``infoflow evaluate``'s scores in ``folder``'s model card."""
+    path = os.path.join(folder, "README.md")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{folder!r} has no README.md model card to update.")
+    rows = [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in report.items() if k != "images"]
+    section = "\n".join([
+        EVALUATION_BEGIN, "## Evaluation", "",
+        "Scores of samples from this pipeline by `infoflow evaluate` (diffusers-infoflow); read an FID against the "
+        "feature network's floor (real train images against the same reference), given in the diffusers-infoflow README.", "",
+        "| quantity | value |", "|---|---|", *rows, "", "Command:", "", "```bash", command, "```", EVALUATION_END,
+    ])
+    with open(path) as f:
+        text = f.read()
+    if EVALUATION_BEGIN in text and EVALUATION_END in text:
+        head, rest = text.split(EVALUATION_BEGIN, 1)
+        text = head + section + rest.split(EVALUATION_END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
 def push_folder(folder: str, repo_id: str, *, private: bool = False, token: Optional[str] = None, commit_message: str = "Upload diffusion model") -> str:
     """Creates ``repo_id`` (if needed) and uploads ``folder`` without checkpoints or logs; returns the commit URL.
 

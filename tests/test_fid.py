@@ -119,3 +119,24 @@ def test_evaluate_samples_a_pipeline_folder(tmp_path):
     assert np.isfinite(scores["fid"]) and scores["fid"] > 0
     with pytest.raises(SystemExit, match="not one of"):
         main(argv[:3] + ["nonsense"] + argv[4:])
+    with pytest.raises(SystemExit, match="needs a pipeline folder"):
+        main(["evaluate", str(tmp_path / "ref.npz"), "--update-card"])
+
+
+def test_evaluate_update_card_writes_and_replaces_one_section(tmp_path):
+    import shutil
+
+    from diffusers_infoflow.cli import main
+    from diffusers_infoflow.commands.sample import DEFAULT_MODEL
+
+    model = tmp_path / "model"
+    shutil.copytree(DEFAULT_MODEL, model)
+    np.savez(tmp_path / "ref.npz", x=np.random.default_rng(0).integers(0, 256, size=(20, 28, 28), dtype=np.uint8))
+    argv = ["evaluate", str(model), "--steps", "2", "--num-images", "6", "--reference", str(tmp_path / "ref.npz"),
+            "--metrics", "fid", "--output", str(tmp_path / "s.json"), "--update-card"]
+    main(argv)
+    main(argv)
+    card = (model / "README.md").read_text()
+    assert card.count("## Evaluation") == 1 and card.startswith("---")  # metadata block intact
+    fid = json.loads((tmp_path / "s.json").read_text())["fid"]
+    assert f"| fid | {fid:.4g} |" in card and "--update-card" in card

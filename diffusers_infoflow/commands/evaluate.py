@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ def register(subparsers) -> None:
     parser.add_argument("--scheduler", default="ddim", help="for a pipeline folder: the `infoflow sample` scheduler name")
     parser.add_argument("--steps", type=int, default=50, help="for a pipeline folder: model calls per sample")
     parser.add_argument("--num-images", type=int, default=1000, help="for a pipeline folder: samples to draw")
+    parser.add_argument("--update-card", action="store_true", help="for a pipeline folder: write the scores into its README.md model card")
     parser.add_argument("--key", default=None, help="array name inside an .npz images file")
     parser.add_argument("--input-range", type=float, nargs=2, default=None, metavar=("LO", "HI"), help="value range of float arrays (default 0 1; uint8 is always 0..255)")
     parser.add_argument("--reference", default=None, help="reference set (same formats); default: MNIST test via $INFOFLOW_MNIST or ../shared/data/mnist.npz")
@@ -36,12 +38,16 @@ def run(args: argparse.Namespace) -> int:
     from ..metrics.data import load_image_set, load_mnist
     from ..metrics.fid import generative_scores
 
+    from ..hub import write_card_evaluation
     from .sample import SCHEDULERS, generate
 
     start = time.perf_counter()
     sampling = {}
     try:
-        if (Path(args.images) / "model_index.json").is_file():
+        is_pipeline = (Path(args.images) / "model_index.json").is_file()
+        if args.update_card and not is_pipeline:
+            raise ValueError("--update-card needs a pipeline folder (with model_index.json) as `images`.")
+        if is_pipeline:
             if args.scheduler not in SCHEDULERS:
                 raise ValueError(f"--scheduler {args.scheduler!r} is not one of {', '.join(SCHEDULERS)}.")
             if args.num_images < 2 or args.steps < 1:
@@ -62,6 +68,13 @@ def run(args: argparse.Namespace) -> int:
     report = {"images": str(args.images), **sampling, "reference": reference_name, "feature_network": args.feature_network, **scores}
     for name, value in scores.items():
         print(f"{name:14s} {value:.6g}" if isinstance(value, float) else f"{name:14s} {value}")
+    if args.update_card:
+        parts = ["infoflow", "evaluate", str(args.images), "--scheduler", args.scheduler, "--steps", str(args.steps),
+                 "--num-images", str(args.num_images), "--seed", str(args.seed), "--metrics", *args.metrics]
+        if args.reference is not None:
+            parts += ["--reference", str(args.reference)]
+        command = shlex.join(parts + ["--num-reference", str(args.num_reference), "--update-card"])
+        print(f"updated {write_card_evaluation(args.images, report, command)}")
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=1))
     print(f"Wrote {args.output} in {time.perf_counter() - start:.1f} s")
