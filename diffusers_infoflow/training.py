@@ -199,15 +199,16 @@ def validate_args(args: argparse.Namespace) -> None:
     if args.checkpoints_total_limit is not None and args.checkpoints_total_limit < 1:
         raise ValueError(f"--checkpoints_total_limit must be >= 1, got {args.checkpoints_total_limit}.")
     get_betas(args.beta_schedule, args.num_train_timesteps, **dict(args.schedule_params))  # raises on bad names/params
-    groups = args.norm_num_groups or default_norm_groups(args.block_out_channels)
-    if any(w % groups for w in args.block_out_channels):
-        raise ValueError(f"--norm_num_groups {groups} must divide every --block_out_channels width {args.block_out_channels}.")
-    factor = 2 ** (len(args.block_out_channels) - 1)
-    if args.resolution % factor:
-        raise ValueError(
-            f"--resolution {args.resolution} is not divisible by the UNet's downsampling factor {factor} "
-            f"({len(args.block_out_channels)} blocks); use a multiple of {factor} or fewer --block_out_channels."
-        )
+    if args.init_unet is None:  # otherwise the loaded network's architecture is used (checked when loading)
+        groups = args.norm_num_groups or default_norm_groups(args.block_out_channels)
+        if any(w % groups for w in args.block_out_channels):
+            raise ValueError(f"--norm_num_groups {groups} must divide every --block_out_channels width {args.block_out_channels}.")
+        factor = 2 ** (len(args.block_out_channels) - 1)
+        if args.resolution % factor:
+            raise ValueError(
+                f"--resolution {args.resolution} is not divisible by the UNet's downsampling factor {factor} "
+                f"({len(args.block_out_channels)} blocks); use a multiple of {factor} or fewer --block_out_channels."
+            )
     if args.init_unet is not None and not os.path.isfile(os.path.join(_unet_folder(args.init_unet), "config.json")):
         raise ValueError(f"--init_unet {args.init_unet!r} has no UNet config: give a pipeline folder with unet/ or a unet folder.")
     if args.resume_from_checkpoint not in (None, "latest") and not os.path.isdir(args.resume_from_checkpoint):
