@@ -8,11 +8,12 @@ sample. The scheduler classes are tested against these: same maths, written once
 from __future__ import annotations
 
 
-def sample_trig_angle(pair_fn, x, angles, solver="rk4"):
+def sample_trig_angle(pair_fn, x, angles, solver="rk4", final_x0=False):
     """Seed 004's ODE dx/dη = −sin η·x̂0 + cos η·ε̂ over descending ``angles`` (eqs. 10–13), plainly.
 
     ``pair_fn(x, η) -> (x̂0, ε̂)`` is the denoiser in the angle variable; ``solver`` is ``euler`` (eq. 13),
-    ``rk2`` (Heun), ``rk4`` (classic) or ``ddim`` (the rotation ``x_s = cos η_s·x̂0 + sin η_s·ε̂``). The
+    ``rk2`` (Heun), ``rk4`` (classic) or ``ddim`` (the rotation ``x_s = cos η_s·x̂0 + sin η_s·ε̂``). With
+    ``final_x0`` the last interval is not integrated: the result is x̂0 at the second-to-last angle. The
     reference for :class:`~diffusers_infoflow.schedulers.TrigAngleRKScheduler`.
     """
     import math
@@ -22,6 +23,9 @@ def sample_trig_angle(pair_fn, x, angles, solver="rk4"):
         return -math.sin(eta_) * x0 + math.cos(eta_) * eps
 
     angles = [float(a) for a in angles]
+    if final_x0:
+        x = sample_trig_angle(pair_fn, x, angles[:-1], solver)
+        return pair_fn(x, angles[-2])[0]
     for eta, eta_next in zip(angles[:-1], angles[1:]):
         h = eta_next - eta
         if solver == "ddim":
@@ -42,6 +46,50 @@ def sample_trig_angle(pair_fn, x, angles, solver="rk4"):
         else:
             raise ValueError(f"solver must be one of euler, rk2, rk4, ddim; got {solver!r}.")
     return x
+
+
+def sample_trig_multistep(pair_fn, x, angles, order=3, predict_x0=True, corrector=False):
+    """The multistep exponential integrator of the angle ODE, written literally in its state form.
+
+    x0 form: ``x_{i+1}/σ_{i+1} = x_i/σ_i + ∫ P(u) du`` (u = cot η, σ = sin η), P the polynomial in log u through
+    the last ``min(order, i + 1)`` (u_j, x̂0_j); ε form (``predict_x0=False``): ``x/α`` and ρ = tan η, ε̂. The
+    integral is done by 64-point Gauss–Legendre quadrature in t = log v (exact to round-off for polynomial ×
+    e^t). ``corrector``: redo the last step with the polynomial through the last ``order`` nodes including the
+    new output (evaluated before the correction). Ends with x̂0 at the second-to-last angle (the last is 0).
+    The reference for ``TrigAngleRKScheduler(solver="multistep")``.
+    """
+    import math
+
+    import numpy as np
+
+    nodes_gl, weights_gl = np.polynomial.legendre.leggauss(64)
+
+    def integral(points, start, end):  # ∫_start^end P(log v) dv, P through (log v_j, f_j)
+        t = [math.log(v) for v, _ in points]
+        a, b = math.log(start), math.log(end)
+        total = 0.0
+        for node, weight in zip(nodes_gl, weights_gl):
+            s = 0.5 * (b - a) * node + 0.5 * (a + b)
+            basis = [math.prod((s - t[m]) / (t[j] - t[m]) for m in range(len(t)) if m != j) for j in range(len(t))]
+            total = total + 0.5 * (b - a) * weight * math.exp(s) * sum(c * f for c, (_, f) in zip(basis, points))
+        return total
+
+    angles = [float(a) for a in angles]
+    var = (lambda e: math.cos(e) / math.sin(e)) if predict_x0 else (lambda e: math.sin(e) / math.cos(e))
+    scale = math.sin if predict_x0 else math.cos
+    history, pending = [], None
+    for i, eta in enumerate(angles[:-1]):
+        x0, eps = pair_fn(x, eta)
+        point = (var(eta), x0 if predict_x0 else eps)
+        if corrector and order > 1 and pending is not None:
+            previous_scaled, previous_v = pending
+            x = scale(eta) * (previous_scaled + integral((history + [point])[-order:], previous_v, point[0]))
+        history = (history + [point])[-order:]
+        if i == len(angles) - 2:
+            return x0
+        pending = (x / scale(eta), point[0])
+        x = scale(angles[i + 1]) * (x / scale(eta) + integral(history, point[0], var(angles[i + 1])))
+    raise ValueError("angles must hold at least two entries.")
 
 
 def sample_s2n(x0_fn, schedule, times, x, gamma=0.0, delta=1.0, rho=0.0, noises=None):

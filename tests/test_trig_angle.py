@@ -1,4 +1,5 @@
-"""TrigAngleRKScheduler (seed 004 §3, SPEC §6): convergence order, accuracy per model call, API behaviour."""
+"""TrigAngleRKScheduler (seed 004 §3, SPEC §6): convergence order, accuracy per model call, API behaviour,
+the multistep exponential integrator and the x̂0 final step."""
 
 from __future__ import annotations
 
@@ -7,14 +8,15 @@ import math
 import numpy as np
 import pytest
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler
+from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler
 
 from diffusers_infoflow import GaussianDenoiser
 from diffusers_infoflow.ablations import SEED004_TABLE2, ablation_row, steps_for_calls
-from diffusers_infoflow.reference_solvers import sample_trig_angle
+from diffusers_infoflow.reference_solvers import sample_trig_angle, sample_trig_multistep
 from diffusers_infoflow.schedulers import TrigAngleRKScheduler
 from diffusers_infoflow.schedulers.scheduling_trig_angle_rk import (
     angle_from_logsnr,
+    lagrange_integral_weights,
     logsnr_from_angle,
 )
 
@@ -43,6 +45,18 @@ def exact_clean(x: torch.Tensor, start_angle: float) -> torch.Tensor:
     return mean + var.sqrt() * (x.double() - a * mean) / (a * a * var + s * s).sqrt()
 
 
+def exact_target(scheduler, x: torch.Tensor, model=None) -> torch.Tensor:
+    """x* = x̂0(Φ_{start→η_clean}(x)): the exact ODE from the start to the table's cleanest level (τ = 0), then
+    the exact x̂0 there: what every solver converges to with `final_step="x0"` (start = the noisiest level)."""
+    model = gaussian_model(scheduler) if model is None else model
+    schedule = scheduler.train_schedule
+    z0 = model.ode_solution(x, schedule.t_max, 0)
+    return model.posterior_mean(z0, schedule.alpha(0.0).view(1, 1, 1, 1), schedule.sigma(0.0).view(1, 1, 1, 1))
+
+
+LINEAR = {"beta_schedule": "linear"}
+
+
 def gaussian_model(scheduler, prediction_type="epsilon"):
     return GaussianDenoiser(MEAN, VARIANCE, scheduler.train_schedule, prediction_type=prediction_type)
 
@@ -64,22 +78,32 @@ def rms(a, b):
 
 @pytest.mark.parametrize("solver,order,steps", [("euler", 1, (8, 16, 32)), ("rk2", 2, (6, 12, 24)), ("rk4", 4, (6, 12))])
 def test_convergence_order_on_exact_gaussian_flow(solver, order, steps):
-    scheduler = TrigAngleRKScheduler(**WIDE, solver=solver)
+    scheduler = TrigAngleRKScheduler(**WIDE, solver=solver, step_spacing="uniform_eta")
     model = gaussian_model(scheduler)
     x = start_noise(8)
-    reference = exact_clean(x, scheduler.start_angle)
+    reference = exact_target(scheduler, x)
     errors = [rms(solve(scheduler, model, x, n), reference) for n in steps]
     slope = -np.polyfit(np.log(steps), np.log(errors), 1)[0]
     assert abs(slope - order) < 0.35 * order, (solver, errors, slope)
 
 
-@pytest.mark.parametrize("solver", ["euler", "rk2", "rk4", "ddim"])
-@pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "v_prediction", "joint"])
-def test_matches_functional_reference_solver(solver, prediction_type):
-    scheduler = TrigAngleRKScheduler(**WIDE, solver=solver, prediction_type=prediction_type, step_spacing="uniform_logsnr")
-    x = start_noise(4)
-    out = solve(scheduler, gaussian_model(scheduler, prediction_type), x, 3)
+def test_rk4_converges_past_the_old_clean_end_floor():
+    """The last step used to run RK stages below the cleanest training level (the model told τ = 0 but fed
+    inputs of other levels): RK4 stalled at ≈ 7e-4 on the linear table. Ending with x̂0 at τ = 0 removes it."""
+    x = start_noise(8)
+    # pixel variances down to 1e-4 (= σ² at τ = 0), like MNIST's: x̂0 still moves below the table's clean end
+    variance = torch.logspace(-4, 0, 16, dtype=torch.float64).view(DATA_SHAPE)
+    errors = {}
+    for final_step in ("x0", "solver"):
+        scheduler = TrigAngleRKScheduler(**LINEAR, solver="rk4", step_spacing="uniform_logsnr", final_step=final_step)
+        model = GaussianDenoiser(MEAN, variance, scheduler.train_schedule)
+        reference = exact_target(scheduler, x, model)
+        errors[final_step] = [rms(solve(scheduler, model, x, n), reference) for n in (13, 50)]
+    assert TrigAngleRKScheduler(solver="rk4").num_model_calls(50) == 197
+    assert errors["x0"][1] < 1e-5 and errors["x0"][1] < 0.05 * errors["x0"][0], errors  # 197 calls
+    assert errors["solver"][1] > 10 * errors["x0"][1], errors  # the old ending keeps its floor
 
+def _reference_pair_fn(scheduler):
     joint = gaussian_model(scheduler, "joint")
     lo, hi = scheduler.train_schedule.logsnr_range
 
@@ -89,49 +113,215 @@ def test_matches_functional_reference_solver(solver, prediction_type):
         eps, x0 = joint(z, tau).sample.chunk(2, dim=1)
         return x0, eps
 
-    expected = sample_trig_angle(pair_fn, x, scheduler.angles, solver)
+    return pair_fn
+
+
+@pytest.mark.parametrize("solver", ["euler", "rk2", "rk4", "ddim"])
+@pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "v_prediction", "joint"])
+@pytest.mark.parametrize("final_step", ["x0", "solver"])
+def test_matches_functional_reference_solver(solver, prediction_type, final_step):
+    scheduler = TrigAngleRKScheduler(**WIDE, solver=solver, prediction_type=prediction_type, step_spacing="uniform_logsnr", final_step=final_step)
+    x = start_noise(4)
+    out = solve(scheduler, gaussian_model(scheduler, prediction_type), x, 3)
+    assert len(scheduler.timesteps) == scheduler.num_model_calls(3)
+
+    expected = sample_trig_angle(_reference_pair_fn(scheduler), x, scheduler.angles, solver, final_x0=final_step == "x0")
     # single-head conversions divide by cos η_q ≈ 1e-3 at the start, so allow float64 round-off times 1e3
     torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-6)
 
 
 def test_rk4_beats_euler_and_diffusers_ddim_at_equal_model_calls():
-    calls = 20
+    calls = 21  # RK4: 5 steps of 4 calls, then the x̂0 call
     rk4 = TrigAngleRKScheduler.from_config(DDPMScheduler().config, solver="rk4")
     euler = TrigAngleRKScheduler.from_config(DDPMScheduler().config, solver="euler")
-    ddim = DDIMScheduler(timestep_spacing="trailing", clip_sample=False)
+    ddim = DDIMScheduler(timestep_spacing="trailing", clip_sample=False, set_alpha_to_one=True)
     model = gaussian_model(rk4)
     x = start_noise()
-    reference = exact_clean(x, rk4.start_angle)  # DDIM "trailing" starts at the same level, τ = 999
+    reference = exact_target(rk4, x)  # DDIM "trailing" starts at the same level, τ = 999, and ends with x̂0 at τ = 0
     err_rk4 = rms(solve(rk4, model, x, steps_for_calls(rk4, calls)), reference)
     err_euler = rms(solve(euler, model, x, calls), reference)
     err_ddim = rms(solve(ddim, model, x, calls), reference)
     assert err_rk4 < 0.5 * err_euler and err_rk4 < 0.1 * err_ddim, (err_rk4, err_euler, err_ddim)
 
 
-@pytest.mark.parametrize("table", [WIDE, {"beta_schedule": "linear"}])
-def test_uniform_eta_default_spacing_is_most_accurate_for_rk4(table):
-    assert TrigAngleRKScheduler().config.step_spacing == "uniform_eta"
+@pytest.mark.parametrize("solver,steps", [("rk4", 13), ("rk2", 10), ("multistep", 20), ("euler", 20), ("ddim", 20)])
+def test_default_spacing_is_the_most_accurate(solver, steps):
+    """`step_spacing=None` picks uniform_logsnr for rk2/rk4/multistep and uniform_eta for euler/ddim: the most
+    accurate of the three on the linear table with pixel variances spread over 1e-4..1 (like MNIST's)."""
+    default = TrigAngleRKScheduler(solver=solver).step_spacing
+    assert default == ("uniform_eta" if solver in ("euler", "ddim") else "uniform_logsnr")
+    x = start_noise()
+    variance = torch.logspace(-4, 0, 16, dtype=torch.float64).view(DATA_SHAPE)
+    errors = {}
+    for spacing in ("uniform_eta", "uniform_logsnr", "karras", "uniform_timestep"):
+        scheduler = TrigAngleRKScheduler(**LINEAR, solver=solver, step_spacing=spacing)
+        model = GaussianDenoiser(MEAN, variance, scheduler.train_schedule)
+        errors[spacing] = rms(solve(scheduler, model, x, steps), exact_target(scheduler, x, model))
+    assert min(errors, key=errors.get) == default, errors
+
+
+# ---------------------------------------------------------------------------------------- multistep
+
+
+def test_lagrange_integral_weights_are_exact():
+    """∫ P(log v) dv over [a, b] for P of degree < k is reproduced exactly by k nodes; order 2 in closed form."""
+    rng = np.random.default_rng(0)
+    for k in (1, 2, 3):
+        nodes = [0.3, 0.9, 2.5][:k]
+        for a, b in ((2.5, 7.0), (7.0, 2.5), (0.05, 0.3)):
+            weights = lagrange_integral_weights(nodes, a, b)
+            coeffs = rng.normal(size=k)  # P(t) = Σ c_m t^m, t = log v
+            values = [np.polynomial.polynomial.polyval(math.log(v), coeffs) for v in nodes]
+            x, w = np.polynomial.legendre.leggauss(40)
+            s = 0.5 * (math.log(b) - math.log(a)) * x + 0.5 * (math.log(a) + math.log(b))
+            exact = 0.5 * (math.log(b) - math.log(a)) * np.sum(w * np.exp(s) * np.polynomial.polynomial.polyval(s, coeffs))
+            assert math.isclose(sum(wj * fj for wj, fj in zip(weights, values)), exact, rel_tol=1e-12, abs_tol=1e-13)
+            assert math.isclose(sum(weights), b - a, rel_tol=1e-12)
+    # two nodes (t0 = log v0 at the step start a, t1 = log v1): P = f0 + (f0 − f1)/(t0 − t1)·(t − t0), and
+    # ∫_a^b (t − t0) dv = b·(log b − t0) − (b − a) with t0 = log a
+    v1, a, b = 0.4, 1.0, 3.0
+    w0, w1 = lagrange_integral_weights([a, v1], a, b)
+    r = (b * math.log(b / a) - (b - a)) / (math.log(a) - math.log(v1))
+    assert math.isclose(w0, (b - a) + r, rel_tol=1e-13) and math.isclose(w1, -r, rel_tol=1e-13)
+    with pytest.raises(ValueError, match="positive"):
+        lagrange_integral_weights([0.0, 1.0], 1.0, 2.0)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "v_prediction", "joint"])
+@pytest.mark.parametrize("predict_x0", [True, False])
+def test_multistep_order_one_is_ddim(prediction_type, predict_x0):
+    x = start_noise(4)
+    runs = []
+    for kw in ({"solver": "ddim"}, {"solver": "multistep", "solver_order": 1, "predict_x0": predict_x0}):
+        scheduler = TrigAngleRKScheduler(**LINEAR, **kw, step_spacing="uniform_logsnr", prediction_type=prediction_type)
+        runs.append(solve(scheduler, gaussian_model(scheduler, prediction_type), x, 7))
+        assert len(scheduler.timesteps) == 7 and scheduler.order == 1
+    torch.testing.assert_close(runs[1], runs[0], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("order", [2, 3])
+@pytest.mark.parametrize("predict_x0", [True, False])
+@pytest.mark.parametrize("corrector", [False, True])
+@pytest.mark.parametrize("prediction_type", ["epsilon", "joint"])
+def test_multistep_matches_functional_reference(order, predict_x0, corrector, prediction_type):
+    scheduler = TrigAngleRKScheduler(**LINEAR, solver="multistep", solver_order=order, predict_x0=predict_x0,
+                                     use_corrector=corrector, prediction_type=prediction_type)
+    x = start_noise(4)
+    out = solve(scheduler, gaussian_model(scheduler, prediction_type), x, 8)
+    expected = sample_trig_multistep(_reference_pair_fn(scheduler), x, scheduler.angles, order, predict_x0, corrector)
+    # the reference re-derives each float32 timestep from the angle (it may round to the next float32)
+    torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "order,predict_x0,corrector,steps,least",
+    [
+        (2, True, False, (20, 40, 80), 1.7),  # measured 2.05
+        (2, False, False, (20, 40, 80), 1.7),  # 1.99
+        (3, True, False, (20, 40, 80), 2.6),  # 4.1 (λ-uniform steps: better than 3 here)
+        (3, False, False, (20, 40, 80), 2.6),  # 3.9
+        # the corrector's error changes sign near 100 steps (order 2): the asymptotic range starts later
+        (2, True, True, (320, 640, 1280), 1.7),  # 1.88
+        (3, True, True, (40, 80, 160), 2.6),  # 3.6
+        (3, True, True, (160, 320, 640), 2.6),  # 3.9, down to 2e-9: no float32-timestep floor
+    ],
+)
+def test_multistep_convergence_order(order, predict_x0, corrector, steps, least):
+    """Fitted order on the exact Gaussian flow (linear table, uniform_logsnr), in the asymptotic range."""
+    scheduler = TrigAngleRKScheduler(**LINEAR, solver="multistep", solver_order=order, predict_x0=predict_x0, use_corrector=corrector)
+    model = gaussian_model(scheduler)
+    x = start_noise(8)
+    reference = exact_target(scheduler, x)
+    errors = [rms(solve(scheduler, model, x, n), reference) for n in steps]
+    slope = -np.polyfit(np.log(steps), np.log(errors), 1)[0]
+    assert slope > least, (errors, slope)
+
+
+def test_multistep_beats_rk4_and_ddim_at_equal_model_calls():
     x = start_noise()
     errors = {}
-    for spacing in ("uniform_eta", "uniform_logsnr", "karras"):
-        scheduler = TrigAngleRKScheduler(**table, solver="rk4", step_spacing=spacing)
-        errors[spacing] = rms(solve(scheduler, gaussian_model(scheduler), x, 5), exact_clean(x, scheduler.start_angle))
-    assert min(errors, key=errors.get) == "uniform_eta", errors
+    for name, kw, steps in (("multistep", {"solver": "multistep"}, 21), ("rk4", {"solver": "rk4"}, 6), ("ddim", {"solver": "ddim"}, 21)):
+        scheduler = TrigAngleRKScheduler(**LINEAR, **kw)
+        assert scheduler.num_model_calls(steps) == 21
+        errors[name] = rms(solve(scheduler, gaussian_model(scheduler), x, steps), exact_target(scheduler, x))
+    assert errors["multistep"] < 0.5 * errors["rk4"] and errors["multistep"] < 0.01 * errors["ddim"], errors
+
+
+@pytest.mark.parametrize("kw", [{"solver": "multistep"}, {"solver": "rk4"}, {"solver": "rk2", "final_step": "solver"}])
+def test_ddpm_pipeline_loop_and_step_index(kw):
+    """diffusers' own DDPMPipeline drives the scheduler: one `step` per entry of `timesteps`, the step index
+    advancing by one each call, and the same result as the plain loop."""
+    scheduler = TrigAngleRKScheduler(**LINEAR, **kw, prediction_type="epsilon")
+    model = GaussianDenoiser(MEAN, VARIANCE, scheduler.train_schedule)
+    pipe = DDPMPipeline(unet=model, scheduler=scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    images = pipe(batch_size=2, num_inference_steps=4, generator=torch.Generator().manual_seed(0), output_type="np").images
+    assert images.shape == (2, 4, 4, 1) and np.isfinite(images).all()
+    assert scheduler.step_index == len(scheduler.timesteps) == scheduler.num_model_calls(4)
+
+    scheduler.set_timesteps(4)
+    x = start_noise(2)
+    for i, t in enumerate(scheduler.timesteps):
+        x = scheduler.step(model(x, t).sample, t, x).prev_sample
+        assert scheduler.step_index == i + 1
+    with pytest.raises(ValueError, match="model calls"):
+        scheduler.step(model(x, t).sample, t, x)
+
+
+def test_multistep_begin_index_and_start_at_half_pi():
+    x = start_noise()
+    assert TrigAngleRKScheduler(solver="multistep", start_angle=math.pi / 2).step_spacing == "uniform_eta"
+    for predict_x0 in (True, False):  # both forms stay finite and as accurate from λ = −∞, float32 too
+        errors = []
+        for start in (math.pi / 2, None):
+            scheduler = TrigAngleRKScheduler(**WIDE, solver="multistep", predict_x0=predict_x0, step_spacing="uniform_eta", start_angle=start)
+            errors.append(rms(solve(scheduler, gaussian_model(scheduler), x, 40), exact_clean(x, scheduler.start_angle)))
+        assert errors[0] < 5e-3 and errors[0] < 1.2 * errors[1], (predict_x0, errors)
+        scheduler = TrigAngleRKScheduler(**WIDE, solver="multistep", predict_x0=predict_x0, start_angle=math.pi / 2)
+        out = solve(scheduler, gaussian_model(scheduler), x.float(), 40)
+        assert torch.isfinite(out).all() and rms(out, exact_clean(x, math.pi / 2)) < 5e-3
+    # a run resumed from its 3rd call (set_begin_index) restarts the multistep history there
+    scheduler = TrigAngleRKScheduler(**LINEAR, solver="multistep")
+    model = gaussian_model(scheduler)
+    scheduler.set_timesteps(10)
+    z = start_noise(2)
+    for t in scheduler.timesteps[:3]:
+        z = scheduler.step(model(z, t).sample, t, z).prev_sample
+    scheduler.set_timesteps(10)
+    scheduler.set_begin_index(3)
+    for t in scheduler.timesteps[3:]:
+        z = scheduler.step(model(z, t).sample, t, z).prev_sample
+    assert torch.isfinite(z).all()
 
 
 # ---------------------------------------------------------------------------------------- behaviour
 
 
 def test_model_is_told_its_entropy_matched_training_timestep():
-    scheduler = TrigAngleRKScheduler.from_config(DDPMScheduler().config, solver="rk4")
+    scheduler = TrigAngleRKScheduler.from_config(DDPMScheduler().config, solver="rk4", step_spacing="uniform_eta")
     scheduler.set_timesteps(6)
-    assert len(scheduler.timesteps) == 4 * 6 and scheduler.timesteps.dtype == torch.float32
+    # 5 RK4 steps down to the cleanest training level, then the x̂0 call there
+    assert len(scheduler.timesteps) == 4 * 5 + 1 == scheduler.num_model_calls(6) and scheduler.timesteps.dtype == torch.float32
     clean_angle, noisy_angle = scheduler.train_angle_range
-    inside = (scheduler._stage_angle >= clean_angle) & (scheduler._stage_angle <= noisy_angle)
-    abar = scheduler.train_schedule.alpha(scheduler.timesteps[inside].double()) ** 2
-    torch.testing.assert_close(abar, torch.cos(scheduler._stage_angle[inside]) ** 2, rtol=1e-5, atol=1e-7)
-    # stages beyond the clean end are told the cleanest training timestep
-    assert (scheduler.timesteps[~inside] == 0).all() and scheduler.angles[-1] == 0
+    assert math.isclose(float(scheduler.angles[-2]), clean_angle) and scheduler.angles[-1] == 0
+    assert scheduler.timesteps[0] == 999 and (scheduler.timesteps[-2:] == 0).all()  # exactly the table's ends
+    abar = scheduler.train_schedule.alpha(scheduler.timesteps.double()) ** 2
+    torch.testing.assert_close(abar, torch.cos(scheduler._stage_angle) ** 2, rtol=1e-5, atol=1e-7)
+    # grid points (each step's first stage) sit exactly on the level of the float32 timestep the model is told
+    first = scheduler._call_stage == 0
+    assert torch.equal(scheduler._stage_angle[first], scheduler._stage_query_angle[first])
+    assert torch.equal(scheduler.angles[:-1], scheduler._stage_angle[first])
+    # seed 004 as written: stages beyond the clean end are told the cleanest training timestep
+    paper = TrigAngleRKScheduler.from_config(DDPMScheduler().config, solver="rk4", step_spacing="uniform_eta", final_step="solver")
+    paper.set_timesteps(6)
+    assert len(paper.timesteps) == 4 * 6 == paper.num_model_calls(6)
+    inside = (paper._stage_angle >= clean_angle) & (paper._stage_angle <= noisy_angle)
+    assert (paper.timesteps[~inside] == 0).all() and (~inside).sum() >= 1
+    torch.testing.assert_close(paper.angles, torch.linspace(noisy_angle, 0, 7, dtype=torch.float64))
+    # uniform_timestep: the model is told τ = 999, 749.25, ..., 0 (diffusers' linspace), then x̂0 at τ = 0
+    linear_t = TrigAngleRKScheduler.from_config(DDPMScheduler().config, solver="multistep", step_spacing="uniform_timestep")
+    linear_t.set_timesteps(5)
+    torch.testing.assert_close(linear_t.timesteps, torch.linspace(999, 0, 5), rtol=0, atol=1e-3)
     assert math.isclose(scheduler.start_angle, noisy_angle)
     torch.testing.assert_close(angle_from_logsnr(logsnr_from_angle(torch.tensor(0.3))), torch.tensor(0.3, dtype=torch.float64))
 
@@ -190,13 +380,25 @@ def test_bad_inputs_are_clear_errors():
         TrigAngleRKScheduler(step_spacing="leading")
     with pytest.raises(ValueError, match="prediction_type"):
         TrigAngleRKScheduler(prediction_type="flow")
+    for order in (0, 4, 2.5, True):
+        with pytest.raises(ValueError, match=f"solver_order must be one of .*got {order!r}"):
+            TrigAngleRKScheduler(solver="multistep", solver_order=order)
+    with pytest.raises(ValueError, match="final_step must be one of .*'last'"):
+        TrigAngleRKScheduler(final_step="last")
     for angle in (0.0, -0.1, 1.6, math.pi):
         with pytest.raises(ValueError, match="start_angle"):
             TrigAngleRKScheduler(start_angle=angle)
     with pytest.raises(ValueError, match="π/2"):
         TrigAngleRKScheduler(step_spacing="karras", start_angle=math.pi / 2)
+    with pytest.raises(ValueError, match="within the training table"):
+        TrigAngleRKScheduler(step_spacing="uniform_timestep", start_angle=1.569)
     with pytest.raises(ValueError, match="num_inference_steps"):
-        TrigAngleRKScheduler(step_spacing="karras").set_timesteps(1)
+        TrigAngleRKScheduler(step_spacing="karras", final_step="solver").set_timesteps(1)
+    with pytest.raises(ValueError, match="num_inference_steps"):
+        TrigAngleRKScheduler().set_timesteps(0)
+    one = TrigAngleRKScheduler(step_spacing="karras")  # one step = the x̂0 call at the start
+    one.set_timesteps(1)
+    assert len(one.timesteps) == 1 and one.timesteps[0] == 999
     scheduler = TrigAngleRKScheduler(prediction_type="joint")
     scheduler.set_timesteps(3)
     x = torch.zeros(2, 3, 4, 4)
@@ -219,8 +421,9 @@ def test_ablation_rows_build_their_schedulers():
         if row.train_schedule == "trig":
             assert scheduler.alphas_cumprod[499] == pytest.approx(math.cos(500 / 1000 * math.pi / 2) ** 2, rel=1e-5)
     rk4 = ablation_row("ours").make_scheduler()
-    assert steps_for_calls(rk4, 20) == 5
-    with pytest.raises(ValueError, match="multiple"):
+    assert steps_for_calls(rk4, 21) == 6 and steps_for_calls(rk4, 1) == 1
+    assert steps_for_calls(ablation_row("ddim+joint").make_scheduler(), 10) == 10
+    with pytest.raises(ValueError, match="exactly 10 model calls"):
         steps_for_calls(rk4, 10)
     with pytest.raises(ValueError, match="unknown ablation row"):
         ablation_row("ddpm")
@@ -246,6 +449,28 @@ class TestTrigAngleRK4JointCommon(SchedulerChecks):
 
     def default_config(self):
         return {"solver": "rk4", "prediction_type": "joint"}
+
+    def make_model(self, scheduler):
+        model = GaussianDenoiser(torch.zeros(1, 8, 8), torch.full((1, 8, 8), 0.3), scheduler.train_schedule, "joint")
+        return lambda x, t: model(x, t).sample
+
+
+class TestTrigAngleMultistepEpsilonCommon(SchedulerChecks):
+    scheduler_class = TrigAngleRKScheduler
+
+    def default_config(self):
+        return {"solver": "multistep", "solver_order": 3, "prediction_type": "epsilon"}
+
+    def make_model(self, scheduler):
+        model = GaussianDenoiser(torch.zeros(1, 8, 8), torch.full((1, 8, 8), 0.3), scheduler.train_schedule)
+        return lambda x, t: model(x, t).sample
+
+
+class TestTrigAngleMultistepJointCommon(SchedulerChecks):
+    scheduler_class = TrigAngleRKScheduler
+
+    def default_config(self):
+        return {"solver": "multistep", "solver_order": 2, "predict_x0": False, "prediction_type": "joint"}
 
     def make_model(self, scheduler):
         model = GaussianDenoiser(torch.zeros(1, 8, 8), torch.full((1, 8, 8), 0.3), scheduler.train_schedule, "joint")
