@@ -75,7 +75,7 @@ def test_joint_models_give_trig_rk4_both_heads_and_the_others_the_x0_head():
     for name in SCHEDULERS:
         scheduler = build_scheduler(name, config, joint=True)
         assert scheduler.config.prediction_type == ("joint" if name in JOINT_AWARE_SCHEDULERS else "sample"), name
-    assert JOINT_AWARE_SCHEDULERS == ("trig-rk4",)
+    assert JOINT_AWARE_SCHEDULERS == ("trig-rk4", "trig-multistep")
     assert build_scheduler("trig-rk4", config, joint=True).config.solver == "rk4"
     assert build_scheduler("s2n-stochastic", config, joint=True).config.sde_rho == 1.0
     ddpm_config = {"num_train_timesteps": 1000, "prediction_type": "v_prediction"}

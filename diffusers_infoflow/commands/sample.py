@@ -3,7 +3,7 @@
 Any saved single-head model (``DDPMPipeline`` folders from ``scripts/train.py``) or joint ``[ε, x0]`` model
 (``JointTrigPipeline`` folders from ``scripts/train.py --prediction_type joint``) runs with every scheduler of
 :data:`SCHEDULERS`, each built ``from_config`` of the saved (training) scheduler config (a joint model gives
-``trig-rk4`` both heads and every other scheduler its x0 head; see :func:`build_scheduler`). ``--steps`` counts
+``trig-rk4``/``trig-multistep`` both heads and every other scheduler its x0 head; see :func:`build_scheduler`). ``--steps`` counts
 model calls: multi-call solvers get as many whole steps as fit (counted from the scheduler's timesteps, e.g.
 Heun: 2·N − 1 calls for N steps), and the printed line says how many calls were made.
 """
@@ -14,9 +14,11 @@ import argparse
 from pathlib import Path
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "assets" / "models" / "mnist-ddpm"
-SCHEDULERS = ("ddpm", "ddim", "entropy-hybrid", "s2n", "s2n-stochastic", "trig-rk4", "dpm++2m", "unipc", "euler", "heun")
+SCHEDULERS = (
+    "ddpm", "ddim", "entropy-hybrid", "s2n", "s2n-stochastic", "trig-rk4", "trig-multistep", "dpm++2m", "unipc", "euler", "heun",
+)
 # Schedulers that read both heads of a joint [ε, x0] output; the others are given its x0 head.
-JOINT_AWARE_SCHEDULERS = ("trig-rk4",)
+JOINT_AWARE_SCHEDULERS = ("trig-rk4", "trig-multistep")
 
 
 def register(subparsers) -> None:
@@ -25,7 +27,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--scheduler", choices=SCHEDULERS, default="ddim",
         help="ddpm, ddim, entropy-hybrid; s2n / s2n-stochastic (S2NGeneralizedScheduler presets 'deterministic' / "
-             "'stochastic'); trig-rk4 (TrigAngleRKScheduler, RK4); diffusers' dpm++2m, unipc, euler, heun.",
+             "'stochastic'); trig-rk4 / trig-multistep (TrigAngleRKScheduler, RK4 or the order-3 multistep solver); diffusers' dpm++2m, unipc, euler, heun.",
     )
     p.add_argument("--steps", type=int, default=50, help="number of model calls (rounded down to whole steps of multi-call solvers).")
     p.add_argument("--num_images", type=int, default=16)
@@ -38,7 +40,7 @@ def build_scheduler(name: str, config, joint: bool = False):
     """A scheduler of kind ``name`` from the saved (training) scheduler config.
 
     The prediction type is the config's (the model's), so an ε, x0 or v model is read as trained. For a joint
-    ``[ε, x0]`` model (``joint=True``) ``trig-rk4`` reads both heads (``prediction_type="joint"``) and the others
+    ``[ε, x0]`` model (``joint=True``) the trig solvers read both heads (``prediction_type="joint"``) and the others
     are told ``prediction_type="sample"``: ``JointTrigPipeline`` hands them the x0 head. The x0 head, not the ε
     head, because at the noisy end of a table ε̂ enters x̂0 = (x − σ ε̂)/α divided by a tiny α (≈ 5e-5 at
     t = T − 1 of the trig table, 6e-3 of the linear one): on a joint model trained on triangles every stock
@@ -66,8 +68,8 @@ def build_scheduler(name: str, config, joint: bool = False):
         return S2NGeneralizedScheduler.from_preset("deterministic", config, **overrides)
     if name == "s2n-stochastic":
         return S2NGeneralizedScheduler.from_preset("stochastic", config, **overrides)
-    if name == "trig-rk4":
-        return TrigAngleRKScheduler.from_config(config, solver="rk4", **overrides)
+    if name in ("trig-rk4", "trig-multistep"):
+        return TrigAngleRKScheduler.from_config(config, solver=name.split("-")[1], **overrides)
     if name == "dpm++2m":
         return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2, **overrides)
     classes = {
