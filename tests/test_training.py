@@ -105,13 +105,19 @@ def test_output_dir_is_a_ddpm_pipeline_with_model_card(uninterrupted):
     assert [checkpoint_step(p) for p in list_checkpoints(str(uninterrupted))] == [2, 4, 6]
 
 
-def test_crash_and_resume_latest_matches_uninterrupted_run(uninterrupted, tmp_path, monkeypatch):
+def check_crash_and_resume(args, uninterrupted_dir, tmp_path, monkeypatch):
+    """A run of ``args`` stopped after its step-2 checkpoint and resumed from "latest" ends with the weights of
+    the uninterrupted run in ``uninterrupted_dir`` (to 1e-6)."""
     with pytest.raises(SimulatedCrash):
-        train_in_process(SINGLE, tmp_path, crash_after=2, monkeypatch=monkeypatch)
+        train_in_process(args, tmp_path, crash_after=2, monkeypatch=monkeypatch)
     assert not (tmp_path / "model_index.json").exists()
     assert resolve_checkpoint("latest", str(tmp_path)).endswith("checkpoint-2")
-    train_in_process(SINGLE + ["--resume_from_checkpoint", "latest"], tmp_path)
-    assert max_weight_diff(uninterrupted, tmp_path) <= 1e-6
+    train_in_process(args + ["--resume_from_checkpoint", "latest"], tmp_path)
+    assert max_weight_diff(uninterrupted_dir, tmp_path) <= 1e-6
+
+
+def test_crash_and_resume_latest_matches_uninterrupted_run(uninterrupted, tmp_path, monkeypatch):
+    check_crash_and_resume(SINGLE, uninterrupted, tmp_path, monkeypatch)
 
 
 def test_killed_run_resumes_to_the_same_weights(uninterrupted, tmp_path):

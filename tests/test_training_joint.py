@@ -12,19 +12,17 @@ import torch
 from diffusers_infoflow import get_betas
 from diffusers_infoflow.ablations import steps_within_calls
 from diffusers_infoflow.training import (
-    SimulatedCrash,
     build_arg_parser,
     build_noise_scheduler,
     checkpoint_step,
     joint_diffusion_loss,
     list_checkpoints,
     parse_args,
-    resolve_checkpoint,
     training_angles,
     validate_args,
 )
 
-from .test_training import SINGLE, max_weight_diff, train_in_process
+from .test_training import SINGLE, check_crash_and_resume, train_in_process
 
 # The tiny single-process run of test_training (6 steps across an epoch boundary, accumulation 2, EMA) as a
 # joint model on seed 004's trig schedule, with a non-default velocity weight.
@@ -74,12 +72,7 @@ def test_joint_output_dir_loads_as_joint_trig_pipeline_and_samples(joint_uninter
 
 
 def test_joint_crash_and_resume_latest_matches_uninterrupted_run(joint_uninterrupted, tmp_path, monkeypatch):
-    with pytest.raises(SimulatedCrash):
-        train_in_process(JOINT, tmp_path, crash_after=2, monkeypatch=monkeypatch)
-    assert not (tmp_path / "model_index.json").exists()
-    assert resolve_checkpoint("latest", str(tmp_path)).endswith("checkpoint-2")
-    train_in_process(JOINT + ["--resume_from_checkpoint", "latest"], tmp_path)
-    assert max_weight_diff(joint_uninterrupted, tmp_path) <= 1e-6
+    check_crash_and_resume(JOINT, joint_uninterrupted, tmp_path, monkeypatch)
 
 
 def test_infoflow_sample_runs_on_a_trained_joint_folder(joint_uninterrupted, tmp_path, capsys, monkeypatch):
