@@ -1,7 +1,6 @@
 """FID / KID / IS with the packaged MNIST feature network, the data loaders and ``infoflow evaluate``."""
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +14,6 @@ from diffusers_infoflow.metrics import (
     load_image_set,
     to_unit_images,
 )
-
-
-@pytest.fixture(scope="module")
-def mnist_path():
-    candidates = [os.environ.get("INFOFLOW_MNIST"), Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist.npz"]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    pytest.skip("MNIST .npz not found (set INFOFLOW_MNIST or provide ../shared/data/mnist.npz)")
 
 
 @pytest.fixture(scope="module")

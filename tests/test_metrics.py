@@ -2,8 +2,6 @@
 
 import json
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,15 +16,6 @@ from diffusers_infoflow.metrics import (
 )
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
-
-
-@pytest.fixture(scope="module")
-def mnist_path():
-    candidates = [os.environ.get("INFOFLOW_MNIST"), Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist.npz"]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    pytest.skip("MNIST .npz not found (set INFOFLOW_MNIST or provide ../shared/data/mnist.npz)")
 
 
 def _pairs(seed=0, shape=(20, 1, 12, 12)):

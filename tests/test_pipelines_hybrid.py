@@ -59,13 +59,7 @@ def clean_images(n=4, shape=(1, 8, 8), seed=0) -> torch.Tensor:
     return torch.rand((n,) + shape, generator=gen(seed)) * 2 - 1
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # The models here are tiny: thread start-up costs more than it saves (4x on a loaded 2-core machine).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: threads cost more than they save
 
 
 @pytest.fixture(scope="module")

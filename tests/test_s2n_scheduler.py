@@ -17,13 +17,7 @@ from .scheduler_checks import SchedulerChecks, sample_loop
 SHAPE = (2, 1, 8, 8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one intra-op thread avoids the oversubscription stalls of a shared CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def toy_data(n: int = 12) -> torch.Tensor:

@@ -6,7 +6,6 @@ import json
 import os
 
 import pytest
-import torch
 
 from diffusers_infoflow.cli import main
 from diffusers_infoflow.sweep import frechet_distance, gamma_delta_grid, gamma_sweep, load_sweep_data, nearest_data_distance
@@ -14,13 +13,7 @@ from diffusers_infoflow.sweep import frechet_distance, gamma_delta_grid, gamma_s
 CONFIG = {"noise_family": "edm", "preconditioning": "none"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one intra-op thread avoids the oversubscription stalls of a shared CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_random_data_when_mnist_is_missing(tmp_path):
