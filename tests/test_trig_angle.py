@@ -373,6 +373,40 @@ def test_start_at_exactly_half_pi():
     assert rms(out, exact_clean(x, math.pi / 2)) < 1e-3
 
 
+@pytest.mark.parametrize("solver", ["euler", "rk4", "multistep"])
+def test_clip_sample_clamps_x0_and_keeps_the_pair_consistent(solver):
+    scheduler = TrigAngleRKScheduler(**LINEAR, solver=solver, clip_sample=True, clip_sample_range=0.5)
+    model = gaussian_model(scheduler)
+    x = 3 * start_noise(8)  # far from the data: unclamped x̂0 leaves [-0.5, 0.5]
+    scheduler.set_timesteps(4)
+    query = float(scheduler._stage_query_angle[0])
+    raw = model(x, scheduler.timesteps[0]).sample
+    x0, eps = scheduler.denoised_pair(raw, x, query)
+    unclamped, _ = TrigAngleRKScheduler(**LINEAR, solver=solver).denoised_pair(raw, x, query)
+    assert unclamped.abs().max() > 0.5 and x0.abs().max() <= 0.5
+    torch.testing.assert_close(x0, unclamped.clamp(-0.5, 0.5))
+    torch.testing.assert_close(math.cos(query) * x0 + math.sin(query) * eps, x)  # ε̂ re-derived from the clamp
+    out = sample_loop(scheduler, lambda z, t: model(z, t).sample, x, 4)
+    assert out.abs().max() <= 0.5  # the last step returns the clamped x̂0
+    # in range, the clamp changes nothing: same result as without it
+    wide = TrigAngleRKScheduler(**LINEAR, solver=solver, clip_sample=True, clip_sample_range=50.0)
+    plain = TrigAngleRKScheduler(**LINEAR, solver=solver)
+    x = start_noise(8)
+    torch.testing.assert_close(solve(wide, model, x, 4), solve(plain, model, x, 4))
+
+
+def test_clip_sample_is_read_from_a_ddpm_config_and_keeps_the_joint_eps_head():
+    assert TrigAngleRKScheduler.from_config(DDPMScheduler(clip_sample=True).config).config.clip_sample is True
+    assert TrigAngleRKScheduler.from_config(DDPMScheduler(clip_sample=False).config).config.clip_sample is False
+    scheduler = TrigAngleRKScheduler(clip_sample=True, prediction_type="joint")
+    eps, x0 = torch.randn(2, 1, 4, 4), 3 * torch.randn(2, 1, 4, 4)
+    got_x0, got_eps = scheduler.denoised_pair(torch.cat([eps, x0], dim=1), torch.randn(2, 1, 4, 4), 0.7)
+    torch.testing.assert_close(got_x0, x0.clamp(-1, 1))
+    torch.testing.assert_close(got_eps, eps)
+    with pytest.raises(ValueError, match="clip_sample_range must be > 0, got 0"):
+        TrigAngleRKScheduler(clip_sample_range=0)
+
+
 def test_bad_inputs_are_clear_errors():
     with pytest.raises(ValueError, match="solver"):
         TrigAngleRKScheduler(solver="rk3")

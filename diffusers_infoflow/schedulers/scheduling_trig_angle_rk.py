@@ -276,6 +276,12 @@ class TrigAngleRKScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
             or ε̂ against ρ = tan η (`False`, ε form).
         use_corrector (`bool`, defaults to `True`): `multistep` corrects each sample with the model output
             evaluated at it (no extra call).
+        clip_sample (`bool`, defaults to `False`): clamp x̂0 to `[-clip_sample_range, clip_sample_range]` before
+            it enters the solver, as DDIM's `clip_sample` does. A single-head model's ε̂ is then re-derived from the
+            clamped x̂0 (ε̂ = (x − cos η·x̂0)/sin η), so the pair stays consistent with x and the ODE's slope is
+            the probability flow of the clamped denoiser; a joint model's ε head is kept. Read from a DDPM/DDIM
+            config by `from_config`, so a model saved with `clip_sample=True` is sampled with it.
+        clip_sample_range (`float`, defaults to 1.0): the clamp bound.
     """
 
     _compatibles = [e.name for e in KarrasDiffusionSchedulers]
@@ -299,6 +305,8 @@ class TrigAngleRKScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
         solver_order: int = 3,
         predict_x0: bool = True,
         use_corrector: bool = True,
+        clip_sample: bool = False,
+        clip_sample_range: float = 1.0,
     ):
         if prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}.")
@@ -312,6 +320,8 @@ class TrigAngleRKScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
             raise ValueError(f"solver_order must be one of {SOLVER_ORDERS}, got {solver_order!r}.")
         if not karras_rho > 0:
             raise ValueError(f"karras_rho must be > 0, got {karras_rho!r}.")
+        if not clip_sample_range > 0:
+            raise ValueError(f"clip_sample_range must be > 0, got {clip_sample_range!r}.")
         self.train_schedule = training_schedule(num_train_timesteps, beta_schedule, beta_start, beta_end, trained_betas, schedule_params)
         noisy_logsnr, clean_logsnr = self.train_schedule.logsnr_range
         # The angles of the training table's noisiest (τ = T-1) and cleanest (τ = 0) levels.
@@ -486,7 +496,8 @@ class TrigAngleRKScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
         check_model_output(model_output, expected, timestep, what)
 
     def denoised_pair(self, model_output: torch.Tensor, sample: torch.Tensor, query_angle: float) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(x̂0, ε̂) from a model output, read at the level the model was told (x = cos η_q·x0 + sin η_q·ε)."""
+        """(x̂0, ε̂) from a model output, read at the level the model was told (x = cos η_q·x0 + sin η_q·ε);
+        with `clip_sample`, x̂0 clamped (and a single-head model's ε̂ re-derived from it)."""
         c, s = math.cos(query_angle), math.sin(query_angle)
         kind = self.config.prediction_type
         if kind == "joint":
@@ -500,6 +511,11 @@ class TrigAngleRKScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
         else:  # v = cos η·ε − sin η·x0 (Salimans & Ho 2022), so x0 = cos η·x − sin η·v, ε = sin η·x + cos η·v
             x0 = c * sample - s * model_output
             eps = s * sample + c * model_output
+        if self.config.clip_sample:
+            bound = self.config.clip_sample_range
+            x0 = x0.clamp(-bound, bound)
+            if kind != "joint":
+                eps = (sample - c * x0) / s
         return x0, eps
 
     def step(

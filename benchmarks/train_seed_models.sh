@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Trains the small per-schedule MNIST models that benchmarks/seed000_tables.py and benchmarks/seed004_ablation.py use.
+#
+# Each model is the shipped `mnist-ddpm` (linear β, T = 1000, 5000 steps) fine-tuned for a few hundred steps on
+# another schedule or length, so every model has the same architecture and the same compute on top of one
+# shared start; the budget fits two CPU cores (about 8 min a model there). Models land in runs/seed-models/.
+#
+#   bash benchmarks/train_seed_models.sh            # all of them
+#   bash benchmarks/train_seed_models.sh cosine-300 trig-joint-1000   # some of them
+#
+# MNIST: MNIST_NPZ, else ../shared/data/mnist.npz.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MNIST_NPZ="${MNIST_NPZ:-../shared/data/mnist.npz}"
+BASE=diffusers_infoflow/assets/models/mnist-ddpm
+OUT=runs/seed-models
+STEPS="${STEPS:-500}"
+ALL=(cosine-300 quadratic-300 trig-eps-1000 trig-joint-1000 linear-eps-1000 linear-joint-1000 linear-300 sigmoid-300 sigmoid-500 sigmoid-1000 cosine-500 cosine-1000)
+models=("$@")
+[ ${#models[@]} -eq 0 ] && models=("${ALL[@]}")
+
+for name in "${models[@]}"; do
+  prediction=epsilon
+  case "$name" in
+    trig-eps-*) schedule=trig ;;
+    trig-joint-*) schedule=trig; prediction=joint ;;
+    linear-eps-*) schedule=linear ;;   # the control: the same extra steps with the schedule unchanged
+    linear-joint-*) schedule=linear; prediction=joint ;;
+    *) schedule="${name%-*}" ;;
+  esac
+  T="${name##*-}"
+  if [ -f "$OUT/$name/model_index.json" ]; then echo "== $name: done already"; continue; fi
+  echo "== $name: $schedule, T=$T, $prediction, $STEPS steps"
+  python scripts/train.py --dataset_name "$MNIST_NPZ" --resolution 28 --init_unet "$BASE" \
+    --beta_schedule "$schedule" --num_train_timesteps "$T" --prediction_type "$prediction" \
+    --train_batch_size 64 --max_train_steps "$STEPS" --learning_rate 5e-4 --lr_scheduler cosine --lr_warmup_steps 50 \
+    --use_ema --ema_max_decay 0.995 --checkpointing_steps 250 --checkpoints_total_limit 1 \
+    --num_card_samples 0 --report_to none --seed 0 --output_dir "$OUT/$name"
+done
