@@ -181,9 +181,9 @@ def restoration_table(key: str, models: Models, x0: torch.Tensor, seed: int, sav
             values, entry = restore(models, restorer, x0, noise, source, step, seed, entry=forced)
             if mode == "matched" and round(entry) != matched:
                 raise RuntimeError(f"the pipeline entered {label(restorer)} at {entry}, match_timestep says {matched}.")
-            paper = spec["paper"].get((label(restorer), step))
+            paper = spec["paper"].get((label(restorer), step)) if mode in ("native", "matched") else None
             row = {"table": key, "source": label(source_model), "source_step": step, "model": label(restorer), "mode": mode,
-                   "entry_step": round(entry), "paper_entry_step": paper_step, **values,
+                   "entry_step": round(entry), "paper_entry_step": paper_step if mode == "matched" else None, **values,
                    "paper_mse": paper[0] if paper else None, "paper_ssim": paper[1] if paper else None,
                    "seconds": time.perf_counter() - start}
             rows.append(row)

@@ -3,7 +3,7 @@
 #
 # Each model is the shipped `mnist-ddpm` (linear β, T = 1000, 5000 steps) fine-tuned for a few hundred steps on
 # another schedule or length, so every model has the same architecture and the same compute on top of one
-# shared start; the budget fits two CPU cores (about 8 min a model there). Models land in runs/seed-models/.
+# shared start; the budget fits two CPU cores (about 3 min a model there). Models land in runs/seed-models/.
 #
 #   bash benchmarks/train_seed_models.sh            # all of them
 #   bash benchmarks/train_seed_models.sh cosine-300 trig-joint-1000   # some of them
