@@ -111,26 +111,23 @@ def model_folder(models_dir: Path, model: Model) -> Path:
 
 
 class Models:
-    """Loads each model folder once: (UNet, its DDPMScheduler)."""
+    """Loads each model folder once: (UNet, its DDPMScheduler); ``schedules[model]`` is its training table."""
 
     def __init__(self, models_dir: Path):
-        self.models_dir, self.cache = models_dir, {}
+        self.models_dir, self.cache, self.schedules = models_dir, {}, {}
 
     def __call__(self, model: Model) -> Tuple[UNet2DModel, DDPMScheduler]:
         if model not in self.cache:
             folder = model_folder(self.models_dir, model)
             unet = UNet2DModel.from_pretrained(folder / "unet").eval()
             scheduler = DDPMScheduler.from_pretrained(folder / "scheduler")
-            expected = as_discrete_schedule(*model).alphas_cumprod
+            schedule = as_discrete_schedule(*model)
+            expected = schedule.alphas_cumprod
             if scheduler.alphas_cumprod.shape != expected.shape or not torch.allclose(scheduler.alphas_cumprod.double(), expected, rtol=1e-5):
                 raise ValueError(f"{folder} was not trained on {label(model)} (its scheduler's ᾱ table differs).")
+            self.schedules[model] = schedule
             self.cache[model] = (unet, scheduler)
         return self.cache[model]
-
-
-def training_table(ddpm: DDPMScheduler):
-    """The model's training ᾱ table in the schedule core (float64)."""
-    return as_entropy_hybrid_scheduler(ddpm).train_schedule
 
 
 def means(metrics) -> Dict[str, float]:
@@ -176,7 +173,8 @@ def restoration_table(key: str, models: Models, x0: torch.Tensor, seed: int, sav
         for restorer, mode, paper_step in runs:
             start = time.perf_counter()
             if mode == "matched":
-                matched = match_timestep(step, src=training_table(source), dst=training_table(models(restorer)[1]))
+                models(restorer)
+                matched = match_timestep(step, src=models.schedules[source_model], dst=models.schedules[restorer])
             forced = {"same step": step, "paper step": paper_step}.get(mode)
             values, entry = restore(models, restorer, x0, noise, source, step, seed, entry=forced)
             if mode == "matched" and round(entry) != matched:

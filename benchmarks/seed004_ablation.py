@@ -32,6 +32,7 @@ import torch
 from diffusers import DiffusionPipeline
 
 from diffusers_infoflow.ablations import SEED004_TABLE2, steps_within_calls
+from diffusers_infoflow.commands.sample import sample_batches
 from diffusers_infoflow.metrics import generative_scores, load_mnist
 from diffusers_infoflow.pipelines.joint_trig import JointTrigPipeline
 
@@ -81,19 +82,15 @@ def main() -> None:
         if not torch.allclose(saved.scheduler.alphas_cumprod.double(), scheduler.alphas_cumprod.double(), rtol=1e-4, atol=1e-7):
             raise SystemExit(f"row {row.name} expects a {row.train_schedule} model, but {folder} was trained on another table.")
         pipeline = JointTrigPipeline(unet=saved.unet, scheduler=scheduler)
-        pipeline.set_progress_bar_config(disable=True)
-        label = row.name + (f" ({overrides['solver']})" if overrides else "")
+        variant = f" ({overrides['solver']})" if overrides else ""
+        label = row.name + variant
         for budget in args.calls:
             start = time.perf_counter()
             steps, calls = steps_within_calls(scheduler, budget)
-            chunks = []
-            for first in range(0, args.num_samples, args.batch_size):
-                generator = torch.Generator().manual_seed(args.seed + first)
-                n = min(args.batch_size, args.num_samples - first)
-                chunks.append(pipeline(batch_size=n, num_inference_steps=steps, generator=generator, output_type="pt").images)
-            scores = generative_scores(torch.cat(chunks).clamp(0, 1), reference, metrics=["fid", "kid"])
+            images = sample_batches(pipeline, steps, args.num_samples, args.seed, args.batch_size)
+            scores = generative_scores(images.clamp(0, 1), reference, metrics=["fid", "kid"])
             paper = PAPER_FID.get(row.name) if not overrides and budget in PAPER_BUDGETS else None
-            rows.append({"row": label, "paper_label": row.paper_label, "model": name, "scheduler": type(scheduler).__name__,
+            rows.append({"row": label, "paper_label": row.paper_label + variant, "model": name, "scheduler": type(scheduler).__name__,
                          "budget": budget, "steps": steps, "calls": calls, **scores,
                          "paper_fid": paper[PAPER_BUDGETS.index(budget)] if paper else None,
                          "seconds": time.perf_counter() - start})
@@ -124,7 +121,7 @@ def markdown(result) -> str:
         first = cells[(label, budgets[0])]
         values = " | ".join(f"{cells[(label, b)]['fid']:.2f} ({cells[(label, b)]['calls']})" for b in budgets)
         paper = " / ".join(f"{cells[(label, b)]['paper_fid']:.2f}" for b in budgets if cells[(label, b)]["paper_fid"]) or "–"
-        lines.append(f"| {first['paper_label']}{label[len(label.split(' ')[0]):]} | {first['model']} | {values} | {paper} |")
+        lines.append(f"| {first['paper_label']} | {first['model']} | {values} | {paper} |")
     return "\n".join(lines) + "\n"
 
 

@@ -97,7 +97,6 @@ def generate(model: str, scheduler_name: str, model_calls: int, num_images: int,
 
     Raises ``ValueError`` when not even one step fits in ``model_calls``.
     """
-    import torch
     from diffusers import DiffusionPipeline
 
     # (importing this package registered JointTrigPipeline with diffusers, so from_pretrained finds joint folders)
@@ -111,13 +110,21 @@ def generate(model: str, scheduler_name: str, model_calls: int, num_images: int,
     # sigma-space schedulers (euler, heun) need and DDPMPipeline skips; a single-head model's output passes
     # through unchanged, a joint model's is split for schedulers that want one head.
     pipeline = JointTrigPipeline(unet=saved.unet, scheduler=scheduler)
+    return sample_batches(pipeline, steps, num_images, seed, batch_size), steps, calls
+
+
+def sample_batches(pipeline, num_inference_steps: int, num_images: int, seed: int = 0, batch_size: int = 250):
+    """``num_images`` samples in [0, 1] (``(N, C, H, W)`` float) from ``pipeline`` (any pipeline that takes
+    ``output_type="pt"``), ``batch_size`` at a time; batch ``b`` starts from the noise of ``seed + b·batch_size``."""
+    import torch
+
     pipeline.set_progress_bar_config(disable=True)
     chunks = []
     for start in range(0, num_images, batch_size):
         generator = torch.Generator().manual_seed(seed + start)
         n = min(batch_size, num_images - start)
-        chunks.append(pipeline(batch_size=n, num_inference_steps=steps, generator=generator, output_type="pt").images)
-    return torch.cat(chunks), steps, calls
+        chunks.append(pipeline(batch_size=n, num_inference_steps=num_inference_steps, generator=generator, output_type="pt").images)
+    return torch.cat(chunks)
 
 
 def run(args: argparse.Namespace) -> int:
