@@ -1,7 +1,7 @@
 """diffusers-infoflow: information flow through noising and denoising, inside diffusers' interfaces."""
 
 from .denoisers import EmpiricalDenoiser, GaussianDenoiser
-from .entropy import gaussian_entropy, match_timestep, match_timestep_fractional, matched_step_table
+from .entropy import gaussian_entropy, match_model_timestep, match_timestep, match_timestep_fractional, matched_step_table
 from .models import JointHeadAdapter, JointUNet2DModel
 from .pipelines import JointTrigPipeline
 from .schedulers import EntropyHybridScheduler, S2NGeneralizedScheduler, TrigAngleRKScheduler
@@ -58,6 +58,7 @@ __all__ = [
     "gaussian_entropy",
     "get_betas",
     "get_schedule",
+    "match_model_timestep",
     "match_timestep",
     "match_timestep_fractional",
     "matched_step_table",

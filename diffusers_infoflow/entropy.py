@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import torch
 
+from .model_interface import ModelInterface
 from .schedules import DiscreteSchedule, NoiseSchedule, get_schedule
 
 __all__ = [
     "ScheduleLike",
     "as_discrete_schedule",
     "gaussian_entropy",
+    "match_model_timestep",
     "match_timestep",
     "match_timestep_fractional",
     "matched_step_table",
@@ -159,6 +161,45 @@ def match_timestep_fractional(
             f"[{lo:.6g}, {hi:.6g}]; no fractional step matches (match_timestep gives the nearest)."
         )
     return float(b.t_from_logsnr(lam)) + 1.0
+
+
+def match_model_timestep(timestep: Union[float, Sequence[float], torch.Tensor], *, src: Any, dst: Any) -> torch.Tensor:
+    """The model timestep(s) of `dst` at the same noise level as model timestep(s) `timestep` of `src`, across
+    checkpoint families (VP tables, EDM, flow matching).
+
+    The rule is scale-invariant: equal Gaussian entropy ``H(x_t | x0)`` of the *variance-preserving* state
+    ``x_t / √(a² + b²)`` (the raw state's entropy carries the family's arbitrary scale), which is equal log-SNR.
+    For two VP tables it is :func:`match_timestep_fractional` in model-timestep units.
+
+    Args:
+        timestep: what `src`'s model is told (a table's τ, EDM's c_noise, flow matching's t·1000).
+        src, dst: schedulers of this package, :class:`~diffusers_infoflow.model_interface.ModelInterface` objects,
+            or any diffusers scheduler configs.
+
+    Returns:
+        `dst`'s model timesteps (float32, or int64 when they land on a table's integers).
+    """
+    lam = _as_interface(src).logsnr_from_model_timesteps(timestep)
+    target = _as_interface(dst)
+    lo, hi = target.logsnr_range
+    if bool(((lam < lo) | (lam > hi)).any()):
+        raise ValueError(f"a source level (λ = {lam.min().item():.4g}..{lam.max().item():.4g}) lies outside dst's range [{lo:.4g}, {hi:.4g}].")
+    return target.model_timesteps(lam)[0]
+
+
+def _as_interface(obj: Any) -> ModelInterface:
+    if isinstance(obj, ModelInterface):
+        return obj
+    if isinstance(getattr(obj, "interface", None), ModelInterface):
+        return obj.interface
+    from .schedulers import S2NGeneralizedScheduler  # noqa: PLC0415 (schedulers import this module)
+
+    config = obj.config if hasattr(obj, "config") else obj
+    if not isinstance(config, Mapping):
+        raise TypeError(f"expected a scheduler, a ModelInterface or a scheduler config, got {type(obj).__name__}.")
+    config = dict(config)
+    config.setdefault("_class_name", type(obj).__name__ if hasattr(obj, "config") else None)
+    return S2NGeneralizedScheduler.from_config(config).interface
 
 
 @dataclass

@@ -27,8 +27,10 @@ __all__ = [
     "NoiseSchedule",
     "DiscreteSchedule",
     "ContinuousSchedule",
+    "family_params",
     "get_betas",
     "get_schedule",
+    "flow_matching_schedule",
     "gaussian_entropy_per_dim",
 ]
 
@@ -138,6 +140,16 @@ def _canonical_discrete_name(name: str) -> str:
         allowed = ", ".join(DISCRETE_SCHEDULES + tuple(DIFFUSERS_BETA_SCHEDULE_ALIASES))
         raise ValueError(f"Unknown beta schedule {name!r}; allowed: {allowed}.")
     return canonical
+
+
+def family_params(name: str, beta_start: float, beta_end: float, extra: Optional[Dict[str, float]] = None) -> Dict[str, float]:
+    """The keyword arguments of :func:`get_betas` for a family: the β range where the family takes one, plus extras."""
+    canonical = DIFFUSERS_BETA_SCHEDULE_ALIASES.get(name, name)
+    params: Dict[str, float] = {}
+    if canonical in ("linear", "quadratic", "sigmoid", "power", "wave"):
+        params.update(beta_start=beta_start, beta_end=beta_end)
+    params.update(extra or {})
+    return params
 
 
 def get_betas(name: str, num_train_timesteps: int, **params: float) -> torch.Tensor:
@@ -262,20 +274,29 @@ class DiscreteSchedule(NoiseSchedule):
         ac = _as_float64(alphas_cumprod).flatten()
         if ac.numel() < 2:
             raise ValueError(f"alphas_cumprod needs at least 2 entries, got {ac.numel()}.")
-        if torch.isnan(ac).any() or not bool(((ac > 0) & (ac < 1)).all()):
-            raise ValueError("every alphas_cumprod entry must lie strictly between 0 and 1 (no NaN).")
+        # A zero-terminal-SNR table (Lin et al. 2023) ends with ᾱ = 0 exactly: the one entry allowed to be 0.
+        if torch.isnan(ac).any() or not bool((ac[:-1] > 0).all() and ((ac >= 0) & (ac < 1)).all()):
+            raise ValueError("every alphas_cumprod entry must lie strictly between 0 and 1 (the last may be 0; no NaN).")
         if not bool((ac[1:] < ac[:-1]).all()):
             raise ValueError("alphas_cumprod must be strictly decreasing (every β > 0).")
         self.alphas_cumprod = ac
         self.log_alphas_cumprod = torch.log(ac)
         self.logsnr_table = torch.log(ac) - torch.log1p(-ac)
+        self.zero_terminal_snr = bool(ac[-1] == 0)
         self.t_min = 0.0
         self.t_max = float(ac.numel() - 1)
         self._grid = torch.arange(ac.numel(), dtype=torch.float64)
 
     @classmethod
-    def from_betas(cls, betas: ArrayLike) -> "DiscreteSchedule":
-        return cls(torch.cumprod(1.0 - _as_float64(betas), dim=0))
+    def from_betas(cls, betas: ArrayLike, rescale_zero_terminal_snr: bool = False) -> "DiscreteSchedule":
+        """The table ᾱ = Π(1 − β); with `rescale_zero_terminal_snr`, Lin et al. (2023)'s rescaling
+        √ᾱ' = (√ᾱ − √ᾱ_T)·√ᾱ_1/(√ᾱ_1 − √ᾱ_T), so that the last level is pure noise (λ = −∞)."""
+        alphas_cumprod = torch.cumprod(1.0 - _as_float64(betas), dim=0)
+        if rescale_zero_terminal_snr:
+            root = alphas_cumprod.sqrt()
+            root = (root - root[-1]) * root[0] / (root[0] - root[-1])
+            alphas_cumprod = root**2
+        return cls(alphas_cumprod)
 
     @classmethod
     def from_name(cls, name: str, num_train_timesteps: int, **params: float) -> "DiscreteSchedule":
@@ -287,16 +308,34 @@ class DiscreteSchedule(NoiseSchedule):
 
     def logsnr(self, t: ArrayLike) -> torch.Tensor:
         t = self._check_t(_as_float64(t))
-        return _interp(t, self._grid, self.logsnr_table)
+        if not self.zero_terminal_snr:
+            return _interp(t, self._grid, self.logsnr_table)
+        # λ_{T-1} = −∞: on the last interval interpolate √ᾱ linearly down to 0 instead (invertible).
+        last = t > self.t_max - 1
+        lam = torch.empty_like(t)
+        lam[~last] = _interp(t[~last], self._grid[:-1], self.logsnr_table[:-1])
+        alpha2 = self.alphas_cumprod[-2] * (self.t_max - t[last]) ** 2
+        lam[last] = torch.log(alpha2) - torch.log1p(-alpha2)
+        return lam
 
     def log_alpha(self, t: ArrayLike) -> torch.Tensor:
         # α² = sigmoid(λ) on the λ interpolant; equals the table at integer timesteps.
         return 0.5 * torch.nn.functional.logsigmoid(self.logsnr(t))
 
+    def sigma(self, t: ArrayLike) -> torch.Tensor:
+        # σ² = sigmoid(−λ), exact at λ = −∞ too.
+        return torch.exp(0.5 * torch.nn.functional.logsigmoid(-self.logsnr(t)))
+
     def t_from_logsnr(self, logsnr: ArrayLike) -> torch.Tensor:
         lam = self._check_logsnr(_as_float64(logsnr))
         # λ decreases with t: interpolate on the reversed (increasing) table.
-        return _interp(lam, self.logsnr_table.flip(0), self._grid.flip(0))
+        if not self.zero_terminal_snr:
+            return _interp(lam, self.logsnr_table.flip(0), self._grid.flip(0))
+        last = lam < self.logsnr_table[-2]
+        t = torch.empty_like(lam)
+        t[~last] = _interp(lam[~last], self.logsnr_table[:-1].flip(0), self._grid[:-1].flip(0))
+        t[last] = self.t_max - torch.sigmoid(lam[last]).sqrt() / self.alphas_cumprod[-2].sqrt()
+        return t
 
 
 class ContinuousSchedule(NoiseSchedule):
@@ -310,8 +349,10 @@ class ContinuousSchedule(NoiseSchedule):
         t_min: float,
         t_max: float,
         params: Dict[str, float],
+        t_from_logsnr_fn: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
     ):
         self.name = name
+        self._t_from_logsnr_fn = t_from_logsnr_fn
         self._log_alpha_fn = log_alpha_fn
         self._log_sigma_fn = log_sigma_fn
         self.t_min = float(t_min)
@@ -324,13 +365,18 @@ class ContinuousSchedule(NoiseSchedule):
     def log_alpha(self, t: ArrayLike) -> torch.Tensor:
         return self._log_alpha_fn(self._check_t(_as_float64(t)))
 
+    def sigma(self, t: ArrayLike) -> torch.Tensor:
+        return torch.exp(self._log_sigma_fn(self._check_t(_as_float64(t))))
+
     def logsnr(self, t: ArrayLike) -> torch.Tensor:
         t = self._check_t(_as_float64(t))
         return 2.0 * (self._log_alpha_fn(t) - self._log_sigma_fn(t))
 
     def t_from_logsnr(self, logsnr: ArrayLike) -> torch.Tensor:
-        # λ is strictly decreasing on the domain: bisection in float64 to machine precision.
         lam = self._check_logsnr(_as_float64(logsnr))
+        if self._t_from_logsnr_fn is not None:
+            return self._t_from_logsnr_fn(lam).clamp(self.t_min, self.t_max)
+        # λ is strictly decreasing on the domain: bisection in float64 to machine precision.
         lo = torch.full_like(lam, self.t_min)
         hi = torch.full_like(lam, self.t_max)
         for _ in range(100):
@@ -373,6 +419,17 @@ def _edm(sigma_min: float = 0.002, sigma_max: float = 80.0) -> ContinuousSchedul
     log_alpha = lambda t: torch.zeros_like(t)  # noqa: E731
     log_sigma = lambda t: torch.log(t)  # noqa: E731
     return ContinuousSchedule("edm", log_alpha, log_sigma, sigma_min, sigma_max, dict(sigma_min=sigma_min, sigma_max=sigma_max))
+
+
+def flow_matching_schedule(t_min: float) -> ContinuousSchedule:
+    """Rectified flow x_t = (1 − t)·x0 + t·ε on [t_min, 1] (diffusers' FlowMatch schedulers, SD3, FLUX):
+    λ = 2·ln((1 − t)/t), so t = 1 is pure noise (λ = −∞) and t = sigmoid(−λ/2) is the exact inverse."""
+    if not 0.0 < t_min < 1.0:
+        raise ValueError(f"t_min must lie in (0, 1), got {t_min!r}.")
+    log_alpha = lambda t: torch.log1p(-t)  # noqa: E731
+    log_sigma = lambda t: torch.log(t)  # noqa: E731
+    inverse = lambda lam: torch.sigmoid(-0.5 * lam)  # noqa: E731
+    return ContinuousSchedule("flow", log_alpha, log_sigma, t_min, 1.0, dict(t_min=t_min), t_from_logsnr_fn=inverse)
 
 
 _CONTINUOUS_BUILDERS: Dict[str, Callable[..., ContinuousSchedule]] = {

@@ -111,8 +111,9 @@ def test_sampling_ladder_follows_the_foreign_schedule_levels():
     cosine = DiscreteSchedule.from_name("cosine", 300)
     # leading spacing on the cosine table: its own 0-based indices 285, 270, ..., 0
     idx = torch.arange(19, -1, -1) * 15
+    # each rung is the level of the float32 timestep the model is told (a round-off of about 1e-7)
     for i, k in enumerate(idx.tolist()):
-        assert sched.rung_alphas_cumprod(i)[0] == pytest.approx(float(cosine.alphas_cumprod[k]), rel=1e-9)
+        assert sched.rung_alphas_cumprod(i)[0] == pytest.approx(float(cosine.alphas_cumprod[k]), rel=1e-6)
 
 
 def test_levels_beyond_the_training_range_are_clamped_with_a_warning(caplog):
@@ -163,7 +164,7 @@ def test_restoration_enters_at_the_source_noise_level():
     t_src = 50
     noisy = float(source.alpha(t_src - 1)) * x0 + float(source.sigma(t_src - 1)) * noise
     sched.set_restoration_timesteps(t_src, source_schedule="linear", source_num_timesteps=300)
-    assert sched.rung_alphas_cumprod(0)[0] == pytest.approx(float(source.alphas_cumprod[t_src - 1]), rel=1e-9)
+    assert sched.rung_alphas_cumprod(0)[0] == pytest.approx(float(source.alphas_cumprod[t_src - 1]), rel=1e-6)
     assert float(sched.timesteps[0]) == pytest.approx(match_timestep_fractional(t_src, src="linear", dst="cosine", src_steps=300, dst_steps=300) - 1, abs=1e-4)
     x = noisy
     for t in sched.timesteps:
@@ -203,12 +204,12 @@ def test_img2img_begin_index():
         (dict(num_train_timesteps=1), "num_train_timesteps"),
         (dict(beta_start=0.0), "beta_start"),
         (dict(beta_end=1.2), "beta_end"),
-        (dict(prediction_type="joint"), "prediction_type must be one of"),
+        (dict(prediction_type="x0"), "prediction_type must be one of"),
         (dict(timestep_spacing="karras"), "timestep_spacing must be one of"),
         (dict(eta=1.5), "eta must lie in"),
         (dict(sampling_schedule="nope"), "Unknown beta schedule 'nope'"),
         (dict(thresholding=True), "thresholding"),
-        (dict(rescale_betas_zero_snr=True), "rescale_betas_zero_snr"),
+        (dict(rescale_betas_zero_snr=True), "rescale_betas_zero_snr"),  # with an epsilon model
         (dict(segments=[{"schedule": "cosine", "num_timesteps": 100, "start": 10, "end": 20}]), "0 <= end < start"),
         (dict(segments=[{"schedule": "cosine", "start": 10, "end": 0}]), "keys schedule, num_timesteps"),
         (dict(segment_models=True), "needs `segments`"),
@@ -228,7 +229,7 @@ def test_bad_calls():
         sched.set_timesteps(timesteps=[5, 10])
     sched.set_timesteps(10)
     x = torch.randn(1, 1, 8, 8)
-    with pytest.raises(ValueError, match="no learned variance or joint heads"):
+    with pytest.raises(ValueError, match="no learned variance"):
         sched.step(torch.randn(1, 2, 8, 8), sched.timesteps[0], x)
     with pytest.raises(ValueError, match="source_step 400 is out of range"):
         sched.set_restoration_timesteps(400, source_schedule="linear", source_num_timesteps=300)

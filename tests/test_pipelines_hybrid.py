@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from diffusers import (
+    CMStochasticIterativeScheduler,
     DDPMPipeline,
     DDPMScheduler,
     DiffusionPipeline,
@@ -200,18 +201,17 @@ def test_plain_ddpm_and_euler_checkpoints_load(unets, tmp_path):
 
 
 def test_scheduler_configs_that_cannot_be_interpreted():
-    with pytest.raises(ValueError, match="EDMEulerScheduler.*EDM-preconditioned"):
-        as_entropy_hybrid_scheduler(EDMEulerScheduler())
-    with pytest.raises(ValueError, match="EDMEulerScheduler"):
-        RestorationPipeline(unet=tiny_unet(0), scheduler=EDMEulerScheduler())
+    # EDM and flow-matching configs are read through the model interface; two-model segments need β tables
+    assert as_entropy_hybrid_scheduler(EDMEulerScheduler()).config.noise_family == "edm"
+    assert as_entropy_hybrid_scheduler(FlowMatchEulerDiscreteScheduler().config).config.noise_family == "flow"
+    with pytest.raises(ValueError, match="CMStochasticIterativeScheduler"):
+        as_entropy_hybrid_scheduler(CMStochasticIterativeScheduler())
     with pytest.raises(ValueError, match="timestep_type='continuous'"):
         as_entropy_hybrid_scheduler(EulerDiscreteScheduler(timestep_type="continuous"))
-    with pytest.raises(ValueError, match="learned-variance"):
+    with pytest.raises(ValueError, match="variance_type='learned_range'"):
         as_entropy_hybrid_scheduler(DDPMScheduler(variance_type="learned_range"))
-    with pytest.raises(ValueError, match="DDPMScheduler config.*thresholding"):
+    with pytest.raises(ValueError, match="thresholding=True of the DDPMScheduler config"):
         as_entropy_hybrid_scheduler(DDPMScheduler(thresholding=True))
-    with pytest.raises(ValueError, match="neither `beta_schedule` nor `trained_betas`"):
-        as_entropy_hybrid_scheduler(FlowMatchEulerDiscreteScheduler().config)
     with pytest.raises(ValueError, match="switch_step"):
         entropy_matched_segments(CONFIG_A, CONFIG_B, 300)
     with pytest.raises(ValueError, match="identical"):

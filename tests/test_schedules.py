@@ -119,7 +119,9 @@ def test_bad_alphas_cumprod():
     with pytest.raises(ValueError, match="strictly decreasing"):
         DiscreteSchedule(torch.tensor([0.9, 0.95, 0.5]))
     with pytest.raises(ValueError, match="between 0 and 1"):
-        DiscreteSchedule(torch.tensor([0.9, 0.0]))
+        DiscreteSchedule(torch.tensor([0.0, 0.0]))  # only the last entry may be 0 (zero terminal SNR)
+    zero_snr = DiscreteSchedule(torch.tensor([0.9, 0.0]))
+    assert zero_snr.logsnr_range[0] == -math.inf and float(zero_snr.sigma(1.0)) == 1.0
 
 
 def test_continuous_families_closed_forms():

@@ -132,8 +132,8 @@ def test_matches_functional_reference_solver(solver, prediction_type, final_step
 
 def test_rk4_beats_euler_and_diffusers_ddim_at_equal_model_calls():
     calls = 21  # RK4: 5 steps of 4 calls, then the x̂0 call
-    rk4 = TrigAngleRKScheduler.from_config(DDPMScheduler().config, solver="rk4")
-    euler = TrigAngleRKScheduler.from_config(DDPMScheduler().config, solver="euler")
+    rk4 = TrigAngleRKScheduler.from_config(DDPMScheduler(clip_sample=False).config, solver="rk4")
+    euler = TrigAngleRKScheduler.from_config(DDPMScheduler(clip_sample=False).config, solver="euler")
     ddim = DDIMScheduler(timestep_spacing="trailing", clip_sample=False, set_alpha_to_one=True)
     model = gaussian_model(rk4)
     x = start_noise()
@@ -298,7 +298,7 @@ def test_multistep_begin_index_and_start_at_half_pi():
 
 
 def test_model_is_told_its_entropy_matched_training_timestep():
-    scheduler = TrigAngleRKScheduler.from_config(DDPMScheduler().config, solver="rk4", step_spacing="uniform_eta")
+    scheduler = TrigAngleRKScheduler.from_config(DDPMScheduler(clip_sample=False).config, solver="rk4", step_spacing="uniform_eta")
     scheduler.set_timesteps(6)
     # 5 RK4 steps down to the cleanest training level, then the x̂0 call there
     assert len(scheduler.timesteps) == 4 * 5 + 1 == scheduler.num_model_calls(6) and scheduler.timesteps.dtype == torch.float32
@@ -312,14 +312,14 @@ def test_model_is_told_its_entropy_matched_training_timestep():
     assert torch.equal(scheduler._stage_angle[first], scheduler._stage_query_angle[first])
     assert torch.equal(scheduler.angles[:-1], scheduler._stage_angle[first])
     # seed 004 as written: stages beyond the clean end are told the cleanest training timestep
-    paper = TrigAngleRKScheduler.from_config(DDPMScheduler().config, solver="rk4", step_spacing="uniform_eta", final_step="solver")
+    paper = TrigAngleRKScheduler.from_config(DDPMScheduler(clip_sample=False).config, solver="rk4", step_spacing="uniform_eta", final_step="solver")
     paper.set_timesteps(6)
     assert len(paper.timesteps) == 4 * 6 == paper.num_model_calls(6)
     inside = (paper._stage_angle >= clean_angle) & (paper._stage_angle <= noisy_angle)
     assert (paper.timesteps[~inside] == 0).all() and (~inside).sum() >= 1
     torch.testing.assert_close(paper.angles, torch.linspace(noisy_angle, 0, 7, dtype=torch.float64))
     # uniform_timestep: the model is told τ = 999, 749.25, ..., 0 (diffusers' linspace), then x̂0 at τ = 0
-    linear_t = TrigAngleRKScheduler.from_config(DDPMScheduler().config, solver="multistep", step_spacing="uniform_timestep")
+    linear_t = TrigAngleRKScheduler.from_config(DDPMScheduler(clip_sample=False).config, solver="multistep", step_spacing="uniform_timestep")
     linear_t.set_timesteps(5)
     torch.testing.assert_close(linear_t.timesteps, torch.linspace(999, 0, 5), rtol=0, atol=1e-3)
     assert math.isclose(scheduler.start_angle, noisy_angle)
@@ -381,8 +381,9 @@ def test_clip_sample_clamps_x0_and_keeps_the_pair_consistent(solver):
     scheduler.set_timesteps(4)
     query = float(scheduler._stage_query_angle[0])
     raw = model(x, scheduler.timesteps[0]).sample
-    x0, eps = scheduler.denoised_pair(raw, x, query)
-    unclamped, _ = TrigAngleRKScheduler(**LINEAR, solver=solver).denoised_pair(raw, x, query)
+    level = float(logsnr_from_angle(torch.tensor(query)))
+    x0, eps = scheduler.interface.predictions(raw, x, level, clip_range=0.5)
+    unclamped, _ = scheduler.interface.predictions(raw, x, level)
     assert unclamped.abs().max() > 0.5 and x0.abs().max() <= 0.5
     torch.testing.assert_close(x0, unclamped.clamp(-0.5, 0.5))
     torch.testing.assert_close(math.cos(query) * x0 + math.sin(query) * eps, x)  # ε̂ re-derived from the clamp
@@ -400,7 +401,7 @@ def test_clip_sample_is_read_from_a_ddpm_config_and_keeps_the_joint_eps_head():
     assert TrigAngleRKScheduler.from_config(DDPMScheduler(clip_sample=False).config).config.clip_sample is False
     scheduler = TrigAngleRKScheduler(clip_sample=True, prediction_type="joint")
     eps, x0 = torch.randn(2, 1, 4, 4), 3 * torch.randn(2, 1, 4, 4)
-    got_x0, got_eps = scheduler.denoised_pair(torch.cat([eps, x0], dim=1), torch.randn(2, 1, 4, 4), 0.7)
+    got_x0, got_eps = scheduler.interface.predictions(torch.cat([eps, x0], dim=1), torch.randn(2, 1, 4, 4), 0.7, clip_range=1.0)
     torch.testing.assert_close(got_x0, x0.clamp(-1, 1))
     torch.testing.assert_close(got_eps, eps)
     with pytest.raises(ValueError, match="clip_sample_range must be > 0, got 0"):

@@ -17,33 +17,16 @@ src="quadratic", dst="cosine") == 130``). The scheduler is an
 :meth:`EntropyHybridPipeline.from_models` builds the segments from the two models' scheduler configs so that
 the switch happens at matched entropy (:func:`entropy_matched_segments`).
 
-Checkpoints (:func:`as_entropy_hybrid_scheduler`): the pipeline converts any scheduler (or scheduler config)
-that describes a variance-preserving model through diffusers' β keys (``num_train_timesteps``,
-``beta_schedule``, ``beta_start``, ``beta_end``, ``trained_betas``) with
-``EntropyHybridScheduler.from_config``: a plain ``DDPMPipeline(unet, DDPMScheduler(...)).save_pretrained(dir)``
+Checkpoints (:func:`as_entropy_hybrid_scheduler`): any scheduler or scheduler config that
+``EntropyHybridScheduler.from_config`` reads (VP β tables including zero-SNR, EDM, flow matching; see
+:mod:`diffusers_infoflow.model_interface`), so a plain ``DDPMPipeline(unet, DDPMScheduler(...)).save_pretrained(dir)``
 folder loads with ``DiffusionPipeline.from_pretrained(dir, custom_pipeline="<repo>/pipelines/entropy_hybrid",
-trust_remote_code=True)``. "EDM-style" checkpoints of VP models, whose scheduler is an
-``EulerDiscreteScheduler`` (or another k-diffusion-style sampler: Heun, LMS, KDPM2, DPM-Solver, UniPC, DEIS,
-...) over the model's β table, load too: the Euler sampler works in the variance-exploding frame
-``x/√ᾱ`` with ``σ = √((1 − ᾱ)/ᾱ)`` and hands the model ``x/√(1 + σ²)``, i.e. the VP sample, with the discrete
-timestep, so the network is an ordinary VP model of that β table. Sampler-only keys (``use_karras_sigmas``,
-``sigma_min``/``sigma_max``, ``interpolation_type``, solver orders, ...) are ignored. Refused with a
-``ValueError`` naming the scheduler class:
-
-* σ-parametrised EDM checkpoints (``EDMEulerScheduler``, ``EDMDPMSolverMultistepScheduler``,
-  ``CosineDPMSolverMultistepScheduler``, ...: ``sigma_data`` and no β table; the network is
-  preconditioned with ``c_in``/``c_skip``/``c_out`` and conditioned on ``c_noise = ¼·ln σ``, not on a training
-  timestep), variance-exploding and flow-matching schedulers (``ScoreSdeVeScheduler``,
-  ``FlowMatchEulerDiscreteScheduler``, ``use_flow_sigmas=True``);
-* Euler configs with ``timestep_type="continuous"`` (the VP network is conditioned on ``¼·ln σ``);
-* learned-variance configs (``variance_type="learned"``/``"learned_range"``: the model outputs 2C channels);
-* configs ``EntropyHybridScheduler`` itself refuses (``thresholding``, ``rescale_betas_zero_snr``, an
-  unknown ``beta_schedule`` or ``prediction_type``).
+trust_remote_code=True)``. Two-model segments need models trained on β tables; configs the model interface
+cannot honour (consistency models, learned variance, thresholding, ...) raise a ``ValueError`` naming the key.
 """
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Dict, List, Literal, Mapping, Optional, Union
 
 import numpy as np
@@ -54,44 +37,16 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from ..entropy import as_discrete_schedule, match_timestep
 from ..schedulers import EntropyHybridScheduler
-from ..schedulers._common import family_params
+from ..schedules import family_params
 
 logger = logging.get_logger(__name__)
 
 __all__ = [
     "EntropyHybridPipeline",
-    "VP_BETA_SCHEDULERS",
     "as_entropy_hybrid_scheduler",
     "entropy_matched_segments",
     "schedule_segment",
 ]
-
-# diffusers schedulers whose config is a VP β table plus sampler-only options (the model is told discrete
-# training timesteps and sees the VP sample).
-VP_BETA_SCHEDULERS = frozenset(
-    {
-        "EntropyHybridScheduler",
-        "DDPMScheduler",
-        "DDIMScheduler",
-        "DDPMParallelScheduler",
-        "DDIMParallelScheduler",
-        "PNDMScheduler",
-        "LMSDiscreteScheduler",
-        "EulerDiscreteScheduler",
-        "EulerAncestralDiscreteScheduler",
-        "HeunDiscreteScheduler",
-        "KDPM2DiscreteScheduler",
-        "KDPM2AncestralDiscreteScheduler",
-        "DPMSolverMultistepScheduler",
-        "DPMSolverSinglestepScheduler",
-        "DPMSolverSDEScheduler",
-        "DEISMultistepScheduler",
-        "UniPCMultistepScheduler",
-    }
-)
-
-_ENTROPY_HYBRID_KEYS = frozenset(inspect.signature(EntropyHybridScheduler.__init__).parameters) - {"self"}
-
 
 def as_entropy_hybrid_scheduler(scheduler_or_config: Union[Any, Mapping[str, Any]], **overrides: Any) -> EntropyHybridScheduler:
     """An :class:`EntropyHybridScheduler` for the model that a scheduler (or scheduler config) describes.
@@ -104,7 +59,7 @@ def as_entropy_hybrid_scheduler(scheduler_or_config: Union[Any, Mapping[str, Any
         **overrides: ``EntropyHybridScheduler`` arguments to set (``eta``, ``segments``, ...).
 
     Raises:
-        ValueError: for configs that describe no VP β table (see the module docstring), naming the class.
+        ValueError: for configs the model interface cannot honour, naming the class or key.
     """
     if isinstance(scheduler_or_config, EntropyHybridScheduler) and not overrides:
         return scheduler_or_config
@@ -116,51 +71,7 @@ def as_entropy_hybrid_scheduler(scheduler_or_config: Union[Any, Mapping[str, Any
     else:
         raise TypeError(f"expected a diffusers scheduler or a scheduler config, got {type(scheduler_or_config).__name__}.")
 
-    name = config.get("_class_name")
-    what = name or "scheduler config"
-    if name is not None and name not in VP_BETA_SCHEDULERS:
-        if "sigma_data" in config or name.startswith("EDM") or "Cosine" in name:
-            reason = (
-                "it describes an EDM-preconditioned model (c_in, c_skip, c_out with sigma_data, conditioned on "
-                "c_noise = ln(σ)/4) with no VP β table, so there is no training timestep to entropy-match to"
-            )
-        elif "FlowMatch" in name or "Ve" in name:
-            reason = "it describes a flow-matching or variance-exploding model, not a variance-preserving β table"
-        else:
-            reason = "it is not a known variance-preserving β-table scheduler"
-        raise ValueError(
-            f"cannot use the {name} config with EntropyHybridScheduler: {reason}. Supported: {', '.join(sorted(VP_BETA_SCHEDULERS))}."
-        )
-    if name is None and "sigma_data" in config:
-        raise ValueError(
-            "cannot use a scheduler config with `sigma_data` (an EDM-preconditioned model, e.g. EDMEulerScheduler's) with "
-            "EntropyHybridScheduler: it has no VP β table to entropy-match to."
-        )
-    if name is None and "beta_schedule" not in config and config.get("trained_betas") is None:
-        raise ValueError(
-            "the scheduler config has neither `beta_schedule` nor `trained_betas`, so it describes no VP β table "
-            f"(keys: {', '.join(sorted(k for k in config if not k.startswith('_')))}); pass the scheduler object to get its class checked."
-        )
-    if config.get("timestep_type", "discrete") != "discrete":
-        raise ValueError(
-            f"cannot use the {what} config with timestep_type={config['timestep_type']!r}: the model is conditioned on "
-            "ln(σ)/4, not on a training timestep; only timestep_type='discrete' is supported."
-        )
-    if config.get("use_flow_sigmas") or config.get("prediction_type") == "flow_prediction":
-        raise ValueError(f"cannot use the {what} config for a flow-matching model (use_flow_sigmas / flow_prediction).")
-    if str(config.get("variance_type") or "").startswith("learned"):
-        raise ValueError(
-            f"cannot use the {what} config with variance_type={config['variance_type']!r}: the model has a learned-variance "
-            "head (2C output channels); EntropyHybridScheduler needs one prediction per channel."
-        )
-    kwargs = {k: v for k, v in config.items() if k in _ENTROPY_HYBRID_KEYS}
-    kwargs.update(overrides)
-    try:
-        return EntropyHybridScheduler.from_config(kwargs)
-    except ValueError as err:
-        if name in (None, "EntropyHybridScheduler"):
-            raise
-        raise ValueError(f"cannot convert the {name} config to EntropyHybridScheduler: {err}") from err
+    return EntropyHybridScheduler.from_config(config, **overrides)
 
 
 def schedule_segment(scheduler_or_config: Union[Any, Mapping[str, Any]]) -> Dict[str, Any]:

@@ -37,7 +37,6 @@ from ..entropy import ScheduleLike, as_discrete_schedule
 from ..metrics.restoration import restoration_metrics
 from ..schedulers import EntropyHybridScheduler
 from ..schedules import DiscreteSchedule
-from ..schedulers._common import forward_marginal
 from .entropy_hybrid import as_entropy_hybrid_scheduler, check_output_type, check_unet_channels, images_to_output
 
 __all__ = ["RestorationPipeline", "RestorationPipelineOutput"]
@@ -220,10 +219,13 @@ class RestorationPipeline(DiffusionPipeline):
             noise = randn_tensor(x0.shape, generator=generator, device=device, dtype=x0.dtype)
         elif tuple(noise.shape) != tuple(x0.shape):
             raise ValueError(f"noise has shape {tuple(noise.shape)} but the images have {tuple(x0.shape)}.")
-        noisy = forward_marginal(src, x0, noise.to(device=device, dtype=x0.dtype), float(source_step) - 1.0)
+        # A's forward marginal (VP), then in the restoring model's family units at the same log-SNR.
+        level = torch.tensor([float(source_step) - 1.0], dtype=torch.float64)
+        alpha, sigma = float(src.alpha(level)), float(src.sigma(level))
+        noisy = alpha * x0 + sigma * noise.to(device=device, dtype=x0.dtype)
 
         start_timestep = float(scheduler.timesteps[0])
-        image = noisy
+        image = noisy * float(scheduler.interface.scale(src.logsnr(level)))
         for t in self.progress_bar(scheduler.timesteps):
             prediction = self.unet(scheduler.scale_model_input(image, t), t).sample
             image = scheduler.step(prediction, t, image, generator=generator).prev_sample

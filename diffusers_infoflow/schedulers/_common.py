@@ -1,14 +1,14 @@
-"""Bookkeeping shared by every scheduler of the package: the training table from a diffusers-style config,
-timestep spacings, the step index, img2img starts, forward noising."""
+"""Bookkeeping shared by every scheduler of the package: reading any diffusers config into the model interface,
+the step index and img2img starts, output checks."""
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Union
+import inspect
+from typing import Any, Dict, Mapping, Optional, Union
 
-import numpy as np
 import torch
 
-from ..schedules import DIFFUSERS_BETA_SCHEDULE_ALIASES, DiscreteSchedule, NoiseSchedule, get_betas
+from ..model_interface import ModelInterface, scheduler_kwargs_from_config
 
 
 class StepIndexMixin:
@@ -66,51 +66,38 @@ def check_finite(model_output: torch.Tensor, timestep) -> None:
         raise ValueError(f"model_output contains NaN or infinite values at timestep {float(torch.as_tensor(timestep))}.")
 
 
-def forward_marginal(schedule: NoiseSchedule, original_samples: torch.Tensor, noise: torch.Tensor, timesteps) -> torch.Tensor:
-    """`α_t x0 + σ_t ε` at the schedule's times `timesteps` (one per sample, or one for all), in the samples' dtype."""
-    if noise.shape != original_samples.shape:
-        raise ValueError(f"noise shape {tuple(noise.shape)} differs from the samples' {tuple(original_samples.shape)}.")
-    t = torch.as_tensor(timesteps).flatten()
-    alpha = schedule.alpha(t).to(original_samples.device, original_samples.dtype)
-    sigma = schedule.sigma(t).to(original_samples.device, original_samples.dtype)
-    shape = (-1,) + (1,) * (original_samples.ndim - 1)
-    return alpha.view(shape) * original_samples + sigma.view(shape) * noise
+class ModelInterfaceMixin:
+    """The model interface of a scheduler, built from its own config, and a `from_config` that reads any diffusers
+    scheduler config (VP tables, EDM, flow matching) instead of dropping the keys it does not know.
 
+    A scheduler using it sets `self.interface = ModelInterface.from_config(self.config)` in `__init__`.
+    """
 
-def family_params(name: str, beta_start: float, beta_end: float, extra: Optional[Dict[str, float]]) -> Dict[str, float]:
-    """The keyword arguments of `get_betas` for a family: the β range where the family takes one, plus extras."""
-    canonical = DIFFUSERS_BETA_SCHEDULE_ALIASES.get(name, name)
-    params: Dict[str, float] = {}
-    if canonical in ("linear", "quadratic", "sigmoid", "power", "wave"):
-        params.update(beta_start=beta_start, beta_end=beta_end)
-    params.update(extra or {})
-    return params
+    interface: ModelInterface
 
+    @classmethod
+    def from_config(cls, config: Optional[Mapping[str, Any]] = None, return_unused_kwargs: bool = False, **kwargs):
+        """diffusers' `from_config`, after :func:`~diffusers_infoflow.model_interface.scheduler_kwargs_from_config`:
+        the source class sets `noise_family`, every key that changes the maths is read, and a key or value that
+        cannot be honoured raises a `ValueError` naming it."""
+        accepted = [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
+        translated = scheduler_kwargs_from_config(config or {}, accepted, cls.__name__)
+        return super().from_config({**translated, "_class_name": cls.__name__}, return_unused_kwargs=return_unused_kwargs, **kwargs)
 
-def training_schedule(
-    num_train_timesteps: int,
-    beta_schedule: str,
-    beta_start: float,
-    beta_end: float,
-    trained_betas: Optional[Union[np.ndarray, Sequence[float]]] = None,
-    schedule_params: Optional[Dict[str, float]] = None,
-) -> DiscreteSchedule:
-    """The model's training table from diffusers' config keys: `trained_betas` if given, else the named family."""
-    if trained_betas is not None:
-        betas = torch.as_tensor(np.asarray(trained_betas), dtype=torch.float64)
-        if betas.numel() != num_train_timesteps:
-            raise ValueError(f"trained_betas has {betas.numel()} entries but num_train_timesteps = {num_train_timesteps}.")
-        return DiscreteSchedule.from_betas(betas)
-    params = family_params(beta_schedule, beta_start, beta_end, schedule_params)
-    return DiscreteSchedule.from_betas(get_betas(beta_schedule, num_train_timesteps, **params))
+    @property
+    def init_noise_sigma(self) -> float:
+        """The standard deviation of the pure-noise start a pipeline draws (`randn · init_noise_sigma`)."""
+        return self.interface.init_noise_sigma
 
+    def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """The model family's forward marginal at model timesteps (entries of `timesteps`, fractional allowed)."""
+        return self.interface.add_noise(original_samples, noise, timesteps)
 
-def spaced_indices(spacing: str, num_train: int, num_steps: int, steps_offset: int) -> np.ndarray:
-    """diffusers' three timestep spacings (Lin et al. 2023, Table 2) as descending 0-based indices."""
-    if spacing == "linspace":
-        idx = np.linspace(0, num_train - 1, num_steps).round()[::-1].astype(np.int64)
-    elif spacing == "leading":
-        idx = (np.arange(0, num_steps) * (num_train // num_steps)).round()[::-1].astype(np.int64) + steps_offset
-    else:
-        idx = np.round(np.arange(num_train, 0, -num_train / num_steps)).astype(np.int64) - 1
-    return idx.copy()
+    def scale_noise(self, sample: torch.Tensor, timestep: torch.Tensor, noise: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Flow-matching pipelines' name for :meth:`add_noise` (img2img starts of SD3/FLUX)."""
+        if noise is None:
+            raise ValueError("scale_noise needs `noise`.")
+        return self.interface.add_noise(sample, noise, torch.as_tensor(timestep).flatten())
+
+    def __len__(self) -> int:
+        return self.config.num_train_timesteps

@@ -13,7 +13,10 @@ ladder comes from
 
 Every update goes from one rung's ᾱ to the next with the DDIM(η) family of Song et al. (2021, eq. 12):
 ``η = 1`` is the DDPM posterior ``q(x_s | x_t, x̂0)`` (ancestral DDPM, the paper's sampler), ``η = 0`` is
-deterministic DDIM. The update always uses the noise level of the timestep the model was told.
+deterministic DDIM. The update always uses the noise level of the timestep the model was told. Updates run on
+the variance-preserving state; the model is met through
+:class:`~diffusers_infoflow.model_interface.ModelInterface`, so VP tables (zero-SNR included), EDM and
+flow-matching models all work, and entropy matching between families is log-SNR matching.
 """
 
 from __future__ import annotations
@@ -30,12 +33,12 @@ from diffusers.utils import BaseOutput, logging
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..entropy import as_discrete_schedule
-from ._common import StepIndexMixin, check_model_output, family_params, forward_marginal, spaced_indices, training_schedule
-from ..schedules import DIFFUSERS_BETA_SCHEDULE_ALIASES, DISCRETE_SCHEDULES, DiscreteSchedule
+from ..model_interface import ModelInterface, spaced_indices
+from ..schedules import DIFFUSERS_BETA_SCHEDULE_ALIASES, DISCRETE_SCHEDULES, DiscreteSchedule, NoiseSchedule, family_params
+from ._common import ModelInterfaceMixin, StepIndexMixin, check_model_output
 
 logger = logging.get_logger(__name__)
 
-PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
 
 
@@ -53,7 +56,7 @@ class EntropyHybridSchedulerOutput(BaseOutput):
     pred_original_sample: Optional[torch.Tensor] = None
 
 
-class EntropyHybridScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
+class EntropyHybridScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, ConfigMixin):
     """
     Entropy-guided DDPM/DDIM sampler (seed 000 §3): sample along any schedule, length or sequence of schedule
     segments with a model trained on one schedule, telling the model its entropy-matched training timestep.
@@ -70,11 +73,20 @@ class EntropyHybridScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
             (= quadratic) and `squaredcos_cap_v2` (= cosine).
         trained_betas (`np.ndarray` or `List[float]`, *optional*): explicit training betas (override the above).
         schedule_params (`dict`, *optional*): extra family parameters (`s`, `p`, `amplitude`, `cycles`).
-        prediction_type (`str`, defaults to `"epsilon"`): what the model predicts: `epsilon`, `sample` or
-            `v_prediction`.
+        rescale_betas_zero_snr (`bool`, defaults to `False`): Lin et al. (2023)'s zero-terminal-SNR table (its
+            first rung is pure noise, ᾱ = 0; the model must predict v or x0 there).
+        noise_family (`str`, defaults to `"discrete"`): the model family, `discrete` (a β table), `edm` or `flow`
+            (flow matching); set from the source class by `from_config`.
+        sigma_min, sigma_max, sigma_data, sigma_schedule, rho: an EDM model's σ range, σ_d and native ladder.
+        shift, use_dynamic_shifting, base_shift, max_shift, base_image_seq_len, max_image_seq_len, shift_terminal,
+            time_shift_type: a flow-matching model's time shift, as `FlowMatchEulerDiscreteScheduler`.
+        prediction_type (`str`, *optional*): what the model predicts: `epsilon`, `sample`, `v_prediction`,
+            `joint` ([ε, x0]) or `flow_prediction`; `None` = the family's own (`flow_prediction` for `flow`,
+            else `epsilon`; for `edm` EDM's F-network).
         clip_sample (`bool`, defaults to `False`): clamp x̂0 to `[-clip_sample_range, clip_sample_range]`.
         clip_sample_range (`float`, defaults to 1.0): the clamp bound.
-        timestep_spacing (`str`, defaults to `"leading"`): `leading`, `trailing` or `linspace`, as in diffusers.
+        timestep_spacing (`str`, defaults to `"leading"`): `leading`, `trailing` or `linspace`, as in diffusers
+            (for a `discrete` model or sampling schedule; EDM and flow models walk their native ladders).
         steps_offset (`int`, defaults to 0): added to `leading` timesteps, as in diffusers.
         eta (`float`, defaults to 1.0): stochasticity in [0, 1]; 1 = ancestral DDPM (seed 000), 0 = DDIM.
         sampling_schedule (`str`, *optional*): the schedule whose noise levels the sampler walks; `None` = the
@@ -92,9 +104,8 @@ class EntropyHybridScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
             schedule serves every segment through entropy matching.
         fractional_timesteps (`bool`, defaults to `True`): tell the model the exact fractional matched
             timestep (a float tensor; `UNet2DModel` accepts it). If `False`, the matched timestep is rounded
-            and the update uses the rounded timestep's noise level, as seed 000 does.
+            and the update uses the rounded timestep's noise level, as seed 000 does (`discrete` models only).
         thresholding (`bool`, defaults to `False`): not supported; accepted only to refuse it clearly.
-        rescale_betas_zero_snr (`bool`, defaults to `False`): not supported (λ = −∞ has no entropy match).
     """
 
     _compatibles = [e.name for e in KarrasDiffusionSchedulers]
@@ -109,7 +120,22 @@ class EntropyHybridScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
         beta_schedule: str = "linear",
         trained_betas: Optional[Union[np.ndarray, List[float]]] = None,
         schedule_params: Optional[Dict[str, float]] = None,
-        prediction_type: Literal["epsilon", "sample", "v_prediction"] = "epsilon",
+        rescale_betas_zero_snr: bool = False,
+        noise_family: Literal["discrete", "edm", "flow"] = "discrete",
+        sigma_min: Optional[float] = None,
+        sigma_max: Optional[float] = None,
+        sigma_data: Optional[float] = None,
+        sigma_schedule: Optional[Literal["karras", "exponential"]] = None,
+        rho: float = 7.0,
+        shift: float = 1.0,
+        use_dynamic_shifting: bool = False,
+        base_shift: float = 0.5,
+        max_shift: float = 1.15,
+        base_image_seq_len: int = 256,
+        max_image_seq_len: int = 4096,
+        shift_terminal: Optional[float] = None,
+        time_shift_type: Literal["exponential", "linear"] = "exponential",
+        prediction_type: Optional[Literal["epsilon", "sample", "v_prediction", "joint", "flow_prediction"]] = None,
         clip_sample: bool = False,
         clip_sample_range: float = 1.0,
         timestep_spacing: Literal["leading", "trailing", "linspace"] = "leading",
@@ -122,10 +148,9 @@ class EntropyHybridScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
         segment_models: bool = False,
         fractional_timesteps: bool = True,
         thresholding: bool = False,
-        rescale_betas_zero_snr: bool = False,
     ):
-        if prediction_type not in PREDICTION_TYPES:
-            raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}.")
+        if noise_family not in ("discrete", "edm", "flow"):
+            raise ValueError(f"noise_family must be one of ('discrete', 'edm', 'flow'), got {noise_family!r}.")
         if timestep_spacing not in TIMESTEP_SPACINGS:
             raise ValueError(f"timestep_spacing must be one of {TIMESTEP_SPACINGS}, got {timestep_spacing!r}.")
         if not 0.0 <= float(eta) <= 1.0:
@@ -134,23 +159,32 @@ class EntropyHybridScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
             raise ValueError(f"clip_sample_range must be > 0, got {clip_sample_range!r}.")
         if thresholding:
             raise ValueError("thresholding=True is not supported by EntropyHybridScheduler; use clip_sample.")
-        if rescale_betas_zero_snr:
-            raise ValueError("rescale_betas_zero_snr=True is not supported: ᾱ_T = 0 has infinite entropy gap.")
         if segment_models and not segments:
             raise ValueError("segment_models=True needs `segments`.")
-        self.train_schedule = training_schedule(num_train_timesteps, beta_schedule, beta_start, beta_end, trained_betas, schedule_params)
+        if noise_family != "discrete" and (segment_models or not fractional_timesteps):
+            raise ValueError(
+                "segment_models=True and fractional_timesteps=False need models trained on β tables "
+                f"(noise_family='discrete'); this is a {noise_family!r} model."
+            )
+        self.interface = ModelInterface.from_config(self.config)
+        self.register_to_config(prediction_type=self.interface.prediction_type)
         # Fail at construction, not at the first set_timesteps, on a bad sampling set-up.
         self._segment_schedules = self._parse_segments(segments) if segments else None
         self._sampling_schedule = self._build_sampling_schedule()
 
-        self.alphas_cumprod = self.train_schedule.alphas_cumprod.to(torch.float32)
-        self.init_noise_sigma = 1.0
+        if self.interface.family_time_is_index:
+            self.alphas_cumprod = self.interface.schedule.alphas_cumprod.to(torch.float32)
         self.num_inference_steps: Optional[int] = None
-        self.timesteps = torch.from_numpy(np.arange(0, num_train_timesteps)[::-1].copy())
+        self.timesteps = self.interface.model_timesteps(self.interface.spaced_logsnrs(num_train_timesteps, "time"))[0]
         self.segment_ids = torch.zeros(num_train_timesteps, dtype=torch.long)
         self._ladder_logsnr: Optional[torch.Tensor] = None
         self._step_index: Optional[int] = None
         self._begin_index: Optional[int] = None
+
+    @property
+    def train_schedule(self) -> NoiseSchedule:
+        """The noise schedule the model was trained on (a :class:`DiscreteSchedule` for β tables)."""
+        return self.interface.schedule
 
     # ------------------------------------------------------------------ construction helpers
 
@@ -172,14 +206,16 @@ class EntropyHybridScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
             parsed.append((schedule, start, end))
         return parsed
 
-    def _build_sampling_schedule(self) -> DiscreteSchedule:
+    def _build_sampling_schedule(self) -> Optional[DiscreteSchedule]:
+        """The table whose levels the sampler walks, or `None` for the model's own ladder."""
         name = self.config.sampling_schedule
         if name is None:
             if self.config.sampling_num_timesteps not in (None, self.config.num_train_timesteps) or self.config.sampling_schedule_params:
-                # A different length of the training family.
-                name = self.config.beta_schedule
+                if self.config.noise_family != "discrete":
+                    raise ValueError("sampling_num_timesteps/sampling_schedule_params without sampling_schedule need a β-table model.")
+                name = self.config.beta_schedule  # a different length of the training family
             else:
-                return self.train_schedule
+                return None
         T = self.config.sampling_num_timesteps or self.config.num_train_timesteps
         params = family_params(name, self.config.beta_start, self.config.beta_end, self.config.sampling_schedule_params)
         return as_discrete_schedule(name, T, **params)
@@ -187,48 +223,66 @@ class EntropyHybridScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
     # ------------------------------------------------------------------ standard scheduler API
 
     def scale_model_input(self, sample: torch.Tensor, timestep: Optional[Union[int, torch.Tensor]] = None) -> torch.Tensor:
-        """Variance-preserving samples need no input scaling; returns `sample` unchanged."""
-        return sample
+        """What the model sees of the sample at `timestep` (EDM's c_in scaling; unchanged for other families)."""
+        if self.interface.preconditioning == "none":
+            return sample
+        if self._ladder_logsnr is None:
+            raise ValueError("call `set_timesteps` before `scale_model_input`.")
+        if self._step_index is None:
+            self._init_step_index(timestep)
+        return self.interface.scale_model_input(sample, float(self._ladder_logsnr[self._step_index]))
 
     def set_timesteps(
         self,
         num_inference_steps: Optional[int] = None,
         device: Union[str, torch.device, None] = None,
-        timesteps: Optional[List[int]] = None,
+        timesteps: Optional[List[float]] = None,
+        sigmas: Optional[List[float]] = None,
+        mu: Optional[float] = None,
     ) -> None:
         """
         Builds the ladder of noise levels and the model timesteps for inference.
 
         Args:
             num_inference_steps (`int`, *optional*): number of model calls. Without `segments` it is required
-                (unless `timesteps` is given) and spaced over the sampling schedule by `timestep_spacing`; with
-                `segments`, `None` runs every step of every segment (the paper's 252-step hybrid) and a number
-                is shared among the segments in proportion to their lengths.
+                (unless `timesteps` or `sigmas` are given) and spaced by `timestep_spacing` (a `discrete` model or
+                sampling schedule) or the model's native ladder (EDM, flow matching); with `segments`, `None` runs
+                every step of every segment (the paper's 252-step hybrid) and a number is shared among the
+                segments in proportion to their lengths.
             device (`str` or `torch.device`, *optional*): where `timesteps` live.
-            timesteps (`List[int]`, *optional*): explicit descending 0-based timesteps of the sampling schedule.
+            timesteps (`List[float]`, *optional*): explicit descending timesteps: 0-based steps of
+                `sampling_schedule` if one is set, else model timesteps.
+            sigmas (`List[float]`, *optional*): explicit rungs as the model family's σ (see
+                :meth:`~diffusers_infoflow.model_interface.ModelInterface.native_logsnrs`).
+            mu (`float`, *optional*): flow matching's dynamic shift, as FLUX pipelines pass it.
         """
-        if timesteps is not None and num_inference_steps is not None:
-            raise ValueError("pass either `num_inference_steps` or `timesteps`, not both.")
         if self._segment_schedules is not None:
-            if timesteps is not None:
-                raise ValueError("custom `timesteps` cannot be combined with `segments`.")
-            points = self._segment_points(num_inference_steps)
+            if timesteps is not None or sigmas is not None or mu is not None:
+                raise ValueError("custom `timesteps`/`sigmas`/`mu` cannot be combined with `segments`.")
+            self._set_ladder(self._segment_points(num_inference_steps), device)
+            return
+        sched = self._sampling_schedule
+        if sched is None:
+            lam = self.interface.native_logsnrs(num_inference_steps, timesteps=timesteps, sigmas=sigmas, mu=mu)
+            self._set_ladder([(lam, 0, None)], device)
+            return
+        if sigmas is not None or mu is not None:
+            raise ValueError("`sigmas`/`mu` describe the model's own ladder; this scheduler walks `sampling_schedule` (pass `timesteps`).")
+        T = sched.num_train_timesteps
+        if timesteps is not None:
+            if num_inference_steps is not None:
+                raise ValueError("pass either `num_inference_steps` or `timesteps`, not both.")
+            idx = np.asarray(timesteps, dtype=np.int64)
+            if idx.ndim != 1 or len(idx) == 0 or (np.diff(idx) >= 0).any() or idx[0] > T - 1 or idx[-1] < 0:
+                raise ValueError(f"`timesteps` must be strictly descending integers in [0, {T - 1}], got {list(timesteps)}.")
         else:
-            sched = self._sampling_schedule
-            T = sched.num_train_timesteps
-            if timesteps is not None:
-                idx = np.asarray(timesteps, dtype=np.int64)
-                if idx.ndim != 1 or len(idx) == 0 or (np.diff(idx) >= 0).any() or idx[0] > T - 1 or idx[-1] < 0:
-                    raise ValueError(f"`timesteps` must be strictly descending integers in [0, {T - 1}], got {list(timesteps)}.")
-            else:
-                if num_inference_steps is None:
-                    raise ValueError("`num_inference_steps` is required (or pass `timesteps`).")
-                self._check_num_steps(num_inference_steps, T)
-                idx = spaced_indices(self.config.timestep_spacing, T, num_inference_steps, self.config.steps_offset)
-                if idx[0] > T - 1:
-                    raise ValueError(f"steps_offset={self.config.steps_offset} pushes the first timestep to {idx[0]} > {T - 1}.")
-            points = [(sched, torch.from_numpy(idx).to(torch.float64), 0)]
-        self._set_ladder(points, device)
+            if num_inference_steps is None:
+                raise ValueError("`num_inference_steps` is required (or pass `timesteps`).")
+            self._check_num_steps(num_inference_steps, T)
+            idx = spaced_indices(self.config.timestep_spacing, T, num_inference_steps, self.config.steps_offset)
+            if idx[0] > T - 1:
+                raise ValueError(f"steps_offset={self.config.steps_offset} pushes the first timestep to {idx[0]} > {T - 1}.")
+        self._set_ladder([(sched.logsnr(torch.from_numpy(idx).to(torch.float64)), 0, None)], device)
 
     def set_restoration_timesteps(
         self,
@@ -257,8 +311,20 @@ class EntropyHybridScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
         T_src = src.num_train_timesteps
         if not 1 <= float(source_step) <= T_src:
             raise ValueError(f"source_step {source_step} is out of range; steps count 1..{T_src}.")
-        sched = self._sampling_schedule
         lam = src.logsnr(float(source_step) - 1)
+        sched = self._sampling_schedule
+        if sched is None and not self.interface.family_time_is_index:
+            # An EDM or flow model: enter at the source's own level, then λ-uniform rungs to the model's clean end.
+            lo, hi = self.interface.logsnr_range
+            if not lo <= float(lam) < hi:
+                raise ValueError(f"source step {source_step} has log-SNR {float(lam):.4g}, outside the model's range [{lo:.4g}, {hi:.4g}).")
+            if num_inference_steps is None:
+                raise ValueError(f"restoring with a {self.config.noise_family!r} model needs `num_inference_steps`.")
+            self._check_num_steps(num_inference_steps, 10**6)
+            rest = torch.linspace(float(lam), hi, num_inference_steps, dtype=torch.float64)
+            self._set_ladder([(rest, 0, None)], device)
+            return
+        sched = sched or self.interface.schedule
         lo, hi = sched.logsnr_range
         if not lo <= float(lam) <= hi:
             raise ValueError(
@@ -271,10 +337,9 @@ class EntropyHybridScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
         else:
             self._check_num_steps(num_inference_steps, below + 2)
             rest = torch.linspace(start, 0, num_inference_steps, dtype=torch.float64)[1:].round()
-        points = [(sched, torch.cat([torch.tensor([start], dtype=torch.float64), rest]), 0)]
-        self._set_ladder(points, device)
+        self._set_ladder([(sched.logsnr(torch.cat([torch.tensor([start], dtype=torch.float64), rest])), 0, None)], device)
 
-    def _segment_points(self, num_inference_steps: Optional[int]) -> List[Tuple[DiscreteSchedule, torch.Tensor, int]]:
+    def _segment_points(self, num_inference_steps: Optional[int]) -> List[Tuple[torch.Tensor, int, Optional[torch.Tensor]]]:
         lengths = [start - end for _, start, end in self._segment_schedules]
         if num_inference_steps is None:
             counts = lengths
@@ -290,8 +355,8 @@ class EntropyHybridScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
             counts = counts.tolist()
         points = []
         for seg_id, ((sched, start, end), n) in enumerate(zip(self._segment_schedules, counts)):
-            steps = np.unique(np.linspace(start, end + 1, n).round().astype(np.int64))[::-1]
-            points.append((sched, torch.from_numpy(steps.copy() - 1).to(torch.float64), seg_id))
+            steps = torch.from_numpy(np.unique(np.linspace(start, end + 1, n).round().astype(np.int64))[::-1].copy() - 1)
+            points.append((sched.logsnr(steps.to(torch.float64)), seg_id, steps if self.config.segment_models else None))
         return points
 
     @staticmethod
@@ -299,27 +364,25 @@ class EntropyHybridScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= maximum:
             raise ValueError(f"num_inference_steps must be an integer in [1, {maximum}] (the steps available), got {n!r}.")
 
-    def _set_ladder(self, points: List[Tuple[DiscreteSchedule, torch.Tensor, int]], device) -> None:
-        """From (schedule, 0-based fractional indices, segment id) runs to model timesteps and rung log-SNRs."""
-        train = self.train_schedule
-        lo, hi = train.logsnr_range
+    def _set_ladder(self, points: List[Tuple[torch.Tensor, int, Optional[torch.Tensor]]], device) -> None:
+        """From runs of (rung log-SNRs, segment id, the segment model's own timesteps or None) to model timesteps."""
+        lo, hi = self.interface.logsnr_range
         taus, logsnrs, seg_ids = [], [], []
         clamped = 0
-        for sched, idx, seg_id in points:
-            if self.config.segment_models:
-                tau = idx  # each segment's own model is told its native timestep
-                lam = sched.logsnr(tau)
+        for lam, seg_id, native in points:
+            if native is not None:
+                tau = native  # each segment's own model is told its native timestep
             else:
-                lam = sched.logsnr(idx)
                 outside = (lam < lo) | (lam > hi)
                 clamped += int(outside.sum())
-                tau = train.t_from_logsnr(lam.clamp(lo, hi))
+                lam = lam.clamp(lo, hi)
                 if not self.config.fractional_timesteps:
-                    tau = tau.round()
-                lam = train.logsnr(tau)  # the update uses the level of the timestep the model is told
-            taus.append(tau)
+                    lam = self.interface.schedule.logsnr(self.interface.times(lam).round())
+                # the update uses the level of the timestep the model is told
+                tau, lam = self.interface.model_timesteps(lam)
+            taus.append(tau.to(torch.float64))
             logsnrs.append(lam)
-            seg_ids.append(torch.full((len(idx),), seg_id, dtype=torch.long))
+            seg_ids.append(torch.full((len(lam),), seg_id, dtype=torch.long))
         if clamped:
             logger.warning(
                 f"{clamped} noise level(s) of the sampling ladder lie outside the model's training range "
@@ -334,10 +397,11 @@ class EntropyHybridScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
             tau, lam, seg = tau[distinct], lam[distinct], seg[distinct]
         if not bool((lam[1:] > lam[:-1]).all()):
             raise ValueError("the sampling ladder's noise levels are not strictly decreasing; check segments/spacing.")
-        integral = bool((tau == tau.round()).all())
+        integral = self.interface.family_time_is_index and bool((tau == tau.round()).all())
         self.timesteps = (tau.round().to(torch.long) if integral else tau.to(torch.float32)).to(device)
         self.segment_ids = seg.to(device)
         self._ladder_logsnr = torch.cat([lam, torch.tensor([math.inf], dtype=torch.float64)])
+        self._ladder_scale = self.interface.scale(self._ladder_logsnr)
         self.num_inference_steps = len(tau)
         self._step_index = None
         self._begin_index = None
@@ -374,46 +438,34 @@ class EntropyHybridScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
         """
         if self.num_inference_steps is None or self._ladder_logsnr is None:
             raise ValueError("call `set_timesteps` (or `set_restoration_timesteps`) before `step`.")
+        expected = torch.Size((sample.shape[0], self.interface.output_channels(sample.shape[1]), *sample.shape[2:]))
         check_model_output(
-            model_output, sample.shape, timestep,
-            "EntropyHybridScheduler needs one prediction per sample channel (no learned variance or joint heads): expected",
+            model_output, expected, timestep,
+            f"EntropyHybridScheduler(prediction_type={self.config.prediction_type!r}) needs (no learned variance): expected",
         )
         if self._step_index is None:
             self._init_step_index(timestep)
         if self._step_index >= self.num_inference_steps:
             raise ValueError(f"step called {self._step_index + 1} times but the ladder has {self.num_inference_steps} rungs.")
-        abar_t, abar_s = self.rung_alphas_cumprod(self._step_index)
+        i = self._step_index
+        abar_t, abar_s = self.rung_alphas_cumprod(i)
 
         compute_dtype = torch.float64 if sample.dtype == torch.float64 else torch.float32
         x_t, out = sample.to(compute_dtype), model_output.to(compute_dtype)
-        a_t, s_t = math.sqrt(abar_t), math.sqrt(1.0 - abar_t)
-        if self.config.prediction_type == "epsilon":
-            x0 = (x_t - s_t * out) / a_t
-        elif self.config.prediction_type == "sample":
-            x0 = out
-        else:
-            x0 = a_t * x_t - s_t * out
-        if self.config.clip_sample:
-            x0 = x0.clamp(-self.config.clip_sample_range, self.config.clip_sample_range)
-        eps = (x_t - a_t * x0) / s_t
+        clip = self.config.clip_sample_range if self.config.clip_sample else None
+        x0, eps = self.interface.predictions(out, x_t, float(self._ladder_logsnr[i]), clip)
 
         eta = float(self.config.eta)
         var = eta**2 * (1.0 - abar_s) / (1.0 - abar_t) * (1.0 - abar_t / abar_s)
         prev = math.sqrt(abar_s) * x0 + math.sqrt(max(1.0 - abar_s - var, 0.0)) * eps
         if var > 0:
             if variance_noise is None:
-                variance_noise = randn_tensor(model_output.shape, generator=generator, device=model_output.device, dtype=model_output.dtype)
+                variance_noise = randn_tensor(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
             prev = prev + math.sqrt(var) * variance_noise.to(compute_dtype)
+        prev = prev * float(self._ladder_scale[i + 1])  # back from the VP state to the family's
 
         self._step_index += 1
         prev, x0 = prev.to(sample.dtype), x0.to(sample.dtype)
         if not return_dict:
             return (prev, x0)
         return EntropyHybridSchedulerOutput(prev_sample=prev, pred_original_sample=x0)
-
-    def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        """Forward marginal `α_t x0 + σ_t ε` of the training schedule at model timesteps (fractional allowed)."""
-        return forward_marginal(self.train_schedule, original_samples, noise, timesteps)
-
-    def __len__(self) -> int:
-        return self.config.num_train_timesteps

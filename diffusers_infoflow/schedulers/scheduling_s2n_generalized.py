@@ -16,9 +16,10 @@ The same file implements seed 001's non-Markovian continuous model (eq. 9, a con
 ``z_s = α_s x̂0 + sqrt(σ_s² − β²)·ε̂ + β ξ`` with ``β(s, t)² = b(s) − b(t)``; see
 :class:`S2NGeneralizedScheduler` for the choice of ``b``.
 
-Noise levels come from :mod:`diffusers_infoflow.schedules`: a discrete DDPM table (diffusers' config keys,
-so ``from_config`` of a DDPM/DDIM scheduler works) or a continuous family ``vp, ve, iddpm, fm-ot, edm``
-(``from_config`` of an ``EDMEulerScheduler`` works, with EDM's c_in/c_skip/c_out/c_noise preconditioning).
+The model is met through :class:`~diffusers_infoflow.model_interface.ModelInterface`, so ``from_config`` of any
+VP (DDPM/DDIM/PNDM/Euler/DPM/UniPC, zero-SNR included), EDM or flow-matching config works; the continuous
+families ``vp, ve, iddpm, fm-ot`` serve exact-denoiser experiments. The coefficients below are written with
+the family's own (α, σ), which Corollary 1 is covariant under (every term scales with the state).
 """
 
 from __future__ import annotations
@@ -34,17 +35,12 @@ from diffusers.schedulers.scheduling_utils import KarrasDiffusionSchedulers, Sch
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from ..schedules import CONTINUOUS_SCHEDULES, DiscreteSchedule, NoiseSchedule, get_schedule
-from ._common import StepIndexMixin, check_finite, spaced_indices, training_schedule
+from ..model_interface import NOISE_FAMILIES, ModelInterface
+from ..schedules import NoiseSchedule
+from ._common import ModelInterfaceMixin, StepIndexMixin, check_finite
 
-PREDICTION_TYPES = ("epsilon", "sample", "v_prediction", "joint")
 VARIANTS = ("corollary1", "non_markovian")
-NOISE_FAMILIES = ("discrete",) + CONTINUOUS_SCHEDULES
-PRECONDITIONINGS = ("none", "edm")
-DISCRETE_SPACINGS = ("leading", "trailing", "linspace", "logsnr", "karras")
-CONTINUOUS_SPACINGS = ("linspace", "logsnr", "karras")
-# Continuous-family parameters that diffusers' EDM configs store as top-level keys.
-_SIGMA_RANGE_FAMILIES = ("ve", "edm")
+SPACINGS = ("leading", "trailing", "linspace", "logsnr", "karras")
 
 
 @dataclass
@@ -61,7 +57,7 @@ class S2NGeneralizedSchedulerOutput(BaseOutput):
     pred_original_sample: Optional[torch.Tensor] = None
 
 
-class S2NGeneralizedScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
+class S2NGeneralizedScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, ConfigMixin):
     """
     The generalised S2N sampler of seed 001 (Corollary 1 and eq. 9; SPEC §3) for any noise schedule of the
     package. Every update goes from the current rung to the next; the last rung goes to clean data (λ = +∞,
@@ -74,29 +70,30 @@ class S2NGeneralizedScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
             diffusers' keys and the families of :func:`~diffusers_infoflow.schedules.get_betas`.
         schedule_params (`dict`, *optional*): extra parameters of the family: `s`, `p`, `amplitude`, `cycles`
             for discrete tables; `beta_min`, `beta_max`, `eps`, `s`, `t_max` for continuous families.
-        noise_family (`str`, *optional*): `discrete` (the β table) or a continuous family `vp, ve, iddpm,
-            fm-ot, edm` (SPEC §1). `None` picks `edm` when the config carries EDM's `sigma_data` key (as an
-            `EDMEulerScheduler` config does) and `discrete` otherwise.
-        sigma_min (`float`, *optional*), sigma_max (`float`, *optional*): σ range of the `ve`/`edm` families
-            (diffusers' EDM keys); `None` keeps the family's default.
-        sigma_data (`float`, *optional*): EDM's data standard deviation for `preconditioning="edm"`
-            (default 0.5).
+        rescale_betas_zero_snr (`bool`, defaults to `False`): Lin et al. (2023)'s zero-terminal-SNR table; the
+            first rung is then pure noise (λ = −∞), from which the step is z_s = α_s·x̂0 + σ_s·ε̂.
+        noise_family (`str`, *optional*): the model family (:mod:`diffusers_infoflow.model_interface`):
+            `discrete` (the β table), `edm`, `flow` (flow matching), or an analytic family `vp, ve, iddpm, fm-ot`
+            for exact-denoiser experiments. Set from the source class by `from_config`; `None` = `edm` when
+            `sigma_data` is given, else `discrete`.
+        sigma_min, sigma_max (`float`, *optional*): σ range of the `edm`/`ve` families (diffusers' EDM keys).
+        sigma_data (`float`, *optional*): EDM's σ_d (default 0.5 with EDM preconditioning).
         rho (`float`, defaults to 7.0): the **Karras exponent** of `timestep_spacing="karras"` (diffusers' EDM
             key of the same name). The S2N stochasticity ρ is `sde_rho`.
-        preconditioning (`str`, *optional*): `none` (the model is told the schedule's own time and sees z) or
-            `edm` (EDM's c_in, c_skip, c_out and c_noise = ¼·ln σ̃ with σ̃ = σ/α = exp(−λ/2), as diffusers'
-            `EDMEulerScheduler`). `None` = `edm` for the `edm` family, else `none`.
-        prediction_type (`str`, defaults to `"epsilon"`): `epsilon`, `sample` (x0), `v_prediction`
-            (v = α ε − σ x0) or `joint` (2C output channels ordered [ε, x0]; the ε half drives the update,
-            as Corollary 1 is written in ε̂). With `preconditioning="edm"` only `epsilon` and `v_prediction`
-            are allowed and mean EDM's F-network output, exactly as in diffusers' `EDMEulerScheduler`.
-        timestep_spacing (`str`, *optional*): the rungs. `leading`, `trailing`, `linspace` as diffusers
-            (discrete tables only; continuous `linspace` is uniform in the family's time), `logsnr` (uniform
-            in λ) and `karras` (σ̃ = exp(−λ/2) Karras-spaced with exponent `rho`). `logsnr`/`karras` run from
-            the schedule's noisiest to its cleanest level and give fractional timesteps on discrete tables.
-            `None` = `leading` for discrete tables, `karras` for continuous families (EDM's discretisation,
-            which seed 001 uses), or `logsnr` for an EDM config with `sigma_schedule="exponential"`.
-        sigma_schedule (`str`, *optional*): EDM config key, read only to choose the default spacing.
+        sigma_schedule (`str`, *optional*): EDM's ladder, `karras` or `exponential` (the default spacing).
+        shift, use_dynamic_shifting, base_shift, max_shift, base_image_seq_len, max_image_seq_len, shift_terminal,
+            time_shift_type: flow matching's time shift, as `FlowMatchEulerDiscreteScheduler` (pipelines read
+            the `*_shift`/`*_seq_len` keys to compute `mu`).
+        preconditioning (`str`, *optional*): `none` or `edm` (EDM's c_in, c_skip, c_out and c_noise = ¼·ln σ̃,
+            σ̃ = e^{−λ/2}, as diffusers' EDM schedulers). `None` = `edm` for the `edm` family, else `none`.
+        prediction_type (`str`, *optional*): `epsilon`, `sample`, `v_prediction`, `joint` (2C channels
+            [ε, x0]) or `flow_prediction` (v = ε − x0); with EDM preconditioning `epsilon`/`v_prediction` mean
+            EDM's F-network. `None` = `flow_prediction` for `flow`, else `epsilon`.
+        timestep_spacing (`str`, *optional*): the rungs. `leading`, `trailing`, `linspace` as diffusers (for
+            `flow`, `linspace` is FlowMatchEulerDiscreteScheduler's shifted ladder; for analytic families,
+            uniform in their time), `logsnr` (uniform in λ) and `karras` (σ̃ Karras-spaced with exponent `rho`).
+            `None` = `leading` for tables, `linspace` for flow matching, EDM's own (`karras`, or `logsnr` with
+            `sigma_schedule="exponential"`) otherwise.
         steps_offset (`int`, defaults to 0): added to `leading` timesteps, as in diffusers.
         gamma (`float`, defaults to 0.0): Corollary 1's γ (> −1; γ = −1 is singular and for γ < −1 the last
             rung to λ = +∞ diverges).
@@ -109,9 +106,7 @@ class S2NGeneralizedScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
             ancestral DDPM in the continuous limit, η = 0 is DDIM); β is capped at σ_s so that
             sqrt(σ_s² − β²) is real on long steps (eq. 9 needs β ≤ σ_s). γ and δ must keep their defaults.
         clip_sample (`bool`, defaults to `False`), clip_sample_range (`float`, defaults to 1.0): clamp x̂0
-            (ε̂ is then recomputed from the clamped x̂0), as DDPM/DDIM do.
-        rescale_betas_zero_snr (`bool`, defaults to `False`): not supported (λ = −∞ at the first rung);
-            accepted only to refuse it clearly.
+            (a single-head model's ε̂ is then recomputed from the clamped x̂0), as DDPM/DDIM do.
 
     Presets (seed 001's tuned values, SPEC §3): :attr:`PRESETS` and :meth:`from_preset`, e.g.
     ``S2NGeneralizedScheduler.from_preset("deterministic", pipe.scheduler.config)``.
@@ -136,15 +131,24 @@ class S2NGeneralizedScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
         beta_schedule: str = "linear",
         trained_betas: Optional[Union[np.ndarray, List[float]]] = None,
         schedule_params: Optional[Dict[str, float]] = None,
-        noise_family: Optional[Literal["discrete", "vp", "ve", "iddpm", "fm-ot", "edm"]] = None,
+        rescale_betas_zero_snr: bool = False,
+        noise_family: Optional[Literal["discrete", "edm", "flow", "vp", "ve", "iddpm", "fm-ot"]] = None,
         sigma_min: Optional[float] = None,
         sigma_max: Optional[float] = None,
         sigma_data: Optional[float] = None,
         rho: float = 7.0,
-        preconditioning: Optional[Literal["none", "edm"]] = None,
-        prediction_type: Literal["epsilon", "sample", "v_prediction", "joint"] = "epsilon",
-        timestep_spacing: Optional[Literal["leading", "trailing", "linspace", "logsnr", "karras"]] = None,
         sigma_schedule: Optional[Literal["karras", "exponential"]] = None,
+        shift: float = 1.0,
+        use_dynamic_shifting: bool = False,
+        base_shift: float = 0.5,
+        max_shift: float = 1.15,
+        base_image_seq_len: int = 256,
+        max_image_seq_len: int = 4096,
+        shift_terminal: Optional[float] = None,
+        time_shift_type: Literal["exponential", "linear"] = "exponential",
+        preconditioning: Optional[Literal["none", "edm"]] = None,
+        prediction_type: Optional[Literal["epsilon", "sample", "v_prediction", "joint", "flow_prediction"]] = None,
+        timestep_spacing: Optional[Literal["leading", "trailing", "linspace", "logsnr", "karras"]] = None,
         steps_offset: int = 0,
         gamma: float = 0.0,
         delta: float = 1.0,
@@ -152,60 +156,35 @@ class S2NGeneralizedScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
         variant: Literal["corollary1", "non_markovian"] = "corollary1",
         clip_sample: bool = False,
         clip_sample_range: float = 1.0,
-        rescale_betas_zero_snr: bool = False,
     ):
         self._validate_sampler_parameters(gamma, delta, sde_rho, variant)
-        if rescale_betas_zero_snr:
-            raise ValueError("rescale_betas_zero_snr=True is not supported: the first rung would have λ = −∞.")
         if not clip_sample_range > 0:
             raise ValueError(f"clip_sample_range must be > 0, got {clip_sample_range!r}.")
         if not (isinstance(rho, (int, float)) and rho > 0):
             raise ValueError(f"rho (the Karras exponent) must be > 0, got {rho!r}.")
-
         if noise_family is None:
             noise_family = "edm" if sigma_data is not None else "discrete"
         if noise_family not in NOISE_FAMILIES:
             raise ValueError(f"noise_family must be one of {NOISE_FAMILIES}, got {noise_family!r}.")
-        if preconditioning is None:
-            preconditioning = "edm" if noise_family == "edm" else "none"
-        if preconditioning not in PRECONDITIONINGS:
-            raise ValueError(f"preconditioning must be one of {PRECONDITIONINGS}, got {preconditioning!r}.")
-        if preconditioning == "edm" and sigma_data is None:
-            sigma_data = 0.5
-        if sigma_data is not None and not sigma_data > 0:
-            raise ValueError(f"sigma_data must be > 0, got {sigma_data!r}.")
-        allowed_predictions = ("epsilon", "v_prediction") if preconditioning == "edm" else PREDICTION_TYPES
-        if prediction_type not in allowed_predictions:
-            raise ValueError(
-                f"prediction_type must be one of {allowed_predictions} with preconditioning={preconditioning!r}, "
-                f"got {prediction_type!r}."
-            )
         if timestep_spacing is None:
-            if noise_family == "discrete":
-                timestep_spacing = "leading"
-            else:
-                timestep_spacing = "logsnr" if sigma_schedule == "exponential" else "karras"
-        allowed_spacings = DISCRETE_SPACINGS if noise_family == "discrete" else CONTINUOUS_SPACINGS
-        if timestep_spacing not in allowed_spacings:
-            raise ValueError(
-                f"timestep_spacing must be one of {allowed_spacings} for noise_family={noise_family!r}, got {timestep_spacing!r}."
+            timestep_spacing = {"discrete": "leading", "flow": "linspace"}.get(
+                noise_family, "logsnr" if sigma_schedule == "exponential" else "karras"
             )
+        if timestep_spacing not in SPACINGS or (noise_family not in ("discrete",) and timestep_spacing in ("leading", "trailing")):
+            allowed = SPACINGS if noise_family == "discrete" else SPACINGS[2:]
+            raise ValueError(f"timestep_spacing must be one of {allowed} for noise_family={noise_family!r}, got {timestep_spacing!r}.")
         # Store the resolved choices, so that a saved config reloads to the same sampler.
+        self.register_to_config(noise_family=noise_family, timestep_spacing=timestep_spacing)
+        self.interface = ModelInterface.from_config(self.config)
         self.register_to_config(
-            noise_family=noise_family, preconditioning=preconditioning, sigma_data=sigma_data, timestep_spacing=timestep_spacing
+            preconditioning=self.interface.preconditioning,
+            sigma_data=self.interface.sigma_data,
+            prediction_type=self.interface.prediction_type,
         )
-
-        self.schedule: NoiseSchedule = self._build_schedule()
-        if isinstance(self.schedule, DiscreteSchedule):
-            self.alphas_cumprod = self.schedule.alphas_cumprod.to(torch.float32)
-        t_max = self.schedule.t_max
-        # Standard deviation of z at the noisiest level for unit-variance data: 1 for VP families and
-        # sqrt(σ_max² + 1) for EDM, as diffusers' EDMEulerScheduler.
-        self.init_noise_sigma = math.hypot(float(self.schedule.alpha(t_max)), float(self.schedule.sigma(t_max)))
+        if self.interface.family_time_is_index:
+            self.alphas_cumprod = self.interface.schedule.alphas_cumprod.to(torch.float32)
         self.num_inference_steps: Optional[int] = None
-        self.timesteps = self._model_timesteps(
-            torch.linspace(t_max, self.schedule.t_min, num_train_timesteps, dtype=torch.float64)
-        )
+        self.timesteps = self.interface.model_timesteps(self.interface.spaced_logsnrs(num_train_timesteps, "time"))[0]
         self._rung_alpha: Optional[torch.Tensor] = None
         self._rung_sigma: Optional[torch.Tensor] = None
         self._rung_logsnr: Optional[torch.Tensor] = None
@@ -235,34 +214,10 @@ class S2NGeneralizedScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
                 f"gamma={gamma!r}, delta={delta!r})."
             )
 
-    def _build_schedule(self) -> NoiseSchedule:
-        cfg = self.config
-        extra = dict(cfg.schedule_params or {})
-        if cfg.noise_family == "discrete":
-            if cfg.sigma_min is not None or cfg.sigma_max is not None:
-                raise ValueError("sigma_min/sigma_max apply to the 've' and 'edm' families, not to a discrete table.")
-            return training_schedule(cfg.num_train_timesteps, cfg.beta_schedule, cfg.beta_start, cfg.beta_end, cfg.trained_betas, extra)
-        for key in ("sigma_min", "sigma_max"):
-            value = cfg[key]
-            if value is None:
-                continue
-            if cfg.noise_family not in _SIGMA_RANGE_FAMILIES:
-                raise ValueError(f"{key} applies to the families {_SIGMA_RANGE_FAMILIES}, not to {cfg.noise_family!r}.")
-            extra[key] = float(value)
-        return get_schedule(cfg.noise_family, **extra)
-
-    @classmethod
-    def from_config(cls, config: Union[Dict[str, Any], None] = None, return_unused_kwargs: bool = False, **kwargs):
-        """diffusers' `from_config`, which also recognises an EDM scheduler's config.
-
-        diffusers drops the keys an in-memory config left at their defaults (`_use_default_values`), so an
-        `EDMEulerScheduler()` config may arrive without `sigma_data`; its presence in the source config is what
-        marks an EDM model, hence `noise_family="edm"` is set here unless the config or kwargs choose a family.
-        """
-        config = dict(config or {})
-        if config.get("sigma_data") is not None and config.get("noise_family") is None and kwargs.get("noise_family") is None:
-            kwargs["noise_family"] = "edm"
-        return super().from_config(config, return_unused_kwargs=return_unused_kwargs, **kwargs)
+    @property
+    def schedule(self) -> NoiseSchedule:
+        """The model's noise schedule (α, σ, λ over its own time variable)."""
+        return self.interface.schedule
 
     @classmethod
     def from_preset(cls, name: Literal["deterministic", "stochastic"], config: Optional[Dict[str, Any]] = None, **overrides):
@@ -272,67 +227,6 @@ class S2NGeneralizedScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
         params = {**cls.PRESETS[name], **overrides}
         return cls(**params) if config is None else cls.from_config(config, **params)
 
-    # ------------------------------------------------------------------ noise levels and model time
-
-    def _model_timesteps(self, schedule_times: torch.Tensor) -> torch.Tensor:
-        """What the model is told for schedule times τ (float64): c_noise for EDM preconditioning, else τ itself
-        (diffusers' integer timesteps when every τ is an integer of a discrete table)."""
-        if self.config.preconditioning == "edm":
-            return (-0.125 * self.schedule.logsnr(schedule_times)).to(torch.float32)  # ¼·ln σ̃, σ̃ = exp(−λ/2)
-        if isinstance(self.schedule, DiscreteSchedule) and bool((schedule_times == schedule_times.round()).all()):
-            return schedule_times.round().to(torch.long)
-        return schedule_times.to(torch.float32)
-
-    def _representable_times(self, times: torch.Tensor) -> torch.Tensor:
-        """The rung times rounded as the model will be told them (float32 unless every τ is an integer of a
-        discrete table), kept inside the schedule's domain, back in float64: the update then uses exactly the
-        noise level the model sees, and a model that checks its time range accepts every timestep."""
-        if self.config.preconditioning == "edm" or (
-            isinstance(self.schedule, DiscreteSchedule) and bool((times == times.round()).all())
-        ):
-            return times
-        told = times.to(torch.float32)
-        lo, hi = torch.tensor(self.schedule.t_min, dtype=torch.float32), torch.tensor(self.schedule.t_max, dtype=torch.float32)
-        lo = torch.where(lo.double() < self.schedule.t_min, torch.nextafter(lo, torch.tensor(math.inf)), lo)
-        hi = torch.where(hi.double() > self.schedule.t_max, torch.nextafter(hi, torch.tensor(-math.inf)), hi)
-        return told.clamp(lo, hi).to(torch.float64)
-
-    def _schedule_times(self, model_timesteps: torch.Tensor) -> torch.Tensor:
-        """Inverse of :meth:`_model_timesteps` (float64 schedule times)."""
-        t = torch.as_tensor(model_timesteps).detach().to("cpu", torch.float64).flatten()
-        if self.config.preconditioning == "edm":
-            lam = -8.0 * t
-            # c_noise is float32: snap the ends of the range, which it rounds to just outside, back onto them.
-            for bound in self.schedule.logsnr_range:
-                lam = torch.where((lam - bound).abs() <= 1e-5 * (1.0 + abs(bound)), torch.full_like(lam, bound), lam)
-            return self.schedule.t_from_logsnr(lam)
-        return t
-
-    def _spaced_schedule_times(self, num_inference_steps: int) -> torch.Tensor:
-        """Descending schedule times of the rungs for `timestep_spacing` (float64)."""
-        spacing, sched = self.config.timestep_spacing, self.schedule
-        if isinstance(sched, DiscreteSchedule) and spacing in ("leading", "trailing", "linspace"):
-            idx = spaced_indices(spacing, sched.num_train_timesteps, num_inference_steps, self.config.steps_offset)
-            if idx[0] > sched.t_max:
-                raise ValueError(
-                    f"steps_offset={self.config.steps_offset} pushes the first timestep to {idx[0]} > {sched.t_max:g}."
-                )
-            return torch.from_numpy(idx).to(torch.float64)
-        ramp = torch.linspace(0.0, 1.0, num_inference_steps, dtype=torch.float64)
-        if spacing == "linspace":
-            return sched.t_max + ramp * (sched.t_min - sched.t_max)
-        lam_noisy, lam_clean = sched.logsnr_range
-        if spacing == "logsnr":
-            lam = lam_noisy + ramp * (lam_clean - lam_noisy)
-        else:  # karras, in σ̃ = exp(−λ/2) (Karras et al. 2022, eq. 5)
-            inv_rho = 1.0 / self.config.rho
-            s_max, s_min = math.exp(-lam_noisy / 2) ** inv_rho, math.exp(-lam_clean / 2) ** inv_rho
-            lam = -2.0 * self.config.rho * torch.log(s_max + ramp * (s_min - s_max))
-        times = sched.t_from_logsnr(lam)
-        # The ends are the schedule's own ends exactly (integers on a discrete table), not bisection results.
-        times[0], times[-1] = sched.t_max, sched.t_min
-        return times
-
     # ------------------------------------------------------------------ standard scheduler API
 
     def set_timesteps(
@@ -340,84 +234,48 @@ class S2NGeneralizedScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
         num_inference_steps: Optional[int] = None,
         device: Union[str, torch.device, None] = None,
         timesteps: Optional[List[float]] = None,
+        sigmas: Optional[List[float]] = None,
+        mu: Optional[float] = None,
     ) -> None:
         """
-        Builds the rungs and the model timesteps for inference.
+        Builds the rungs and the model timesteps for inference (diffusers' `retrieve_timesteps` contract).
 
         Args:
             num_inference_steps (`int`, *optional*): number of model calls, spaced by `timestep_spacing`.
             device (`str` or `torch.device`, *optional*): where `timesteps` live.
-            timesteps (`List[float]`, *optional*): explicit strictly descending rungs in the schedule's own time
-                variable (diffusers' timesteps for a discrete table, fractional allowed; σ for `edm`).
+            timesteps (`List[float]`, *optional*): explicit rungs as model timesteps (a discrete table's τ,
+                fractional allowed; EDM's c_noise; flow matching's t · num_train_timesteps).
+            sigmas (`List[float]`, *optional*): explicit rungs as the family's σ (Euler-style √((1 − ᾱ)/ᾱ) for a
+                table, EDM's σ, flow matching's unshifted t, shifted here as FlowMatchEulerDiscreteScheduler does).
+            mu (`float`, *optional*): flow matching's dynamic shift (`use_dynamic_shifting`), as FLUX passes it.
         """
-        if (timesteps is None) == (num_inference_steps is None):
-            raise ValueError("pass exactly one of `num_inference_steps` or `timesteps`.")
-        if timesteps is not None:
-            times = torch.as_tensor(timesteps, dtype=torch.float64).flatten()
-            if len(times) == 0 or bool((times[1:] >= times[:-1]).any()):
-                raise ValueError(f"`timesteps` must be strictly descending, got {list(timesteps)}.")
+        spacing, family = self.config.timestep_spacing, self.config.noise_family
+        if timesteps is not None or sigmas is not None or mu is not None or spacing in ("leading", "trailing") or (
+            spacing == "linspace" and family in ("discrete", "flow")
+        ):
+            lam = self.interface.native_logsnrs(num_inference_steps, timesteps=timesteps, sigmas=sigmas, mu=mu)
         else:
-            maximum = self.schedule.num_train_timesteps if isinstance(self.schedule, DiscreteSchedule) else None
-            if (
-                isinstance(num_inference_steps, bool)
-                or not isinstance(num_inference_steps, int)
-                or num_inference_steps < 1
-                or (maximum is not None and num_inference_steps > maximum)
-            ):
-                raise ValueError(
-                    f"num_inference_steps must be an integer in [1, {maximum or 'inf'}], got {num_inference_steps!r}."
-                )
-            times = self._spaced_schedule_times(num_inference_steps)
-        self.schedule.logsnr(times)  # checks the range before rounding could hide a bad value
-        times = self._representable_times(times)
-        lam = self.schedule.logsnr(times)
-        self.timesteps = self._model_timesteps(times).to(device)
+            if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+                raise ValueError(f"num_inference_steps must be a positive integer, got {num_inference_steps!r}.")
+            lam = self.interface.spaced_logsnrs(num_inference_steps, {"linspace": "time"}.get(spacing, spacing), self.config.rho)
+        told, lam = self.interface.model_timesteps(lam)
+        self.timesteps = told.to(device)
         # Rung levels in float64, with the clean end (λ = +∞, α = 1, σ = 0) appended.
         self._rung_logsnr = torch.cat([lam, torch.tensor([math.inf], dtype=torch.float64)])
-        self._rung_alpha = torch.cat([self.schedule.alpha(times), torch.ones(1, dtype=torch.float64)])
-        self._rung_sigma = torch.cat([self.schedule.sigma(times), torch.zeros(1, dtype=torch.float64)])
-        self.num_inference_steps = len(times)
+        self._rung_alpha, self._rung_sigma = self.interface.alpha_sigma(self._rung_logsnr)
+        self.num_inference_steps = len(lam)
         self._step_index = None
         self._begin_index = None
 
-    def _edm_coefficients(self, sigma_tilde: float) -> Tuple[float, float, float]:
-        """EDM's c_in, c_skip, c_out at σ̃ (Karras et al. 2022, Table 1; signs as diffusers' EDMEulerScheduler)."""
-        sd = self.config.sigma_data
-        norm = math.sqrt(sigma_tilde**2 + sd**2)
-        c_out = sigma_tilde * sd / norm
-        return 1.0 / norm, sd**2 / norm**2, (c_out if self.config.prediction_type == "epsilon" else -c_out)
-
     def scale_model_input(self, sample: torch.Tensor, timestep: Optional[Union[float, torch.Tensor]] = None) -> torch.Tensor:
-        """With EDM preconditioning the model sees c_in·z/α (EDM's input scaling); otherwise z unchanged."""
-        if self.config.preconditioning == "none":
+        """What the model sees of the sample at `timestep` (EDM's c_in scaling; unchanged for other families)."""
+        if self.interface.preconditioning == "none":
             return sample
         if self._rung_logsnr is None:
             raise ValueError("call `set_timesteps` before `scale_model_input`.")
         if self._step_index is None:
             self._init_step_index(timestep)
-        i = self._step_index
-        c_in = self._edm_coefficients(math.exp(-0.5 * float(self._rung_logsnr[i])))[0]
-        return sample * (c_in / float(self._rung_alpha[i]))
-
-    def _predictions(self, model_output: torch.Tensor, z: torch.Tensor, alpha: float, sigma: float, logsnr: float):
-        """(x̂0, ε̂) at one rung from the model output, in the compute dtype of `z`."""
-        pred = self.config.prediction_type
-        if pred == "joint":
-            model_output = model_output[:, : z.shape[1]]  # the ε half of [ε, x0]
-        if self.config.preconditioning == "edm":
-            _, c_skip, c_out = self._edm_coefficients(math.exp(-0.5 * logsnr))
-            x0 = c_skip * (z / alpha) + c_out * model_output
-        elif pred in ("epsilon", "joint"):
-            x0 = (z - sigma * model_output) / alpha
-        elif pred == "sample":
-            x0 = model_output
-        else:  # v = α ε − σ x0  ⇒  x0 = (α z − σ v)/(α² + σ²)
-            x0 = (alpha * z - sigma * model_output) / (alpha**2 + sigma**2)
-        if self.config.clip_sample:
-            x0 = x0.clamp(-self.config.clip_sample_range, self.config.clip_sample_range)
-        if pred in ("epsilon", "joint") and self.config.preconditioning == "none" and not self.config.clip_sample:
-            return x0, model_output
-        return x0, (z - alpha * x0) / sigma
+        return self.interface.scale_model_input(sample, float(self._rung_logsnr[self._step_index]))
 
     def step_coefficients(self, index: int) -> Tuple[float, float, float, float]:
         """(c_z, c_x0, c_eps, noise_std) with z_s = c_z·z_t + c_x0·x̂0 + c_eps·ε̂ + noise_std·ξ for rung `index`.
@@ -433,11 +291,15 @@ class S2NGeneralizedScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
         lam_t, lam_s = float(self._rung_logsnr[index]), float(self._rung_logsnr[index + 1])
         h = lam_s - lam_t
         rho, gamma, delta = float(self.config.sde_rho), float(self.config.gamma), float(self.config.delta)
+        if a_t == 0.0 and self.config.variant == "corollary1":
+            # From pure noise (λ_t = −∞) Corollary 1's ε-frozen integral diverges unless (1+ρ²) = (1+γ); the
+            # step is the data-prediction limit z_s = α_s·x̂0 + σ_s·ε̂ (DDIM's step from ᾱ = 0), noise-free.
+            return 0.0, a_s, s_s, 0.0
         if self.config.variant == "non_markovian":
             # b(τ) = ρ²·log sigmoid(λ_τ) in VP units; z-units scale by α_s/sqrt(sigmoid(λ_s)) = σ_s/sqrt(sigmoid(−λ_s)).
             vp_var_s = math.exp(_log_sigmoid(-lam_s))  # σ² of the VP schedule with log-SNR λ_s
             log_ratio = _log_sigmoid(lam_s) - _log_sigmoid(lam_t)
-            vp_beta2 = min(rho**2 * log_ratio, vp_var_s)
+            vp_beta2 = 0.0 if rho == 0.0 else min(rho**2 * log_ratio, vp_var_s)
             beta = 0.0 if vp_var_s == 0.0 else s_s * math.sqrt(vp_beta2 / vp_var_s)
             return 0.0, a_s, math.sqrt(max(s_s**2 - beta**2, 0.0)), beta
         c_eps = -(1.0 + rho**2) / (1.0 + gamma) * a_s * (s_t / a_t) * -math.expm1(-(1.0 + gamma) * h / 2.0)
@@ -470,7 +332,7 @@ class S2NGeneralizedScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
         """
         if self._rung_logsnr is None:
             raise ValueError("call `set_timesteps` before `step`.")
-        expected_channels = 2 * sample.shape[1] if self.config.prediction_type == "joint" else sample.shape[1]
+        expected_channels = self.interface.output_channels(sample.shape[1])
         if (
             model_output.ndim != sample.ndim
             or model_output.shape[1] != expected_channels
@@ -491,8 +353,8 @@ class S2NGeneralizedScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
 
         compute_dtype = torch.float64 if sample.dtype == torch.float64 else torch.float32
         z = sample.to(compute_dtype)
-        alpha, sigma, logsnr = float(self._rung_alpha[i]), float(self._rung_sigma[i]), float(self._rung_logsnr[i])
-        x0, eps = self._predictions(model_output.to(compute_dtype), z, alpha, sigma, logsnr)
+        clip = self.config.clip_sample_range if self.config.clip_sample else None
+        x0, eps = self.interface.predictions(model_output.to(compute_dtype), z, float(self._rung_logsnr[i]), clip)
         c_z, c_x0, c_eps, noise_std = self.step_coefficients(i)
         prev = c_z * z + c_x0 * x0 + c_eps * eps
         if noise_std > 0:
@@ -505,19 +367,6 @@ class S2NGeneralizedScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
         if not return_dict:
             return (prev, x0)
         return S2NGeneralizedSchedulerOutput(prev_sample=prev, pred_original_sample=x0)
-
-    def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        """Forward marginal α_t x0 + σ_t ε at model timesteps (entries of `self.timesteps`, fractional allowed)."""
-        if noise.shape != original_samples.shape:
-            raise ValueError(f"noise shape {tuple(noise.shape)} differs from the samples' {tuple(original_samples.shape)}.")
-        t = self._schedule_times(timesteps)
-        shape = (-1,) + (1,) * (original_samples.ndim - 1)
-        alpha = self.schedule.alpha(t).to(original_samples.device, original_samples.dtype).view(shape)
-        sigma = self.schedule.sigma(t).to(original_samples.device, original_samples.dtype).view(shape)
-        return alpha * original_samples + sigma * noise
-
-    def __len__(self) -> int:
-        return self.config.num_train_timesteps
 
 
 def _log_sigmoid(x: float) -> float:

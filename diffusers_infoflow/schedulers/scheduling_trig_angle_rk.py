@@ -139,7 +139,9 @@ from diffusers.schedulers.scheduling_utils import (
 )
 from diffusers.utils import BaseOutput
 
-from ._common import StepIndexMixin, check_model_output, forward_marginal, training_schedule
+from ..model_interface import ModelInterface, finite_noisy_logsnr
+from ..schedules import NoiseSchedule
+from ._common import ModelInterfaceMixin, StepIndexMixin, check_model_output
 
 __all__ = [
     "FINAL_STEPS",
@@ -154,12 +156,11 @@ __all__ = [
 
 Solver = Literal["euler", "rk2", "rk4", "ddim", "multistep"]
 StepSpacing = Literal["uniform_eta", "uniform_logsnr", "karras", "uniform_timestep"]
-PredictionType = Literal["epsilon", "sample", "v_prediction", "joint"]
+PredictionType = Literal["epsilon", "sample", "v_prediction", "joint", "flow_prediction"]
 FinalStep = Literal["x0", "solver"]
 
 SOLVERS = ("euler", "rk2", "rk4", "ddim", "multistep")
 STEP_SPACINGS = ("uniform_eta", "uniform_logsnr", "karras", "uniform_timestep")
-PREDICTION_TYPES = ("epsilon", "sample", "v_prediction", "joint")
 FINAL_STEPS = ("x0", "solver")
 SOLVER_ORDERS = (1, 2, 3)
 # The multistep solver uses k nodes only while the steps between them and the new step have lengths in λ
@@ -189,8 +190,8 @@ def lagrange_integral_weights(nodes: List[float], start: float, end: float) -> L
     ρ = tan η); end < start is allowed. With t = log(v/start), ``∫ P(t)·start·e^t dt`` is integrated in closed
     form, ``∫ P e^t = e^t·Σ_m (−1)^m P^{(m)}``, in float64 (the multistep solver's exponential integrator).
     """
-    if min(nodes) <= 0 or start <= 0 or end <= 0:
-        raise ValueError(f"nodes and interval ends must be positive, got nodes={nodes}, start={start}, end={end}.")
+    if not all(math.isfinite(v) for v in (*nodes, start, end)) or min(nodes) <= 0 or start <= 0 or end <= 0:
+        raise ValueError(f"nodes and interval ends must be finite and positive, got nodes={nodes}, start={start}, end={end}.")
     times = [math.log(v / start) for v in nodes]
     horizon = math.log(end / start)
     weights = []
@@ -242,7 +243,7 @@ class TrigAngleRKSchedulerOutput(BaseOutput):
     pred_original_sample: Optional[torch.Tensor] = None
 
 
-class TrigAngleRKScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
+class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, ConfigMixin):
     """
     Seed 004's sampler: the ODE dx/dη = −sin η·x̂0 + cos η·ε̂ from the start angle to η = 0, with Euler
     (eq. 13), RK2, RK4, DDIM or a multistep exponential integrator, driven by a model trained on any discrete
@@ -256,8 +257,15 @@ class TrigAngleRKScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
             `diffusers_infoflow.schedules` (`trig` is seed 004's β*) or diffusers' aliases.
         trained_betas (`np.ndarray` or `List[float]`, *optional*): explicit training betas.
         schedule_params (`dict`, *optional*): extra family parameters (`s`, `p`, `amplitude`, `cycles`).
-        prediction_type (`str`, defaults to `"epsilon"`): `epsilon`, `sample`, `v_prediction`, or `joint`
-            (the model outputs 2C channels ordered `[ε, x0]`, seed 004 §3.2).
+        rescale_betas_zero_snr (`bool`, defaults to `False`): Lin et al. (2023)'s zero-terminal-SNR table; its
+            noisiest level is η = π/2 exactly.
+        noise_family (`str`, defaults to `"discrete"`): the model family, `discrete` (a β table), `edm` or `flow`
+            (flow matching, whose t = 1 is η = π/2); set from the source class by `from_config`.
+        sigma_min, sigma_max, sigma_data: an EDM model's σ range and σ_d.
+        shift, use_dynamic_shifting, base_shift, max_shift, base_image_seq_len, max_image_seq_len, shift_terminal,
+            time_shift_type: a flow-matching model's time shift, as `FlowMatchEulerDiscreteScheduler`.
+        prediction_type (`str`, *optional*): `epsilon`, `sample`, `v_prediction`, `joint` (the model outputs
+            2C channels ordered `[ε, x0]`, seed 004 §3.2) or `flow_prediction`; `None` = the family's own.
         solver (`str`, defaults to `"rk4"`): `euler` (eq. 13), `rk2` (Heun), `rk4` (classic), `ddim`
             (the exact rotation x_s = cos η_s·x̂0 + sin η_s·ε̂) or `multistep` (exponential integrator of order
             `solver_order`, one model call per step).
@@ -296,7 +304,20 @@ class TrigAngleRKScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
         beta_schedule: str = "linear",
         trained_betas: Optional[Union[np.ndarray, List[float]]] = None,
         schedule_params: Optional[Dict[str, float]] = None,
-        prediction_type: PredictionType = "epsilon",
+        rescale_betas_zero_snr: bool = False,
+        noise_family: Literal["discrete", "edm", "flow"] = "discrete",
+        sigma_min: Optional[float] = None,
+        sigma_max: Optional[float] = None,
+        sigma_data: Optional[float] = None,
+        shift: float = 1.0,
+        use_dynamic_shifting: bool = False,
+        base_shift: float = 0.5,
+        max_shift: float = 1.15,
+        base_image_seq_len: int = 256,
+        max_image_seq_len: int = 4096,
+        shift_terminal: Optional[float] = None,
+        time_shift_type: Literal["exponential", "linear"] = "exponential",
+        prediction_type: Optional[PredictionType] = None,
         solver: Solver = "rk4",
         step_spacing: Optional[StepSpacing] = None,
         karras_rho: float = 7.0,
@@ -308,8 +329,8 @@ class TrigAngleRKScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
         clip_sample: bool = False,
         clip_sample_range: float = 1.0,
     ):
-        if prediction_type not in PREDICTION_TYPES:
-            raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}.")
+        if noise_family not in ("discrete", "edm", "flow"):
+            raise ValueError(f"noise_family must be one of ('discrete', 'edm', 'flow'), got {noise_family!r}.")
         if solver not in SOLVERS:
             raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}.")
         if step_spacing is not None and step_spacing not in STEP_SPACINGS:
@@ -322,9 +343,10 @@ class TrigAngleRKScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
             raise ValueError(f"karras_rho must be > 0, got {karras_rho!r}.")
         if not clip_sample_range > 0:
             raise ValueError(f"clip_sample_range must be > 0, got {clip_sample_range!r}.")
-        self.train_schedule = training_schedule(num_train_timesteps, beta_schedule, beta_start, beta_end, trained_betas, schedule_params)
-        noisy_logsnr, clean_logsnr = self.train_schedule.logsnr_range
-        # The angles of the training table's noisiest (τ = T-1) and cleanest (τ = 0) levels.
+        self.interface = ModelInterface.from_config(self.config)
+        self.register_to_config(prediction_type=self.interface.prediction_type)
+        noisy_logsnr, clean_logsnr = self.interface.logsnr_range
+        # The angles of the model's noisiest (τ = T-1) and cleanest (τ = 0) levels.
         self.train_angle_range = (float(angle_from_logsnr(torch.tensor(clean_logsnr, dtype=torch.float64))), float(angle_from_logsnr(torch.tensor(noisy_logsnr, dtype=torch.float64))))
         if start_angle is not None:
             if not 0.0 < float(start_angle) <= math.pi / 2:
@@ -336,11 +358,13 @@ class TrigAngleRKScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
                     f"step_spacing='uniform_timestep' needs start_angle within the training table (<= {self.train_angle_range[1]:.6g}), "
                     f"got {start_angle!r}."
                 )
+        if not math.isfinite(self.init_noise_sigma):
+            raise ValueError(f"start_angle={start_angle!r} lies above this {noise_family!r} model's noisiest level, where its state is unbounded.")
         self.order = len(_TABLEAUX[solver][0])
-        self.alphas_cumprod = self.train_schedule.alphas_cumprod.to(torch.float32)
-        self.init_noise_sigma = 1.0
+        if self.interface.family_time_is_index:
+            self.alphas_cumprod = self.interface.schedule.alphas_cumprod.to(torch.float32)
         self.num_inference_steps: Optional[int] = None
-        self.timesteps = torch.from_numpy(np.arange(0, num_train_timesteps)[::-1].copy())
+        self.timesteps = self.interface.model_timesteps(self.interface.spaced_logsnrs(num_train_timesteps, "time"))[0]
         self.angles: Optional[torch.Tensor] = None  # the grid η_0 > ... > η_N = 0 of solver steps (float64)
         self._stage_angle: Optional[torch.Tensor] = None  # true η of each model call
         self._stage_query_angle: Optional[torch.Tensor] = None  # η of the training level the model is told
@@ -354,6 +378,16 @@ class TrigAngleRKScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
         self._begin_index: Optional[int] = None
 
     # ------------------------------------------------------------------ standard scheduler API
+
+    @property
+    def train_schedule(self) -> NoiseSchedule:
+        """The noise schedule the model was trained on (a :class:`DiscreteSchedule` for β tables)."""
+        return self.interface.schedule
+
+    @property
+    def init_noise_sigma(self) -> float:
+        """The standard deviation of the pure-noise start at `start_angle` in the model family's units."""
+        return float(self.interface.scale(logsnr_from_angle(torch.tensor([self.start_angle], dtype=torch.float64))))
 
     @property
     def start_angle(self) -> float:
@@ -386,11 +420,23 @@ class TrigAngleRKScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
         """Start at `timesteps[begin_index]`, which must be the first stage of a solver step (a multiple of `order`)."""
         if isinstance(begin_index, int) and begin_index % self.order != 0:
             raise ValueError(f"begin_index must be a multiple of order={self.order} (a step's first stage), got {begin_index}.")
+        if isinstance(begin_index, int) and self.order > 1 and begin_index >= len(self.timesteps):
+            raise ValueError(
+                f"begin_index={begin_index} lies past the {len(self.timesteps)} model calls of solver={self.config.solver!r}: the "
+                "pipeline counted each model call as a step (as FluxImg2ImgPipeline does when it passes `sigmas`); use a "
+                "one-call-per-step solver there ('multistep' or 'ddim')."
+            )
         super().set_begin_index(begin_index)
 
     def scale_model_input(self, sample: torch.Tensor, timestep: Optional[Union[float, torch.Tensor]] = None) -> torch.Tensor:
-        """x_η = cos η·x0 + sin η·ε is already variance preserving: returns `sample` unchanged."""
-        return sample
+        """What the model sees of the sample at `timestep` (EDM's c_in scaling; unchanged for other families)."""
+        if self.interface.preconditioning == "none":
+            return sample
+        if self._stage_angle is None:
+            raise ValueError("call `set_timesteps` before `scale_model_input`.")
+        if self._step_index is None:
+            self._init_step_index(timestep)
+        return self.interface.scale_model_input(sample, float(logsnr_from_angle(self._stage_query_angle[self._step_index])))
 
     def angle_grid(self, num_inference_steps: int) -> torch.Tensor:
         """The N + 1 angles η_0 = start > ... > η_N = 0 of `step_spacing` (float64)."""
@@ -408,47 +454,69 @@ class TrigAngleRKScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
             return torch.tensor([start, 0.0], dtype=torch.float64)
         if n < 2:
             raise ValueError(f"step_spacing={spacing!r} with final_step='solver' needs num_inference_steps >= 2 (its last step is the jump to η = 0).")
+        if spacing == "uniform_timestep":  # diffusers' linspace/trailing: linear in the model's own time (τ, σ, t)
+            lo, hi = self.interface.logsnr_range
+            ends = self.interface.times(torch.stack([logsnr_from_angle(torch.tensor(start, dtype=torch.float64)).clamp(lo, hi), torch.tensor(hi, dtype=torch.float64)]))
+            inner = angle_from_logsnr(self.train_schedule.logsnr(torch.linspace(float(ends[0]), float(ends[1]), n, dtype=torch.float64)))
+            inner[0], inner[-1] = start, clean
+            return torch.cat([inner, torch.zeros(1, dtype=torch.float64)])
+        # From η = π/2 (λ = −∞) the first rung is π/2 itself and the others are spaced from the next level down.
+        pure_noise = start >= math.pi / 2
+        if pure_noise:
+            start, n = float(angle_from_logsnr(torch.tensor(finite_noisy_logsnr(self.interface), dtype=torch.float64))), n - 1
         if spacing == "uniform_logsnr":
             lam = torch.linspace(float(logsnr_from_angle(torch.tensor(start, dtype=torch.float64))), float(logsnr_from_angle(torch.tensor(clean, dtype=torch.float64))), n, dtype=torch.float64)
             inner = angle_from_logsnr(lam)
-        elif spacing == "uniform_timestep":  # diffusers' linspace/trailing: linear in the training timestep τ
-            lo, hi = self.train_schedule.logsnr_range
-            tau_start = float(self.train_schedule.t_from_logsnr(logsnr_from_angle(torch.tensor(start, dtype=torch.float64)).clamp(lo, hi)))
-            taus = torch.linspace(tau_start, 0.0, n, dtype=torch.float64)
-            inner = angle_from_logsnr(self.train_schedule.logsnr(taus))
-            inner[0], inner[-1] = start, clean
         else:
             inv_rho = 1.0 / self.config.karras_rho
             ramp = torch.linspace(0.0, 1.0, n, dtype=torch.float64)
             hi, lo = math.tan(start) ** inv_rho, math.tan(clean) ** inv_rho
             inner = torch.atan((hi + ramp * (lo - hi)) ** self.config.karras_rho)
-        return torch.cat([inner, torch.zeros(1, dtype=torch.float64)])
+        head = [torch.tensor([math.pi / 2], dtype=torch.float64)] if pure_noise else []
+        return torch.cat(head + [inner, torch.zeros(1, dtype=torch.float64)])
 
     def _model_timesteps(self, angles: torch.Tensor) -> torch.Tensor:
-        """The float32 training timesteps told to the model at `angles` (clamped to the table's range)."""
-        lo, hi = self.train_schedule.logsnr_range
+        """The timesteps told to the model at `angles` (clamped to the model's range)."""
+        lo, hi = self.interface.logsnr_range
         query_logsnr = logsnr_from_angle(angles).clamp(lo, hi)
         # angles on the table's end levels (η_clean, the noisiest level) get exactly τ = 0 / T − 1, not the
         # round-off of the angle -> λ -> τ round trip
-        for end in (lo, hi):
+        for end in (e for e in (lo, hi) if math.isfinite(e)):
             query_logsnr = torch.where((query_logsnr - end).abs() <= 1e-9 * max(1.0, abs(end)), torch.tensor(end, dtype=torch.float64), query_logsnr)
-        return self.train_schedule.t_from_logsnr(query_logsnr).to(torch.float32)
+        return self.interface.model_timesteps(query_logsnr)[0]
 
     def _level_of(self, timesteps: torch.Tensor) -> torch.Tensor:
-        """The angle of the training level at (float32) `timesteps` (float64)."""
-        return angle_from_logsnr(self.train_schedule.logsnr(timesteps.double()))
+        """The angle of the level of model `timesteps` (float64)."""
+        return angle_from_logsnr(self.interface.logsnr_from_model_timesteps(timesteps))
 
-    def set_timesteps(self, num_inference_steps: int, device: Union[str, torch.device, None] = None) -> None:
+    def set_timesteps(
+        self,
+        num_inference_steps: Optional[int] = None,
+        device: Union[str, torch.device, None] = None,
+        timesteps: Optional[List[float]] = None,
+        sigmas: Optional[List[float]] = None,
+        mu: Optional[float] = None,
+    ) -> None:
         """
         Builds the angle grid and the model timestep of every stage.
 
         Args:
-            num_inference_steps (`int`): N, the number of solver steps; the model is called
+            num_inference_steps (`int`, *optional*): N, the number of solver steps; the model is called
                 `num_model_calls(N)` times (`order·(N − 1) + 1` with `final_step="x0"`, else `order·N`).
             device (`str` or `torch.device`, *optional*): where `timesteps` live.
+            timesteps, sigmas (`List[float]`, *optional*): a pipeline's own rungs (model timesteps, or the family's
+                σ as in :meth:`~diffusers_infoflow.model_interface.ModelInterface.native_logsnrs`); they replace
+                `step_spacing`, and the grid ends with the jump to η = 0 after them.
+            mu (`float`, *optional*): flow matching's dynamic shift (FLUX); with it, the rungs are the model's
+                native ladder (`sigmas`, or FlowMatchEulerDiscreteScheduler's default).
         """
         nodes = torch.tensor(_TABLEAUX[self.config.solver][0], dtype=torch.float64)
-        grid = self.angle_grid(num_inference_steps)
+        if timesteps is None and sigmas is None and mu is None:
+            grid = self.angle_grid(num_inference_steps)
+        else:
+            lam = self.interface.native_logsnrs(num_inference_steps, timesteps=timesteps, sigmas=sigmas, mu=mu)
+            grid = torch.cat([angle_from_logsnr(lam), torch.zeros(1, dtype=torch.float64)])
+            num_inference_steps = len(lam)
         # Grid points inside the table are moved onto the level of the float32 timestep the model will be told
         # (a shift of float32 round-off), so the model sees its sample at exactly its level: a multistep update
         # that rebuilds the sample from (x̂0, ε̂) would otherwise add that round-off at every step.
@@ -469,6 +537,8 @@ class TrigAngleRKScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
         self._stage_angle = stage_angle
         # Read outputs at the level of the float32 timestep the model actually gets, not the float64 target.
         self._stage_query_angle = self._level_of(timesteps)
+        # The family state of each call's input is this times the angle (VP) state; 1 for the clean result.
+        self._call_scale = self.interface.scale(logsnr_from_angle(torch.cat([stage_angle, torch.zeros(1, dtype=torch.float64)])))
         self.timesteps = timesteps.to(device)
         self.num_inference_steps = num_inference_steps
         self._step_start, self._slopes = None, []
@@ -487,36 +557,13 @@ class TrigAngleRKScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
         return matches[0]
 
     def _check_output(self, model_output: torch.Tensor, sample: torch.Tensor, timestep) -> None:
-        if self.config.prediction_type == "joint":
-            expected = torch.Size((sample.shape[0], 2 * sample.shape[1], *sample.shape[2:]))
-            what = "TrigAngleRKScheduler(prediction_type='joint') needs 2C channels [ε, x0]: expected"
-        else:
-            expected = sample.shape
-            what = "TrigAngleRKScheduler needs C channels (no learned variance or joint head; use prediction_type='joint'): expected"
+        expected = torch.Size((sample.shape[0], self.interface.output_channels(sample.shape[1]), *sample.shape[2:]))
+        what = (
+            "TrigAngleRKScheduler(prediction_type='joint') needs 2C channels [ε, x0]: expected"
+            if self.config.prediction_type == "joint"
+            else "TrigAngleRKScheduler needs C channels (no learned variance or joint head; use prediction_type='joint'): expected"
+        )
         check_model_output(model_output, expected, timestep, what)
-
-    def denoised_pair(self, model_output: torch.Tensor, sample: torch.Tensor, query_angle: float) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(x̂0, ε̂) from a model output, read at the level the model was told (x = cos η_q·x0 + sin η_q·ε);
-        with `clip_sample`, x̂0 clamped (and a single-head model's ε̂ re-derived from it)."""
-        c, s = math.cos(query_angle), math.sin(query_angle)
-        kind = self.config.prediction_type
-        if kind == "joint":
-            eps, x0 = model_output.chunk(2, dim=1)
-        elif kind == "epsilon":
-            eps = model_output
-            x0 = (sample - s * eps) / c
-        elif kind == "sample":
-            x0 = model_output
-            eps = (sample - c * x0) / s
-        else:  # v = cos η·ε − sin η·x0 (Salimans & Ho 2022), so x0 = cos η·x − sin η·v, ε = sin η·x + cos η·v
-            x0 = c * sample - s * model_output
-            eps = s * sample + c * model_output
-        if self.config.clip_sample:
-            bound = self.config.clip_sample_range
-            x0 = x0.clamp(-bound, bound)
-            if kind != "joint":
-                eps = (sample - c * x0) / s
-        return x0, eps
 
     def step(
         self,
@@ -557,8 +604,10 @@ class TrigAngleRKScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
         last_stage = self._step_index + 1 == len(self._stage_angle) or int(self._call_stage[self._step_index + 1]) == 0
 
         compute_dtype = torch.float64 if sample.dtype == torch.float64 else torch.float32
-        x = sample.to(compute_dtype)
-        x0, eps = self.denoised_pair(model_output.to(compute_dtype), x, float(self._stage_query_angle[self._step_index]))
+        clip = self.config.clip_sample_range if self.config.clip_sample else None
+        query_logsnr = float(logsnr_from_angle(self._stage_query_angle[self._step_index]))
+        x0, eps = self.interface.predictions(model_output.to(compute_dtype), sample.to(compute_dtype), query_logsnr, clip)
+        x = sample.to(compute_dtype) / float(self._call_scale[self._step_index])  # the angle (VP) state
         if stage == 0:
             self._step_start, self._slopes = x, []
         if self.config.solver == "multistep":
@@ -575,6 +624,7 @@ class TrigAngleRKScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
         if last_stage:
             self._step_start, self._slopes = None, []
 
+        prev = prev * float(self._call_scale[self._step_index + 1])
         self._step_index += 1
         prev, x0 = prev.to(sample.dtype), x0.to(sample.dtype)
         if not return_dict:
@@ -641,10 +691,3 @@ class TrigAngleRKScheduler(StepIndexMixin, SchedulerMixin, ConfigMixin):
                 prev = prev + scale_next * delta
         self._predictor = (nodes, v)
         return prev
-
-    def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        """Forward marginal `α_τ x0 + σ_τ ε` of the training schedule at model timesteps τ (fractional allowed)."""
-        return forward_marginal(self.train_schedule, original_samples, noise, timesteps)
-
-    def __len__(self) -> int:
-        return self.config.num_train_timesteps

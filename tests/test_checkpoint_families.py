@@ -1,0 +1,234 @@
+"""Every checkpoint family under all three schedulers: published configs, exact denoisers of each family, the
+exact probability flow, diffusers' native schedulers side by side, save/load round trips."""
+
+from __future__ import annotations
+
+import math
+
+import diffusers
+import pytest
+import torch
+
+from diffusers_infoflow import EntropyHybridScheduler, GaussianDenoiser, S2NGeneralizedScheduler, TrigAngleRKScheduler
+from diffusers_infoflow.entropy import match_model_timestep
+from diffusers_infoflow.model_interface import ModelInterface
+
+from .tiny_pipelines import native_scheduler, scheduler_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+CONFIGS = [
+    "ddpm-cifar10-32", "ddpm-celebahq-256", "sd15", "sd21-v", "sdxl-base", "zero-snr-v-trailing",
+    "playground-v2.5", "sd3-medium", "flux1-dev", "flux1-schnell",
+]
+FAMILY = {"playground-v2.5": "edm", "sd3-medium": "flow", "flux1-dev": "flow", "flux1-schnell": "flow"}
+SCHEDULERS = [EntropyHybridScheduler, S2NGeneralizedScheduler, TrigAngleRKScheduler]
+# the deterministic, one-call-per-step setting of each scheduler
+ODE_SETTINGS = {
+    EntropyHybridScheduler: dict(eta=0.0),
+    S2NGeneralizedScheduler: dict(),
+    TrigAngleRKScheduler: dict(solver="multistep"),
+}
+SHAPE = (4, 8, 8)
+MU = 1.15  # a FLUX-style dynamic shift, as FluxPipeline passes it with its sigmas
+
+
+def _gaussian(interface: ModelInterface) -> GaussianDenoiser:
+    g = torch.Generator().manual_seed(0)
+    mean = 0.6 * torch.rand(SHAPE, generator=g, dtype=torch.float64) - 0.3
+    variance = 0.02 + 0.3 * torch.rand(SHAPE, generator=g, dtype=torch.float64)
+    return GaussianDenoiser(mean, variance, interface)
+
+
+def _ours(cls, name: str, **overrides):
+    return cls.from_config(scheduler_config(name), **{"clip_sample": False, **ODE_SETTINGS[cls], **overrides})
+
+
+def _native_first_order(name: str):
+    family = FAMILY.get(name, "discrete")
+    if family == "edm":
+        return diffusers.EDMEulerScheduler.from_config(scheduler_config(name))
+    if family == "flow":
+        return native_scheduler(name)
+    return diffusers.DDIMScheduler.from_config(scheduler_config(name), clip_sample=False, set_alpha_to_one=True)
+
+
+def _set_kwargs(name: str, calls: int) -> dict:
+    if name == "flux1-dev":  # FluxPipeline: sigmas = linspace(1, 1/N, N) and mu, never num_inference_steps
+        return dict(sigmas=torch.linspace(1.0, 1.0 / calls, calls).tolist(), mu=MU)
+    return dict(num_inference_steps=calls)
+
+
+def _sample(scheduler, model, x, **set_kwargs):
+    scheduler.set_timesteps(**set_kwargs)
+    calls = 0
+    for t in scheduler.timesteps:
+        scaled = scheduler.scale_model_input(x, t) if hasattr(scheduler, "scale_model_input") else x  # FlowMatch has none
+        out = model(scaled, t).sample
+        x = scheduler.step(out, t, x).prev_sample
+        calls += 1
+    return x, calls
+
+
+def _error(name: str, scheduler, calls: int) -> float:
+    interface = ModelInterface.from_config(S2NGeneralizedScheduler.from_config(scheduler_config(name)).config)
+    model = _gaussian(interface)
+    noise = torch.randn((16, *SHAPE), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    # the same start for every sampler: pure noise at the model's noisiest level, as a pipeline draws it
+    x = noise * interface.init_noise_sigma
+    reference = model.ode_solution_logsnr(x, interface.logsnr_range[0], math.inf)
+    out, used = _sample(scheduler, model, x, **_set_kwargs(name, calls))
+    assert used == calls
+    return float(((out - reference) ** 2).mean().sqrt())
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("cls", SCHEDULERS)
+def test_native_start_and_noise_family(cls, name):
+    ours, native = _ours(cls, name), native_scheduler(name)
+    assert ours.config.noise_family == FAMILY.get(name, "discrete")
+    # VP tables run on the variance-preserving state (Euler's σ-scaled frame is its sampler's own convention)
+    expected = 1.0 if ours.config.noise_family != "edm" else float(native.init_noise_sigma)  # FlowMatch has no attribute: 1
+    assert ours.init_noise_sigma == pytest.approx(expected, rel=1e-5)
+    assert ours.config.prediction_type == scheduler_config(name).get("prediction_type", "flow_prediction" if name in FAMILY and FAMILY[name] == "flow" else "epsilon")
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("cls", SCHEDULERS)
+def test_within_a_few_times_the_native_first_order_solver(cls, name):
+    """At 10 and 20 model calls from the same pure-noise start, each scheduler is at most 3x the error of the
+    family's native first-order solver on the exact Gaussian flow: none quietly runs the wrong family."""
+    for calls in (10, 20):
+        ours, native = _error(name, _ours(cls, name), calls), _error(name, _native_first_order(name), calls)
+        assert math.isfinite(ours) and ours <= 3 * native, (calls, ours, native)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("cls", SCHEDULERS)
+def test_one_to_fifty_steps_finite_and_save_load_round_trip(cls, name, tmp_path):
+    scheduler = cls.from_config(scheduler_config(name))
+    model = _gaussian(scheduler.interface)
+    x = torch.randn((2, *SHAPE), generator=torch.Generator().manual_seed(2)) * scheduler.init_noise_sigma
+    for steps in (1, 2, 50):
+        kwargs = _set_kwargs(name, steps)
+        out, _ = _sample(scheduler, model, x.clone(), **kwargs)
+        assert torch.isfinite(out).all(), steps
+    scheduler.save_pretrained(tmp_path)
+    loaded = cls.from_pretrained(tmp_path)
+    public = lambda config: {k: v for k, v in config.items() if not k.startswith("_")}  # noqa: E731
+    assert public(loaded.config) == public(scheduler.config)
+    torch.manual_seed(5)  # the same ancestral noise for both (EntropyHybrid's default eta = 1)
+    first, _ = _sample(scheduler, model, x.clone(), **_set_kwargs(name, 8))
+    torch.manual_seed(5)
+    again, _ = _sample(loaded, model, x.clone(), **_set_kwargs(name, 8))
+    torch.testing.assert_close(first, again, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ["playground-v2.5"])
+def test_edm_told_c_noise_and_scaled_like_the_native_scheduler(name):
+    native = native_scheduler(name)
+    native.set_timesteps(12)
+    for cls in SCHEDULERS:
+        ours = cls.from_config(scheduler_config(name), **ODE_SETTINGS[cls])
+        ours.set_timesteps(sigmas=native.sigmas[:-1].tolist())
+        torch.testing.assert_close(ours.timesteps.float(), native.timesteps.float(), rtol=0, atol=1e-6)
+        x = torch.randn(2, *SHAPE)
+        t = ours.timesteps[3]
+        torch.testing.assert_close(ours.scale_model_input(x, t), native.scale_model_input(x, native.timesteps[3]), rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("name", ["sd3-medium", "flux1-dev", "flux1-schnell"])
+def test_flow_matching_ladder_is_the_native_one(name):
+    native = native_scheduler(name)
+    kwargs = dict(sigmas=torch.linspace(1.0, 1.0 / 7, 7).tolist(), mu=MU) if name == "flux1-dev" else dict(num_inference_steps=7)
+    native.set_timesteps(**kwargs)
+    for cls in (EntropyHybridScheduler, S2NGeneralizedScheduler):
+        ours = cls.from_config(scheduler_config(name))
+        ours.set_timesteps(**kwargs)
+        torch.testing.assert_close(ours.timesteps, native.timesteps, rtol=1e-6, atol=1e-3)
+    # img2img: scale_noise equals the native forward process at a ladder timestep
+    ours = TrigAngleRKScheduler.from_config(scheduler_config(name))
+    x0, noise = torch.randn(2, *SHAPE), torch.randn(2, *SHAPE)
+    t = native.timesteps[2:3]
+    torch.testing.assert_close(ours.scale_noise(x0, t, noise), native.scale_noise(x0, t, noise), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("cls", SCHEDULERS)
+def test_in_memory_configs_without_class_name(cls):
+    """`X.from_config(pipe.scheduler.config)` of a scheduler built in code: its config has no `_class_name`."""
+    edm = diffusers.EDMEulerScheduler(sigma_max=80.0)
+    assert cls.from_config(edm.config).init_noise_sigma == pytest.approx(edm.init_noise_sigma, rel=1e-6)
+    assert cls.from_config(diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0).config).config.noise_family == "flow"
+    assert cls.from_config(diffusers.EulerDiscreteScheduler().config).config.noise_family == "discrete"
+    with pytest.raises(ValueError, match="CMStochasticIterativeScheduler"):
+        cls.from_config(diffusers.CMStochasticIterativeScheduler().config)
+
+
+def test_zero_snr_table_is_exact_and_epsilon_models_are_refused():
+    native = native_scheduler("zero-snr-v-trailing")
+    ours = S2NGeneralizedScheduler.from_config(scheduler_config("zero-snr-v-trailing"))
+    torch.testing.assert_close(ours.interface.schedule.alphas_cumprod.float(), native.alphas_cumprod, rtol=0, atol=1e-6)
+    assert ours.interface.logsnr_range[0] == -math.inf and float(native.alphas_cumprod[-1]) == 0.0
+    for cls in SCHEDULERS:
+        with pytest.raises(ValueError, match="rescale_betas_zero_snr"):
+            cls.from_config(scheduler_config("zero-snr-v-trailing"), prediction_type="epsilon")
+
+
+@pytest.mark.parametrize("cls", SCHEDULERS)
+def test_unsupported_configs_are_refused_by_name(cls):
+    with pytest.raises(ValueError, match="CMStochasticIterativeScheduler"):
+        cls.from_config(scheduler_config("consistency-model"))
+    base = scheduler_config("ddpm-cifar10-32")
+    for key, value in (("thresholding", True), ("variance_type", "learned_range"), ("timestep_type", "continuous")):
+        with pytest.raises(ValueError, match=key):
+            cls.from_config({**base, key: value})
+    with pytest.raises(ValueError, match="not_a_key"):
+        cls.from_config({**base, "not_a_key": 1})
+    with pytest.raises(ValueError, match="mu"):
+        cls.from_config(base).set_timesteps(4, mu=0.5)
+
+
+def test_flux_dynamic_shift_needs_mu():
+    # (TrigAngleRKScheduler places its own angle grid, which no shift enters, unless a pipeline passes sigmas/mu)
+    for cls in (EntropyHybridScheduler, S2NGeneralizedScheduler):
+        with pytest.raises(ValueError, match="mu"):
+            cls.from_config(scheduler_config("flux1-dev")).set_timesteps(num_inference_steps=4)
+
+
+def test_entropy_matching_across_families():
+    vp = S2NGeneralizedScheduler.from_config(scheduler_config("sd15"))
+    flow = S2NGeneralizedScheduler.from_config(scheduler_config("sd3-medium"))
+    edm = S2NGeneralizedScheduler.from_config(scheduler_config("playground-v2.5"))
+    # SD 1.5 at τ = 500: ᾱ = 0.2763, λ = log(ᾱ/(1 − ᾱ)); flow: (1 − t)/t = e^{λ/2}; EDM: σ = e^{−λ/2}
+    abar = float(vp.interface.schedule.alphas_cumprod[500])
+    lam = math.log(abar / (1 - abar))
+    t_flow = float(match_model_timestep(500, src=vp, dst=flow))
+    assert t_flow / 1000 == pytest.approx(1 / (1 + math.exp(lam / 2)), rel=1e-6)
+    c_noise = float(match_model_timestep(500, src=vp, dst=edm))
+    assert c_noise == pytest.approx(0.25 * (-lam / 2), rel=1e-6)
+    # and back
+    assert float(match_model_timestep(t_flow, src=flow, dst=vp)) == pytest.approx(500, abs=1e-3)
+    assert float(match_model_timestep(500, src=vp, dst=scheduler_config("sd21-v"))) == 500
+
+
+def test_restore_a_vp_noised_image_with_flow_and_edm_models():
+    """Noise under SD 1.5's VP table, restore with a flow-matching or an EDM model entered at the matched level:
+    the exact denoisers of each family restore to the same clean image."""
+    source = S2NGeneralizedScheduler.from_config(scheduler_config("sd15")).interface.schedule
+    x0 = torch.rand((2, *SHAPE), generator=torch.Generator().manual_seed(3), dtype=torch.float64) - 0.5
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    level = torch.tensor([300.0], dtype=torch.float64)
+    noisy_vp = float(source.alpha(level)) * x0 + float(source.sigma(level)) * noise
+    # the exact flow from that point to clean data is the same in every family's units
+    reference = _gaussian(S2NGeneralizedScheduler.from_config(scheduler_config("sd21-v")).interface).ode_solution_logsnr(
+        noisy_vp, float(source.logsnr(level)), math.inf
+    )
+    for name in ("sd3-medium", "playground-v2.5", "sd21-v"):
+        sched = EntropyHybridScheduler.from_config(scheduler_config(name), eta=0.0)
+        model = _gaussian(sched.interface)
+        sched.set_restoration_timesteps(301, source_schedule=source, num_inference_steps=30)
+        x = noisy_vp * float(sched.interface.scale(source.logsnr(level)))
+        assert float(sched._ladder_logsnr[0]) == pytest.approx(float(source.logsnr(level)), rel=1e-5)
+        for t in sched.timesteps:
+            x = sched.step(model(sched.scale_model_input(x, t), t).sample, t, x).prev_sample
+        assert float(((x - reference) ** 2).mean().sqrt()) < 0.03, name  # DDIM, 30 calls: 0.012-0.016 in each family
