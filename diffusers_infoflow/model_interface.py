@@ -170,12 +170,15 @@ def _class_from_keys(cfg: Mapping[str, Any], target: str) -> Optional[str]:
     import diffusers  # noqa: PLC0415
 
     keys = set(cfg)
-    candidates = []
+    signatures = {}
     for name in sorted({c for classes in FAMILY_CLASSES.values() for c in classes} | set(REFUSED_CLASSES)):
         cls = getattr(diffusers, name, None)
-        params = set(inspect.signature(cls.__init__).parameters) - {"self"} if cls is not None else set()
-        if params and keys <= params and len(keys) >= len(params) - 2:  # a class writes every key it takes
-            candidates.append(name)
+        if cls is not None:
+            signatures[name] = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    # an in-memory config carries exactly its class's keys; failing that, any class that takes them all
+    candidates = [name for name, params in signatures.items() if params == keys] or [
+        name for name, params in signatures.items() if keys <= params
+    ]
     families = {next((f for f, classes in FAMILY_CLASSES.items() if name in classes), name) for name in candidates}
     if len(families) > 1:
         raise ValueError(

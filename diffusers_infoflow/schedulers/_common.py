@@ -84,6 +84,20 @@ class ModelInterfaceMixin:
         translated = scheduler_kwargs_from_config(config or {}, accepted, cls.__name__)
         return super().from_config({**translated, "_class_name": cls.__name__}, return_unused_kwargs=return_unused_kwargs, **kwargs)
 
+    def _call_logsnr(self, index: int) -> float:
+        """The level λ the model is told at call `index` of the current ladder."""
+        raise NotImplementedError
+
+    def scale_model_input(self, sample: torch.Tensor, timestep: Optional[Union[float, torch.Tensor]] = None) -> torch.Tensor:
+        """What the model sees of the sample at `timestep`: EDM's c_in scaling, unchanged for other families."""
+        if self.interface.preconditioning == "none":
+            return sample
+        if self.num_inference_steps is None:
+            raise ValueError("call `set_timesteps` before `scale_model_input`.")
+        if self._step_index is None:
+            self._init_step_index(timestep)
+        return self.interface.scale_model_input(sample, self._call_logsnr(self._step_index))
+
     @property
     def init_noise_sigma(self) -> float:
         """The standard deviation of the pure-noise start a pipeline draws (`randn · init_noise_sigma`)."""

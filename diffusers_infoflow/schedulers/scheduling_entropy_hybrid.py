@@ -61,8 +61,9 @@ class EntropyHybridScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin
     Entropy-guided DDPM/DDIM sampler (seed 000 §3): sample along any schedule, length or sequence of schedule
     segments with a model trained on one schedule, telling the model its entropy-matched training timestep.
 
-    The config describes the schedule the **model was trained on**, with diffusers' keys, so
-    `EntropyHybridScheduler.from_config(pipe.scheduler.config)` works on a DDPM or DDIM pipeline.
+    The config describes the **model** with its family's diffusers keys, so
+    `EntropyHybridScheduler.from_config(pipe.scheduler.config)` works on DDPM/DDIM/SD (VP, zero-SNR included), EDM
+    and flow-matching pipelines (:mod:`diffusers_infoflow.model_interface`).
 
     Args:
         num_train_timesteps (`int`, defaults to 1000): T of the training schedule.
@@ -221,16 +222,6 @@ class EntropyHybridScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin
         return as_discrete_schedule(name, T, **params)
 
     # ------------------------------------------------------------------ standard scheduler API
-
-    def scale_model_input(self, sample: torch.Tensor, timestep: Optional[Union[int, torch.Tensor]] = None) -> torch.Tensor:
-        """What the model sees of the sample at `timestep` (EDM's c_in scaling; unchanged for other families)."""
-        if self.interface.preconditioning == "none":
-            return sample
-        if self._ladder_logsnr is None:
-            raise ValueError("call `set_timesteps` before `scale_model_input`.")
-        if self._step_index is None:
-            self._init_step_index(timestep)
-        return self.interface.scale_model_input(sample, float(self._ladder_logsnr[self._step_index]))
 
     def set_timesteps(
         self,
@@ -405,6 +396,9 @@ class EntropyHybridScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin
         self.num_inference_steps = len(tau)
         self._step_index = None
         self._begin_index = None
+
+    def _call_logsnr(self, index: int) -> float:
+        return float(self._ladder_logsnr[index])
 
     def rung_alphas_cumprod(self, index: int) -> Tuple[float, float]:
         """ᾱ at rung `index` and at the next rung (1.0 after the last), float64 Python floats."""

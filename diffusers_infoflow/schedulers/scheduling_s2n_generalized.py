@@ -267,15 +267,8 @@ class S2NGeneralizedScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixi
         self._step_index = None
         self._begin_index = None
 
-    def scale_model_input(self, sample: torch.Tensor, timestep: Optional[Union[float, torch.Tensor]] = None) -> torch.Tensor:
-        """What the model sees of the sample at `timestep` (EDM's c_in scaling; unchanged for other families)."""
-        if self.interface.preconditioning == "none":
-            return sample
-        if self._rung_logsnr is None:
-            raise ValueError("call `set_timesteps` before `scale_model_input`.")
-        if self._step_index is None:
-            self._init_step_index(timestep)
-        return self.interface.scale_model_input(sample, float(self._rung_logsnr[self._step_index]))
+    def _call_logsnr(self, index: int) -> float:
+        return float(self._rung_logsnr[index])
 
     def step_coefficients(self, index: int) -> Tuple[float, float, float, float]:
         """(c_z, c_x0, c_eps, noise_std) with z_s = c_z·z_t + c_x0·x̂0 + c_eps·ε̂ + noise_std·ξ for rung `index`.

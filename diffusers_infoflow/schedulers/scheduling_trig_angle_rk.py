@@ -53,11 +53,12 @@ leaves an error floor (RK4 on the linear table: 6.7e-4 RMS at 200 and at 800 mod
 1.9e-9 with ``"x0"``); it is kept only to reproduce the paper. (``"ddim"`` and ``"multistep"`` always end
 with x̂0; for them the option changes only the ``uniform_eta`` grid.)
 
-**Any ε/x0/v model, or a joint model.** The config describes the model's **training** schedule with
-diffusers' keys, so ``TrigAngleRKScheduler.from_config(ddpm_pipe.scheduler.config)`` is a drop-in for a
-DDPM-trained model: at angle η the model is told its entropy-matched training timestep, the fractional τ with
-``ᾱ_train(τ) = cos² η`` (same entropy = same ᾱ = same log-SNR, SPEC §2), found with
-``train_schedule.t_from_logsnr``. ``prediction_type="joint"`` consumes both halves of a ``[ε, x0]`` output
+**Any checkpoint family, or a joint model.** The config describes the model (its family's diffusers keys), so
+``TrigAngleRKScheduler.from_config(pipe.scheduler.config)`` is a drop-in for VP (zero-SNR included), EDM and
+flow-matching checkpoints: the solver runs on the angle (VP) state and at angle η the model is told, through
+:class:`~diffusers_infoflow.model_interface.ModelInterface`, its own time at the same log-SNR λ = log cot² η
+(a table's fractional τ with ``ᾱ(τ) = cos² η``, EDM's c_noise, flow matching's t·1000), its input scaled and its
+output read as that family's. ``prediction_type="joint"`` consumes both halves of a ``[ε, x0]`` output
 (``JointUNet2DModel``); single-head models are converted to the pair (x̂0, ε̂) at the level they were told.
 Grid points inside the table are placed exactly on the level of the float32 timestep the model is told (a
 round-off shift), so the model sees each grid sample at its own level (intermediate RK stages keep the
@@ -157,11 +158,11 @@ __all__ = [
 Solver = Literal["euler", "rk2", "rk4", "ddim", "multistep"]
 StepSpacing = Literal["uniform_eta", "uniform_logsnr", "karras", "uniform_timestep"]
 PredictionType = Literal["epsilon", "sample", "v_prediction", "joint", "flow_prediction"]
-FinalStep = Literal["x0", "solver"]
+FinalStep = Literal["x0", "extrapolate", "solver"]
 
 SOLVERS = ("euler", "rk2", "rk4", "ddim", "multistep")
 STEP_SPACINGS = ("uniform_eta", "uniform_logsnr", "karras", "uniform_timestep")
-FINAL_STEPS = ("x0", "solver")
+FINAL_STEPS = ("x0", "extrapolate", "solver")
 SOLVER_ORDERS = (1, 2, 3)
 # The multistep solver uses k nodes only while the steps between them and the new step have lengths in λ
 # within this ratio of each other: far extrapolation of the polynomial (a long step after short ones, e.g.
@@ -276,9 +277,11 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         start_angle (`float`, *optional*): the start angle in radians, in (0, π/2]; `None` = the angle of the
             training schedule's noisiest timestep. `uniform_logsnr` and `karras` need it below π/2,
             `uniform_timestep` within the training table.
-        final_step (`str`, defaults to `"x0"`): `x0` = the solve ends at the training table's cleanest level
-            and the last step returns the model's x̂0 there (one call); `solver` = seed 004 as written, a full
-            solver step down to η = 0 (an error floor, kept to reproduce the paper).
+        final_step (`str`, defaults to `"x0"`): `x0` = the solve ends at the model's cleanest level and the last
+            step returns the model's x̂0 there (one call); `extrapolate` (`ddim`/`multistep`) = the same call, with
+            x̂0 extrapolated to σ = 0 from the last two calls (Richardson in σ̃² = e^{−λ}, since along the flow
+            x̂0 = x* + O(σ̃²)), for models whose cleanest level is still noisy (SD's σ̃ = 0.03); `solver` = seed
+            004 as written, a full solver step down to η = 0 (an error floor, kept to reproduce the paper).
         solver_order (`int`, defaults to 3): 1, 2 or 3, the order of `multistep` (1 = `ddim`).
         predict_x0 (`bool`, defaults to `True`): `multistep` integrates x̂0 against u = cot η (`True`, x0 form)
             or ε̂ against ρ = tan η (`False`, ε form).
@@ -337,6 +340,8 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
             raise ValueError(f"step_spacing must be one of {STEP_SPACINGS} or None (the solver's default), got {step_spacing!r}.")
         if final_step not in FINAL_STEPS:
             raise ValueError(f"final_step must be one of {FINAL_STEPS}, got {final_step!r}.")
+        if final_step == "extrapolate" and solver not in ("ddim", "multistep"):
+            raise ValueError(f"final_step='extrapolate' needs a one-call-per-step solver ('ddim' or 'multistep'), got solver={solver!r}.")
         if isinstance(solver_order, bool) or solver_order not in SOLVER_ORDERS:
             raise ValueError(f"solver_order must be one of {SOLVER_ORDERS}, got {solver_order!r}.")
         if not karras_rho > 0:
@@ -405,7 +410,7 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
     def _ends_with_x0(self) -> bool:
         """Whether the last solver step is the single x̂0 call (always for `ddim`/`multistep`, whose update to
         η = 0 is x̂0 itself)."""
-        return self.config.final_step == "x0" or self.config.solver in ("ddim", "multistep")
+        return self.config.final_step != "solver" or self.config.solver in ("ddim", "multistep")
 
     def num_model_calls(self, num_inference_steps: int) -> int:
         """Model calls (= `len(timesteps)`) of `num_inference_steps` solver steps: `order·(N − 1) + 1` with
@@ -428,15 +433,8 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
             )
         super().set_begin_index(begin_index)
 
-    def scale_model_input(self, sample: torch.Tensor, timestep: Optional[Union[float, torch.Tensor]] = None) -> torch.Tensor:
-        """What the model sees of the sample at `timestep` (EDM's c_in scaling; unchanged for other families)."""
-        if self.interface.preconditioning == "none":
-            return sample
-        if self._stage_angle is None:
-            raise ValueError("call `set_timesteps` before `scale_model_input`.")
-        if self._step_index is None:
-            self._init_step_index(timestep)
-        return self.interface.scale_model_input(sample, float(logsnr_from_angle(self._stage_query_angle[self._step_index])))
+    def _call_logsnr(self, index: int) -> float:
+        return float(logsnr_from_angle(self._stage_query_angle[index]))
 
     def angle_grid(self, num_inference_steps: int) -> torch.Tensor:
         """The N + 1 angles η_0 = start > ... > η_N = 0 of `step_spacing` (float64)."""
@@ -450,7 +448,7 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
                 return torch.linspace(start, 0.0, n + 1, dtype=torch.float64)
             inner = torch.linspace(start, clean, n, dtype=torch.float64) if n > 1 else torch.tensor([start], dtype=torch.float64)
             return torch.cat([inner, torch.zeros(1, dtype=torch.float64)])
-        if n == 1 and self.config.final_step == "x0":  # the single step is the x̂0 call at the start
+        if n == 1 and self.config.final_step != "solver":  # the single step is the x̂0 call at the start
             return torch.tensor([start, 0.0], dtype=torch.float64)
         if n < 2:
             raise ValueError(f"step_spacing={spacing!r} with final_step='solver' needs num_inference_steps >= 2 (its last step is the jump to η = 0).")
@@ -543,6 +541,7 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         self.num_inference_steps = num_inference_steps
         self._step_start, self._slopes = None, []
         self._history, self._predictor = [], None
+        self._previous_x0: Optional[Tuple[float, torch.Tensor]] = None
         self._step_index = None
         self._begin_index = None
 
@@ -610,7 +609,14 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         x = sample.to(compute_dtype) / float(self._call_scale[self._step_index])  # the angle (VP) state
         if stage == 0:
             self._step_start, self._slopes = x, []
-        if self.config.solver == "multistep":
+        if eta_next == 0.0 and self.config.final_step == "extrapolate" and self._previous_x0 is not None and (
+            self._previous_x0[0] < query_logsnr
+        ):
+            # x̂0 = x* + c·σ̃² along the flow: eliminate c with the previous call's x̂0 (σ̃² = e^{−λ})
+            previous_logsnr, previous_x0 = self._previous_x0
+            ratio = math.exp(previous_logsnr - query_logsnr)  # σ̃²_N / σ̃²_{N-1}
+            prev = (x0 - ratio * previous_x0) / (1.0 - ratio)
+        elif self.config.solver == "multistep":
             prev = self._multistep_update(x, x0, eps, grid_index)
         elif eta_next == 0.0 and self._ends_with_x0():
             prev = x0  # the final step: the model's x̂0 at the last level (= the ddim update to η = 0)
@@ -623,6 +629,7 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
             prev = self._step_start + h * sum(w * k for w, k in zip(weights, self._slopes) if w != 0.0)
         if last_stage:
             self._step_start, self._slopes = None, []
+        self._previous_x0 = (query_logsnr, x0) if math.isfinite(query_logsnr) else None
 
         prev = prev * float(self._call_scale[self._step_index + 1])
         self._step_index += 1
