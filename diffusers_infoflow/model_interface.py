@@ -165,8 +165,8 @@ def scheduler_kwargs_from_config(config: Mapping[str, Any], accepted: Iterable[s
 
 
 def _class_from_keys(cfg: Mapping[str, Any], target: str) -> Optional[str]:
-    """The diffusers scheduler class a class-less config comes from, judged by its keys; `None` for a plain dict
-    of model keys that no scheduler class would write (read as our own keys)."""
+    """The diffusers scheduler class whose in-memory config (no `_class_name`) has exactly these keys; `None` for a
+    plain dict of model keys (read as our own keys, where a key of another family is refused by name)."""
     import diffusers  # noqa: PLC0415
 
     keys = set(cfg)
@@ -175,10 +175,8 @@ def _class_from_keys(cfg: Mapping[str, Any], target: str) -> Optional[str]:
         cls = getattr(diffusers, name, None)
         if cls is not None:
             signatures[name] = set(inspect.signature(cls.__init__).parameters) - {"self"}
-    # an in-memory config carries exactly its class's keys; failing that, any class that takes them all
-    candidates = [name for name, params in signatures.items() if params == keys] or [
-        name for name, params in signatures.items() if keys <= params
-    ]
+    # an in-memory config carries exactly its class's keys; any other class-less dict is read as our own keys
+    candidates = [name for name, params in signatures.items() if params == keys]
     families = {next((f for f, classes in FAMILY_CLASSES.items() if name in classes), name) for name in candidates}
     if len(families) > 1:
         raise ValueError(
@@ -255,6 +253,8 @@ class ModelInterface:
         sigma_data = get("sigma_data", 0.5 if preconditioning == "edm" else None)
         if sigma_data is not None and not sigma_data > 0:
             raise ValueError(f"sigma_data must be > 0, got {sigma_data!r}.")
+        if sigma_data is not None and preconditioning != "edm" and family != "edm":
+            raise ValueError(f"sigma_data={sigma_data!r} applies to noise_family ('edm',) or preconditioning='edm', not to {family!r}.")
         ladder: Dict[str, Any] = {}
         logsnr_range = None
         _refuse_other_family_keys(config, family)
