@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -58,8 +58,15 @@ FAMILY_CLASSES: Dict[str, Tuple[str, ...]] = {
     "flow": ("FlowMatchEulerDiscreteScheduler", "FlowMatchHeunDiscreteScheduler"),
 }
 # Classes whose models are told their noise level in a way no family here implements (consistency models: 250·ln σ
-# and their own c_skip/c_out; score-SDE VE).
-REFUSED_CLASSES = ("CMStochasticIterativeScheduler", "ScoreSdeVeScheduler", "TCDScheduler", "LCMScheduler")
+# and their own c_skip/c_out; score-SDE VE; Stable Audio's cosine σ; iPNDM's own table), by the keys of their
+# in-memory configs (CosineDPMSolver is a placeholder without torchsde, so its keys are listed here).
+REFUSED_CLASSES = ("CMStochasticIterativeScheduler", "ScoreSdeVeScheduler", "TCDScheduler", "LCMScheduler", "IPNDMScheduler")
+REFUSED_KEY_SETS = {
+    "CosineDPMSolverMultistepScheduler": frozenset({
+        "sigma_min", "sigma_max", "sigma_data", "sigma_schedule", "num_train_timesteps", "solver_order", "prediction_type",
+        "rho", "solver_type", "lower_order_final", "euler_at_final", "final_sigmas_type",
+    }),
+}
 OUR_CLASSES = ("EntropyHybridScheduler", "S2NGeneralizedScheduler", "TrigAngleRKScheduler")
 PREDICTIONS: Dict[str, Tuple[str, ...]] = {
     "none": ("epsilon", "sample", "v_prediction", "joint", "flow_prediction"),
@@ -69,9 +76,10 @@ DEFAULT_PREDICTION = {"flow": "flow_prediction"}
 # The cleanest flow time a flow-matching model is asked about (its training covers t in (0, 1]).
 FLOW_T_MIN = 1e-5
 
-# Keys of a source config that configure *its* sampler (order, ladder, last step, variance of ancestral
-# steps); the scheduler built from it replaces them with its own choices. Nothing here changes what the model
-# computes or how it is told its noise level.
+# Keys of a source config that configure *its* sampler (order, ladder, last step, variance of ancestral steps);
+# from a diffusers class they are left out and the target uses its own choices (the ladder keys of LADDER_KEYS
+# excepted, read by targets that place rungs with them). Values that would change the maths are refused first
+# (REFUSED_VALUES), and use_flow_sigmas/flow_shift are read into the flow family before this applies.
 SOURCE_SAMPLER_KEYS = frozenset({
     "algorithm_type", "solver_order", "solver_type", "lower_order_final", "euler_at_final", "final_sigmas_type",
     "use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "use_lu_lambdas", "lambda_min_clipped",
@@ -92,8 +100,7 @@ REFUSED_VALUES: Dict[str, Tuple[Any, ...]] = {
     "timestep_type": ("continuous",),  # EulerDiscrete's ¼·ln σ time input to a VP model
     "invert_sigmas": (True,),
 }
-# Model keys that some classes carry with another meaning: on VP configs, Euler's Karras-ladder range.
-_VP_SAMPLER_ONLY = ("sigma_min", "sigma_max", "rho")
+LADDER_KEYS = frozenset({"timestep_spacing", "steps_offset", "rho", "sigma_schedule"})
 
 
 def scheduler_kwargs_from_config(config: Mapping[str, Any], accepted: Iterable[str], target: str) -> Dict[str, Any]:
@@ -142,12 +149,22 @@ def scheduler_kwargs_from_config(config: Mapping[str, Any], accepted: Iterable[s
         cfg.setdefault("prediction_type", "flow_prediction")
         if cfg.get("prediction_type") != "flow_prediction":
             raise ValueError(f"a flow-matching config needs prediction_type='flow_prediction', got {cfg['prediction_type']!r}.")
-    if family in ("discrete", None) and class_name in FAMILY_CLASSES["discrete"]:
-        for key in _VP_SAMPLER_ONLY:
-            if key not in accepted or key == "rho":
-                cfg.pop(key, None)
-            elif cfg.get(key) is not None:
-                cfg.pop(key)  # Euler's Karras-ladder range, a sampler choice on a VP table
+    foreign = class_name is not None and class_name not in OUR_CLASSES
+    if foreign:
+        for key in SOURCE_SAMPLER_KEYS - LADDER_KEYS:
+            cfg.pop(key, None)
+        if family != "discrete":  # DPM/UniPC/DEIS in flow mode keep VP-table ladder keys they do not use
+            cfg.pop("timestep_spacing", None)
+            cfg.pop("steps_offset", None)
+        elif cfg.get("sigma_min") is not None or cfg.get("sigma_max") is not None:
+            cfg.pop("sigma_min", None)  # Euler's Karras-ladder range: a sampler choice on a VP table
+            cfg.pop("sigma_max", None)
+    elif "preconditioning" in cfg and "preconditioning" not in accepted:
+        # an S2N config converted to a scheduler whose EDM preconditioning comes with the family alone
+        implied = "edm" if cfg.get("noise_family") == "edm" else "none"
+        if cfg["preconditioning"] not in (None, implied):
+            raise ValueError(f"{target} cannot honour preconditioning={cfg['preconditioning']!r} on a {cfg.get('noise_family')!r} model.")
+        cfg.pop("preconditioning")
     if family is not None:
         cfg["noise_family"] = family
     kwargs, unknown = {}, []
@@ -176,6 +193,7 @@ def _class_from_keys(cfg: Mapping[str, Any], target: str) -> Optional[str]:
         if cls is not None:
             signatures[name] = set(inspect.signature(cls.__init__).parameters) - {"self"}
     # an in-memory config carries exactly its class's keys; any other class-less dict is read as our own keys
+    signatures.update(REFUSED_KEY_SETS)
     candidates = [name for name, params in signatures.items() if params == keys]
     families = {next((f for f, classes in FAMILY_CLASSES.items() if name in classes), name) for name in candidates}
     if len(families) > 1:
@@ -283,7 +301,7 @@ class ModelInterface:
                 raise ValueError(f"shift must be > 0, got {ladder['shift']!r}.")
             if ladder["shift_terminal"] is not None and not 0 < ladder["shift_terminal"] < 1:
                 raise ValueError(f"shift_terminal must lie in (0, 1), got {ladder['shift_terminal']!r}.")
-            # The model's cleanest level: the native ladder's last rung before the jump to t = 0.
+            # Where our own ladders end: FlowMatchEulerDiscreteScheduler's default last rung (static shift).
             t_clean = 1.0 / num_train
             if not ladder["use_dynamic_shifting"]:
                 t_clean = _static_shift(_static_shift(t_clean, ladder["shift"]), ladder["shift"])
@@ -378,14 +396,14 @@ class ModelInterface:
         """What the model sees of the family state `sample` at level λ."""
         if self.preconditioning == "none":
             return sample
-        alpha = float(self.alpha_sigma(torch.tensor([logsnr]))[0])
+        alpha = float(self.alpha_sigma(torch.tensor([logsnr], dtype=torch.float64))[0])
         return sample * (self._edm_coefficients(logsnr)[0] / alpha)
 
     def unscale_model_input(self, model_input: torch.Tensor, logsnr: float) -> torch.Tensor:
         """The family state from what the model sees: the inverse of :meth:`scale_model_input`."""
         if self.preconditioning == "none":
             return model_input
-        alpha = float(self.alpha_sigma(torch.tensor([logsnr]))[0])
+        alpha = float(self.alpha_sigma(torch.tensor([logsnr], dtype=torch.float64))[0])
         return model_input * (alpha / self._edm_coefficients(logsnr)[0])
 
     def output_channels(self, sample_channels: int) -> int:
@@ -495,7 +513,8 @@ class ModelInterface:
         `timesteps`, or Euler-style `sigmas` σ̃ = √((1 − ᾱ)/ᾱ). `edm`: Karras (`rho`) or exponential σ from
         σ_max to σ_min, or explicit `sigmas`. `flow`: FlowMatchEulerDiscreteScheduler's ladder, with the pipeline's
         `sigmas` and `mu` when given: t shifted statically (`shift`) or dynamically (`mu`), then stretched to
-        `shift_terminal`; explicit `timesteps` are told as given (t = timestep / num_train_timesteps).
+        `shift_terminal` (also for DPM-Solver/UniPC configs with `use_flow_sigmas`, whose own ladders differ);
+        explicit `timesteps` are told as given (t = timestep / num_train_timesteps).
         """
         given = [name for name, value in (("timesteps", timesteps), ("sigmas", sigmas)) if value is not None]
         if len(given) > 1:
@@ -511,6 +530,8 @@ class ModelInterface:
         if flow and self.ladder["use_dynamic_shifting"] and mu is None and timesteps is None:
             raise ValueError("this flow-matching config has use_dynamic_shifting=True: pass `mu` to set_timesteps.")
         if timesteps is not None:
+            if mu is not None:
+                raise ValueError("`mu` shifts sigmas, not explicit `timesteps`: pass `sigmas` with `mu`, or `timesteps` alone.")
             told = torch.as_tensor(np.asarray(timesteps, dtype=np.float64))
             return _check_descending_noise(self.logsnr_from_model_timesteps(told), "timesteps")
         n = num_inference_steps if sigmas is None else len(sigmas)
@@ -601,8 +622,10 @@ _FAMILY_ONLY_KEYS: Dict[str, Tuple[str, ...]] = {
     "shift_terminal": ("flow",),
     "sigma_min": ("edm", "ve"),
     "sigma_max": ("edm", "ve"),
+    "beta_schedule": ("discrete",),
+    "schedule_params": ("discrete",) + CONTINUOUS_SCHEDULES,
 }
-_KEY_DEFAULTS = {"rescale_betas_zero_snr": False, "shift": 1.0, "use_dynamic_shifting": False}
+_KEY_DEFAULTS = {"rescale_betas_zero_snr": False, "shift": 1.0, "use_dynamic_shifting": False, "beta_schedule": "linear", "schedule_params": {}}
 
 
 def _refuse_other_family_keys(config: Mapping[str, Any], family: str) -> None:

@@ -242,3 +242,29 @@ def test_extrapolated_last_step_lands_closer_on_a_noisy_clean_end():
     assert extrapolated < 0.5 * plain, (extrapolated, plain)
     with pytest.raises(ValueError, match="one-call-per-step"):
         TrigAngleRKScheduler(solver="rk4", final_step="extrapolate")
+
+
+def test_source_sampler_options_are_replaced_and_other_families_keys_refused():
+    # a DPM-Solver config's solver_order is its sampler's, not ours
+    assert TrigAngleRKScheduler.from_config(diffusers.DPMSolverMultistepScheduler().config).config.solver_order == 3
+    flow_unipc = diffusers.UniPCMultistepScheduler(use_flow_sigmas=True, prediction_type="flow_prediction", flow_shift=3.0, timestep_spacing="trailing")
+    for cls in SCHEDULERS:
+        scheduler = cls.from_config(flow_unipc.config)
+        assert (scheduler.config.noise_family, scheduler.config.shift) == ("flow", 3.0)
+        with pytest.raises(ValueError, match="beta_schedule"):
+            cls(noise_family="flow", beta_schedule="squaredcos_cap_v2")
+    for config in (diffusers.IPNDMScheduler().config, {k: v for k, v in diffusers.EDMDPMSolverMultistepScheduler().config.items() if k in
+                   ("sigma_min", "sigma_max", "sigma_data", "sigma_schedule", "num_train_timesteps", "solver_order", "prediction_type", "rho",
+                    "solver_type", "lower_order_final", "euler_at_final", "final_sigmas_type")}):  # CosineDPMSolver's key set
+        with pytest.raises(ValueError, match="cannot read a (IPNDM|CosineDPMSolverMultistep)Scheduler config"):
+            S2NGeneralizedScheduler.from_config(config)
+    with pytest.raises(ValueError, match="mu"):
+        S2NGeneralizedScheduler.from_config(scheduler_config("flux1-dev")).set_timesteps(timesteps=[1000.0, 500.0], mu=0.5)
+
+
+def test_init_noise_sigma_is_the_scale_of_the_first_rung_actually_set():
+    """An EDM model walked along a foreign VP ladder starts at that ladder's first level, not at σ_max."""
+    scheduler = EntropyHybridScheduler.from_config(scheduler_config("playground-v2.5"), sampling_schedule="linear", sampling_num_timesteps=100)
+    scheduler.set_timesteps(10)
+    first = float(scheduler._ladder_logsnr[0])
+    assert scheduler.init_noise_sigma == pytest.approx(math.sqrt(1 + math.exp(-first)), rel=1e-9) and scheduler.init_noise_sigma < 80

@@ -4,7 +4,7 @@ the step index and img2img starts, output checks."""
 from __future__ import annotations
 
 import inspect
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Mapping, Optional, Union
 
 import torch
 
@@ -96,12 +96,19 @@ class ModelInterfaceMixin:
             raise ValueError("call `set_timesteps` before `scale_model_input`.")
         if self._step_index is None:
             self._init_step_index(timestep)
-        return self.interface.scale_model_input(sample, self._call_logsnr(self._step_index))
+        return self.interface.scale_model_input(self._model_state(sample, self._step_index), self._call_logsnr(self._step_index))
+
+    def _model_state(self, sample: torch.Tensor, index: int) -> torch.Tensor:
+        """The sample in the family's units at the level the model is told at call `index` (the same here)."""
+        return sample
 
     @property
     def init_noise_sigma(self) -> float:
-        """The standard deviation of the pure-noise start a pipeline draws (`randn · init_noise_sigma`)."""
-        return self.interface.init_noise_sigma
+        """The standard deviation of the pure-noise start a pipeline draws (`randn · init_noise_sigma`): the family's
+        state scale at the first rung of the current ladder (before `set_timesteps`, at the model's noisiest level)."""
+        if self.num_inference_steps is None:
+            return self.interface.init_noise_sigma
+        return float(self.interface.scale(torch.tensor([self._call_logsnr(0)], dtype=torch.float64)))
 
     def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         """The model family's forward marginal at model timesteps (entries of `timesteps`, fractional allowed)."""

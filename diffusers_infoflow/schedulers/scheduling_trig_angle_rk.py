@@ -247,8 +247,8 @@ class TrigAngleRKSchedulerOutput(BaseOutput):
 class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, ConfigMixin):
     """
     Seed 004's sampler: the ODE dx/dη = −sin η·x̂0 + cos η·ε̂ from the start angle to η = 0, with Euler
-    (eq. 13), RK2, RK4, DDIM or a multistep exponential integrator, driven by a model trained on any discrete
-    schedule (see the module docstring).
+    (eq. 13), RK2, RK4, DDIM or a multistep exponential integrator, driven by a model of any checkpoint family
+    (see the module docstring).
 
     Args:
         num_train_timesteps (`int`, defaults to 1000): T of the model's training schedule.
@@ -391,8 +391,16 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
 
     @property
     def init_noise_sigma(self) -> float:
-        """The standard deviation of the pure-noise start at `start_angle` in the model family's units."""
+        """The standard deviation of the pure-noise start at the grid's first angle (before `set_timesteps`, at
+        `start_angle`) in the model family's units."""
+        if getattr(self, "_stage_angle", None) is not None:
+            return float(self._call_scale[0])
         return float(self.interface.scale(logsnr_from_angle(torch.tensor([self.start_angle], dtype=torch.float64))))
+
+    def _model_state(self, sample: torch.Tensor, index: int) -> torch.Tensor:
+        # a stage above the model's noisiest level is read at that level: its family scale, not the stage's
+        query_scale = float(self.interface.scale(logsnr_from_angle(self._stage_query_angle[index : index + 1])))
+        return sample * (query_scale / float(self._call_scale[index]))
 
     @property
     def start_angle(self) -> float:
@@ -605,7 +613,7 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         compute_dtype = torch.float64 if sample.dtype == torch.float64 else torch.float32
         clip = self.config.clip_sample_range if self.config.clip_sample else None
         query_logsnr = float(logsnr_from_angle(self._stage_query_angle[self._step_index]))
-        x0, eps = self.interface.predictions(model_output.to(compute_dtype), sample.to(compute_dtype), query_logsnr, clip)
+        x0, eps = self.interface.predictions(model_output.to(compute_dtype), self._model_state(sample, self._step_index).to(compute_dtype), query_logsnr, clip)
         x = sample.to(compute_dtype) / float(self._call_scale[self._step_index])  # the angle (VP) state
         if stage == 0:
             self._step_start, self._slopes = x, []
