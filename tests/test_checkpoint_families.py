@@ -268,3 +268,25 @@ def test_init_noise_sigma_is_the_scale_of_the_first_rung_actually_set():
     scheduler.set_timesteps(10)
     first = float(scheduler._ladder_logsnr[0])
     assert scheduler.init_noise_sigma == pytest.approx(math.sqrt(1 + math.exp(-first)), rel=1e-9) and scheduler.init_noise_sigma < 80
+
+
+@pytest.mark.parametrize("name", ["sd3-medium", "playground-v2.5"])
+def test_restoration_pipeline_with_a_flow_or_edm_model(name):
+    """RestorationPipeline: noise under the linear VP table, restore with a flow-matching or EDM model."""
+    from diffusers.utils.torch_utils import randn_tensor
+
+    from diffusers_infoflow.pipelines import RestorationPipeline
+    from diffusers_infoflow.schedules import DiscreteSchedule
+
+    scheduler = EntropyHybridScheduler.from_config(scheduler_config(name), eta=0.0)
+    unet = GaussianDenoiser(torch.zeros(1, 8, 8, dtype=torch.float64), torch.full((1, 8, 8), 0.2, dtype=torch.float64), scheduler.interface)
+    pipe = RestorationPipeline(unet=unet, scheduler=scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    x0 = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 1.6 - 0.8
+    out = pipe(x0, source_step=100, source_schedule="linear", source_num_timesteps=1000, num_inference_steps=20,
+               generator=torch.Generator().manual_seed(1), output_type="pt", mi_bins=16)  # fmt: skip
+    linear = DiscreteSchedule.from_name("linear", 1000)
+    eps = randn_tensor(x0.shape, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(out.noisy_images * 2 - 1, float(linear.alpha(99)) * x0 + float(linear.sigma(99)) * eps, rtol=0, atol=1e-5)
+    assert torch.isfinite(out.images).all()
+    assert out.metrics["restored"]["mean"]["mse"] < out.metrics["noisy"]["mean"]["mse"]
