@@ -126,7 +126,7 @@ def scheduler_kwargs_from_config(config: Mapping[str, Any], accepted: Iterable[s
     class_name = dict(config).get("_class_name")
     family = cfg.get("noise_family")
     if class_name is None and family is None:
-        # An in-memory scheduler's config carries no class name: find the diffusers classes that take all its keys.
+        # An in-memory scheduler's config carries no class name: the class whose keys it has exactly.
         class_name = _class_from_keys(cfg, target)
     if class_name is not None and class_name not in OUR_CLASSES:
         found = [name for name, classes in FAMILY_CLASSES.items() if class_name in classes]
