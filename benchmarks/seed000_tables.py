@@ -48,7 +48,6 @@ from diffusers_infoflow.entropy import as_discrete_schedule, match_timestep
 from diffusers_infoflow.metrics import generative_scores, load_mnist, restoration_metrics
 from diffusers_infoflow.pipelines import EntropyHybridPipeline, RestorationPipeline
 from diffusers_infoflow.pipelines.entropy_hybrid import as_entropy_hybrid_scheduler
-from diffusers_infoflow.schedulers._common import forward_marginal
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -147,7 +146,7 @@ def restore(models: Models, model: Model, x0: torch.Tensor, noise: torch.Tensor,
         return means(out.metrics["restored"]), float(out.start_timestep) + 1
     # control: the same noisy image, entered at the model's own step `entry` (no entropy matching)
     scheduler = pipe.scheduler
-    noisy = forward_marginal(pipe.source_schedule(source), x0, noise, step - 1)
+    noisy = pipe.source_schedule(source).marginal(x0, noise, step - 1)
     scheduler.set_restoration_timesteps(entry, source_schedule=scheduler.train_schedule)
     image = noisy
     with torch.no_grad():

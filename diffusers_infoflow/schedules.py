@@ -218,6 +218,13 @@ class NoiseSchedule:
         # σ = α·exp(−λ/2); written this way so VE/EDM (α = 1) and VP share one formula.
         return torch.exp(self.log_alpha(t) - 0.5 * self.logsnr(t))
 
+    def marginal(self, x0: torch.Tensor, noise: torch.Tensor, t: float) -> torch.Tensor:
+        """The forward marginal α_t·x0 + σ_t·ε at one time t of this schedule, in the dtype of `x0`."""
+        if noise.shape != x0.shape:
+            raise ValueError(f"noise shape {tuple(noise.shape)} differs from the samples' {tuple(x0.shape)}.")
+        level = torch.tensor([float(t)], dtype=torch.float64)
+        return float(self.alpha(level)) * x0 + float(self.sigma(level)) * noise.to(device=x0.device, dtype=x0.dtype)
+
     def entropy(self, t: ArrayLike, dim: int) -> torch.Tensor:
         """H(x_t | x0) = (n/2)·ln(2πe·σ_t²) in nats for data of ``dim`` = n coordinates (SPEC §2)."""
         return dim * gaussian_entropy_per_dim(self.sigma(t))

@@ -221,8 +221,7 @@ class RestorationPipeline(DiffusionPipeline):
             raise ValueError(f"noise has shape {tuple(noise.shape)} but the images have {tuple(x0.shape)}.")
         # A's forward marginal (VP), then in the restoring model's family units at the same log-SNR.
         level = torch.tensor([float(source_step) - 1.0], dtype=torch.float64)
-        alpha, sigma = float(src.alpha(level)), float(src.sigma(level))
-        noisy = alpha * x0 + sigma * noise.to(device=device, dtype=x0.dtype)
+        noisy = src.marginal(x0, noise, float(level))
 
         start_timestep = float(scheduler.timesteps[0])
         image = noisy * float(scheduler.interface.scale(src.logsnr(level)))
