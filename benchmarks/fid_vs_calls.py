@@ -3,11 +3,14 @@
 Every sampler of ``infoflow sample`` (ours and diffusers' built-ins, each ``from_config`` of the model's saved
 training scheduler, with the settings ``infoflow sample`` uses) draws ``--num-samples`` images from the same
 initial noise at 5, 10, 20 and 50 model calls (calls, not steps: multi-call solvers get as many whole steps as
-fit). Scores are FID and KID with the shipped MNIST feature network against the MNIST test set. Because FID is
-biased upwards at small N, the table also gives the **floor at the same N**: MNIST train images (N of them)
-against the same reference. Writes ``benchmarks/results/fid_vs_calls.{json,md,png}``.
+fit). Scores are FID, KID and the confident fraction with the shipped MNIST feature network against the MNIST
+test set, whose features are computed once. Because FID is biased upwards at small N, the table also gives the
+**floor at the same N**: MNIST train images (N of them) against the same reference. Writes
+``benchmarks/results/fid_vs_calls.{json,md,png}``. Runs under ``accelerate launch`` too (samples split between
+processes, one score).
 
     python benchmarks/fid_vs_calls.py [--model DIR] [--num-samples 500] [--calls 5 10 20 50]
+    ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 benchmarks/fid_vs_calls.py
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from diffusers_infoflow.commands.sample import DEFAULT_MODEL, SCHEDULERS, generate
-from diffusers_infoflow.metrics import generative_scores, load_mnist
+from diffusers_infoflow.sampling import DEFAULT_MODEL, SCHEDULERS, generate, process_state
+from diffusers_infoflow.metrics import GenerativeScorer, load_mnist, process_shard
 
 OURS = ("entropy-hybrid", "s2n", "s2n-stochastic", "trig-rk4", "trig-multistep")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -39,8 +42,9 @@ def main() -> None:
     parser.add_argument("--output", default=str(RESULTS / "fid_vs_calls"))
     args = parser.parse_args()
 
-    reference = load_mnist("test", args.num_reference, args.data)
-    floor = generative_scores(load_mnist("train", args.num_samples, args.data), reference, metrics=["fid", "kid"])
+    state = process_state()
+    scorer = GenerativeScorer(load_mnist("test", args.num_reference, args.data), metrics=["fid", "kid", "confident"], device=state.device)
+    floor = scorer.score(process_shard(load_mnist("train", args.num_samples, args.data)))
     rows, start_all = [], time.perf_counter()
     for name in args.schedulers:
         for calls in args.calls:
@@ -49,18 +53,21 @@ def main() -> None:
                 images, steps, used = generate(args.model, name, calls, args.num_samples, args.seed, args.batch_size)
             except ValueError as err:  # e.g. RK4 cannot take one step in 5 calls
                 rows.append({"scheduler": name, "budget": calls, "error": str(err)})
-                print(f"{name:15s} {calls:3d} calls: {err}")
+                state.print(f"{name:15s} {calls:3d} calls: {err}")
                 continue
-            scores = generative_scores(images.clamp(0, 1), reference, metrics=["fid", "kid"])
+            scores = scorer.score(images.clamp(0, 1))
             row = {"scheduler": name, "budget": calls, "steps": steps, "calls": used, **scores,
                    "seconds": time.perf_counter() - start}
             rows.append(row)
-            print(f"{name:15s} {calls:3d} calls ({used} used, {steps} steps): FID {scores['fid']:.2f}  ({row['seconds']:.0f} s)")
+            state.print(f"{name:15s} {calls:3d} calls ({used} used, {steps} steps): FID {scores['fid']:.2f}, "
+                        f"confident {scores['confident_fraction']:.1%}  ({row['seconds']:.0f} s)")
+    if not state.is_main_process:
+        return
 
     result = {
         "model": str(args.model), "num_samples": args.num_samples, "num_reference": args.num_reference,
         "feature_network": "shipped MNIST classifier", "floor_same_n": floor, "rows": rows,
-        "torch_threads": torch.get_num_threads(), "seconds": time.perf_counter() - start_all,
+        "num_processes": state.num_processes, "torch_threads": torch.get_num_threads(), "seconds": time.perf_counter() - start_all,
     }
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -94,6 +101,18 @@ def markdown(result, args) -> str:
                 continue
             text = f"{r['fid']:.2f} ({r['calls']})"
             row.append(f"**{text}**" if r["fid"] == best[b] else text)
+        lines.append(f"| {'★ ' if name in OURS else ''}{name} | " + " | ".join(row) + " |")
+    lines += [
+        "",
+        f"Confident fraction (the classifier's max-softmax > 0.9; MNIST train at the same N: "
+        f"{result['floor_same_n']['confident_fraction']:.1%}) and the rarest class's share (uniform: 10%):",
+        "",
+        "| sampler | " + " | ".join(f"{b} calls" for b in budgets) + " |",
+        "|---|" + "---|" * len(budgets),
+    ]
+    for name in args.schedulers:
+        row = [f"{cells[(name, b)]['confident_fraction']:.1%} / {cells[(name, b)]['min_class_fraction']:.1%}"
+               if "fid" in cells.get((name, b), {}) else "–" for b in budgets]
         lines.append(f"| {'★ ' if name in OURS else ''}{name} | " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 

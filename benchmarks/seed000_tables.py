@@ -45,7 +45,7 @@ import torch
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
 from diffusers_infoflow.entropy import as_discrete_schedule, match_timestep
-from diffusers_infoflow.metrics import generative_scores, load_mnist, restoration_metrics
+from diffusers_infoflow.metrics import GenerativeScorer, load_mnist, restoration_metrics
 from diffusers_infoflow.pipelines import EntropyHybridPipeline, RestorationPipeline
 from diffusers_infoflow.pipelines.entropy_hybrid import as_entropy_hybrid_scheduler
 
@@ -191,11 +191,11 @@ def restoration_table(key: str, models: Models, x0: torch.Tensor, seed: int, sav
 
 
 def generation_table(models: Models, lengths: Sequence[int], schedules: Sequence[str], num_samples: int, batch_size: int,
-                     reference: torch.Tensor, seed: int, save) -> List[dict]:
+                     scorer: GenerativeScorer, seed: int, save) -> List[dict]:
     rows = []
 
     def score(name: str, images: torch.Tensor, calls: int, start: float, paper_fid: Optional[float], **extra):
-        scores = generative_scores(images, reference, metrics=["fid", "kid", "is"])
+        scores = scorer.score(images)
         row = {"name": name, "calls": calls, **extra, **scores, "paper_fid": paper_fid, "seconds": time.perf_counter() - start}
         rows.append(row)
         print(f"T6/7 {name}: FID {scores['fid']:.2f} IS {scores['is_mean']:.3f} ({row['seconds']:.0f} s)", flush=True)
@@ -265,10 +265,9 @@ def main() -> None:
     for key in [t for t in args.tables if t in RESTORATION_TABLES]:
         restoration_table(key, models, x0, args.seed, saver("restoration", key))
     if {"6", "7"} & set(args.tables):
-        reference = load_mnist("test", None, args.data)
-        floor = generative_scores(load_mnist("train", args.num_samples, args.data), reference, metrics=["fid", "kid", "is"])
-        result["generation_floor"] = floor
-        generation_table(models, args.lengths, args.schedules, args.num_samples, args.batch_size, reference, args.seed,
+        scorer = GenerativeScorer(load_mnist("test", None, args.data), metrics=["fid", "kid", "is", "confident"])
+        result["generation_floor"] = scorer.score(load_mnist("train", args.num_samples, args.data))
+        generation_table(models, args.lengths, args.schedules, args.num_samples, args.batch_size, scorer, args.seed,
                          saver("generation"))
     result["seconds"] = time.perf_counter() - start
     out.with_suffix(".json").write_text(json.dumps(result, indent=1))

@@ -32,8 +32,8 @@ import torch
 from diffusers import DiffusionPipeline
 
 from diffusers_infoflow.ablations import SEED004_TABLE2, steps_within_calls
-from diffusers_infoflow.commands.sample import sample_batches
-from diffusers_infoflow.metrics import generative_scores, load_mnist
+from diffusers_infoflow.sampling import sample_batches
+from diffusers_infoflow.metrics import GenerativeScorer, load_mnist
 from diffusers_infoflow.pipelines.joint_trig import JointTrigPipeline
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -64,8 +64,8 @@ def main() -> None:
     parser.add_argument("--output", default=str(RESULTS / "seed004_ablation"))
     args = parser.parse_args()
 
-    reference = load_mnist("test", None, args.data)
-    floor = generative_scores(load_mnist("train", args.num_samples, args.data), reference, metrics=["fid", "kid"])
+    scorer = GenerativeScorer(load_mnist("test", None, args.data), metrics=["fid", "kid", "confident"])
+    floor = scorer.score(load_mnist("train", args.num_samples, args.data))
     loaded = {}
     rows, start_all = [], time.perf_counter()
     for row, overrides in ROWS:
@@ -88,7 +88,7 @@ def main() -> None:
             start = time.perf_counter()
             steps, calls = steps_within_calls(scheduler, budget)
             images = sample_batches(pipeline, steps, args.num_samples, args.seed, args.batch_size)
-            scores = generative_scores(images.clamp(0, 1), reference, metrics=["fid", "kid"])
+            scores = scorer.score(images.clamp(0, 1))
             paper = PAPER_FID.get(row.name) if not overrides and budget in PAPER_BUDGETS else None
             rows.append({"row": label, "paper_label": row.paper_label + variant, "model": name, "scheduler": type(scheduler).__name__,
                          "budget": budget, "steps": steps, "calls": calls, **scores,

@@ -168,6 +168,7 @@ def write_model_card(
         mixed_precision=args.mixed_precision,
         seed=args.seed,
         final_loss="n/a" if final_loss is None else f"{final_loss:.4f}",
+        recipe_notes=Path(args.card_notes).read_text().strip() if getattr(args, "card_notes", None) else "",
         training_command=command or training_command(),
     )
     path = os.path.join(output_dir, "README.md")

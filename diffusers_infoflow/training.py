@@ -156,6 +156,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     run.add_argument("--num_card_samples", type=int, default=16, help="images in the model card's sample grid (0: none).")
     run.add_argument("--card_inference_steps", type=int, default=50,
                      help="model calls for the card's sample grid (DDIM; joint: the saved solver, rounded down to whole steps).")
+    run.add_argument("--card_notes", default=None,
+                     help="a Markdown file whose text becomes the model card's 'Training recipe' section (why this recipe, "
+                          "how the run went, e.g. a horizon changed on resume).")
     run.add_argument("--push_to_hub", action="store_true")
     run.add_argument("--hub_model_id", default=None, help="repo id; default: the output folder's name. Token: HF_TOKEN.")
     run.add_argument("--hub_private_repo", action="store_true")
@@ -213,6 +216,8 @@ def validate_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--init_unet {args.init_unet!r} has no UNet config: give a pipeline folder with unet/ or a unet folder.")
     if args.resume_from_checkpoint not in (None, "latest") and not os.path.isdir(args.resume_from_checkpoint):
         raise ValueError(f"--resume_from_checkpoint {args.resume_from_checkpoint!r} is not a folder; give a checkpoint folder or 'latest'.")
+    if args.card_notes is not None and not os.path.isfile(args.card_notes):
+        raise ValueError(f"--card_notes {args.card_notes!r} is not a file.")
     validate_joint_args(args)
 
 

@@ -96,7 +96,7 @@ def test_evaluate_command(tmp_path, mnist_path, digit_like_images):
 def test_evaluate_samples_a_pipeline_folder(tmp_path):
     """`infoflow evaluate <pipeline folder>` draws samples with the chosen scheduler and scores them."""
     from diffusers_infoflow.cli import main
-    from diffusers_infoflow.commands.sample import DEFAULT_MODEL
+    from diffusers_infoflow.sampling import DEFAULT_MODEL
 
     reference = np.random.default_rng(0).integers(0, 256, size=(40, 28, 28), dtype=np.uint8)
     np.savez(tmp_path / "ref.npz", x=reference)
@@ -117,7 +117,7 @@ def test_evaluate_update_card_writes_and_replaces_one_section(tmp_path):
     import shutil
 
     from diffusers_infoflow.cli import main
-    from diffusers_infoflow.commands.sample import DEFAULT_MODEL
+    from diffusers_infoflow.sampling import DEFAULT_MODEL
 
     model = tmp_path / "model"
     shutil.copytree(DEFAULT_MODEL, model)
@@ -130,3 +130,57 @@ def test_evaluate_update_card_writes_and_replaces_one_section(tmp_path):
     assert card.count("## Evaluation") == 1 and card.startswith("---")  # metadata block intact
     fid = json.loads((tmp_path / "s.json").read_text())["fid"]
     assert f"| fid | {fid:.4g} |" in card and "--update-card" in card
+
+
+def test_generative_scorer_keeps_its_reference_and_counts_confident_digits(digit_like_images):
+    from diffusers_infoflow.metrics import GenerativeScorer, load_mnist_classifier
+
+    scorer = GenerativeScorer(digit_like_images, metrics=("fid", "kid", "confident"), kid_subsets=5, kid_subset_size=100)
+    first, again = scorer.score(digit_like_images[:200]), scorer.score(digit_like_images[:200])
+    assert first == again and first["num_reference"] == 400 and first["num_images"] == 200  # reference kept, images forgotten
+    assert first == generative_scores(digit_like_images[:200], digit_like_images, metrics=("fid", "kid", "confident"),
+                                      kid_subsets=5, kid_subset_size=100)
+    with torch.no_grad():
+        probabilities = load_mnist_classifier()(digit_like_images[:200]).softmax(-1)
+    top, label = probabilities.max(-1)
+    assert first["confident_fraction"] == pytest.approx(float((top > 0.9).double().mean()))
+    shares = torch.bincount(label, minlength=10).double() / 200
+    assert first["min_class_fraction"] == pytest.approx(float(shares.min()))
+    assert first["class_fractions"] == pytest.approx(shares.tolist(), abs=1e-4)
+    with pytest.raises(ValueError, match="need a `reference`"):
+        GenerativeScorer(None, metrics=("fid",))
+
+
+def _tiny_mnist_pipeline(folder):
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=28, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 16),
+                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4)
+    DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=100)).save_pretrained(folder)
+
+
+def test_evaluate_under_accelerate_launch_with_two_processes_matches_one(tmp_path):
+    """Issue 13: the sample budget split between 2 CPU processes, features gathered, one FID: the same scores as
+    one process with the same seed (batches of 4 over 10 samples: 2 batches on rank 0, 1 on rank 1)."""
+    import os
+    import subprocess
+    import sys
+
+    from diffusers_infoflow.cli import main
+
+    _tiny_mnist_pipeline(tmp_path / "model")
+    np.savez(tmp_path / "ref.npz", x=np.random.default_rng(0).integers(0, 256, size=(30, 28, 28), dtype=np.uint8))
+    args = ["evaluate", str(tmp_path / "model"), "--scheduler", "ddim", "--steps", "2", "--num-images", "10", "--batch-size", "4",
+            "--reference", str(tmp_path / "ref.npz"), "--metrics", "fid", "kid", "confident"]
+    assert main(args + ["--output", str(tmp_path / "one.json")]) == 0
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", "0",
+              "-m", "diffusers_infoflow.cli"]
+    done = subprocess.run(launch + args + ["--output", str(tmp_path / "two.json")], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "on 2 process(es)" in done.stdout
+    one, two = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("one", "two"))
+    assert (one["num_processes"], two["num_processes"], two["num_images"]) == (1, 2, 10)
+    for key in ("fid", "kid_mean", "kid_std", "confident_fraction", "min_class_fraction"):
+        assert two[key] == pytest.approx(one[key], rel=1e-5, abs=1e-9), key

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from huggingface_hub import constants, hf_api
 
-from diffusers_infoflow.commands.sample import DEFAULT_MODEL
+from diffusers_infoflow.sampling import DEFAULT_MODEL
 from diffusers_infoflow.hub import push_folder
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

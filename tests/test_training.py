@@ -86,7 +86,9 @@ def check_ok(result):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     out = tmp_path_factory.mktemp("single_full")
-    train_in_process(SINGLE + ["--num_card_samples", "4", "--card_inference_steps", "2"], out)
+    notes = tmp_path_factory.mktemp("notes") / "recipe.md"
+    notes.write_text("Six steps, because a test has no time for more.\n")
+    train_in_process(SINGLE + ["--num_card_samples", "4", "--card_inference_steps", "2", "--card_notes", str(notes)], out)
     return out
 
 
@@ -101,6 +103,7 @@ def test_output_dir_is_a_ddpm_pipeline_with_model_card(uninterrupted):
     assert "library_name: diffusers" in card and "linear" in card and "entropy.png" in card
     assert (uninterrupted / "entropy.png").is_file()
     assert (uninterrupted / "samples.png").is_file() and "samples.png" in card
+    assert "## Training recipe\n\nSix steps, because a test has no time for more.\n\n## Training\n" in card
     assert json.loads((uninterrupted / "infoflow_training_args.json").read_text())["max_train_steps"] == 6
     assert [checkpoint_step(p) for p in list_checkpoints(str(uninterrupted))] == [2, 4, 6]
 
@@ -158,6 +161,7 @@ def test_epoch_batches_split_one_permutation_between_processes():
     [
         (["--resolution", "18", "--block_out_channels", "8,16,16"], "not divisible by the UNet's downsampling factor 4"),
         (["--resume_from_checkpoint", "/nonexistent/checkpoint-5"], "is not a folder"),
+        (["--card_notes", "/nonexistent/notes.md"], "--card_notes '/nonexistent/notes.md' is not a file"),
         (["--beta_schedule", "zigzag"], "Unknown beta schedule 'zigzag'"),
         (["--block_out_channels", "8,12", "--norm_num_groups", "8"], "must divide every --block_out_channels"),
         (["--prediction_type", "score"], "invalid choice: 'score'"),

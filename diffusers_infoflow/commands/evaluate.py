@@ -1,5 +1,12 @@
-"""``infoflow evaluate``: FID / KID / IS of an image set (folder, .npy or .npz) or of samples drawn from a saved
-pipeline folder, against a reference set (MNIST test by default); prints the scores and writes them as JSON."""
+"""``infoflow evaluate``: FID / KID / IS / digit confidence of an image set (folder, .npy or .npz) or of samples
+drawn from a saved pipeline folder, against a reference set (MNIST test by default); prints the scores and writes
+them as JSON. Under ``accelerate launch`` the samples (or the image set) and the reference are split between the
+processes and their features gathered into one score, e.g. a 50,000-sample FID on 8 GPUs::
+
+    accelerate launch --multi_gpu --num_processes 8 -m diffusers_infoflow.cli evaluate MODEL_DIR --num-images 50000
+
+and on CPUs ``ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 ...``.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,9 @@ import json
 import shlex
 import time
 from pathlib import Path
+
+from ..metrics.fid import GENERATIVE_METRICS
+from ..sampling import DEFAULT_SCHEDULER, DEFAULT_STEPS
 
 
 def register(subparsers) -> None:
@@ -18,9 +28,11 @@ def register(subparsers) -> None:
     )
     parser.add_argument("images", help="folder of images, .npy array or .npz archive of generated images, or a saved "
                         "pipeline folder (with model_index.json) to sample from")
-    parser.add_argument("--scheduler", default="ddim", help="for a pipeline folder: the `infoflow sample` scheduler name")
-    parser.add_argument("--steps", type=int, default=50, help="for a pipeline folder: model calls per sample")
+    parser.add_argument("--scheduler", default=DEFAULT_SCHEDULER, help="for a pipeline folder: the `infoflow sample` scheduler name")
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="for a pipeline folder: model calls per sample")
     parser.add_argument("--num-images", type=int, default=1000, help="for a pipeline folder: samples to draw")
+    parser.add_argument("--batch-size", type=int, default=250, help="for a pipeline folder: samples per pipeline call "
+                        "(batch b starts from the noise of seed + b·batch-size; under accelerate launch the batches are split between processes)")
     parser.add_argument("--update-card", action="store_true", help="for a pipeline folder: write the scores into its README.md model card")
     parser.add_argument("--key", default=None, help="array name inside an .npz images file")
     parser.add_argument("--input-range", type=float, nargs=2, default=None, metavar=("LO", "HI"), help="value range of float arrays (default 0 1; uint8 is always 0..255)")
@@ -28,49 +40,57 @@ def register(subparsers) -> None:
     parser.add_argument("--reference-key", default=None, help="array name inside an .npz reference")
     parser.add_argument("--num-reference", type=int, default=10000, help="use the first N reference images")
     parser.add_argument("--feature-network", choices=["mnist", "inception"], default="mnist", help="feature network (inception needs its weights on disk)")
-    parser.add_argument("--metrics", nargs="+", choices=["fid", "kid", "is"], default=["fid", "kid", "is"])
+    parser.add_argument("--metrics", nargs="+", choices=list(GENERATIVE_METRICS), default=list(GENERATIVE_METRICS),
+                        help="'confident': the fraction of images the classifier is confident on (max-softmax > 0.9) and "
+                             "the share of the rarest predicted class")
     parser.add_argument("--seed", type=int, default=0, help="seed of KID/IS subsets")
     parser.add_argument("--output", default="infoflow-evaluate.json", help="JSON file for the scores")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..metrics.data import load_image_set, load_mnist
-    from ..metrics.fid import generative_scores
-
     from ..hub import write_card_evaluation
-    from .sample import SCHEDULERS, generate
+    from ..metrics.data import load_image_set, load_mnist
+    from ..metrics.fid import GenerativeScorer, process_shard
+    from ..sampling import SCHEDULERS, generate, process_state
 
     start = time.perf_counter()
     sampling = {}
     try:
+        state = process_state()
         is_pipeline = (Path(args.images) / "model_index.json").is_file()
         if args.update_card and not is_pipeline:
             raise ValueError("--update-card needs a pipeline folder (with model_index.json) as `images`.")
-        if is_pipeline:
-            if args.scheduler not in SCHEDULERS:
-                raise ValueError(f"--scheduler {args.scheduler!r} is not one of {', '.join(SCHEDULERS)}.")
-            if args.num_images < 2 or args.steps < 1:
-                raise ValueError(f"--num-images must be >= 2 and --steps >= 1, got {args.num_images} and {args.steps}.")
-            images, steps, calls = generate(args.images, args.scheduler, args.steps, args.num_images, args.seed)
-            sampling = {"scheduler": args.scheduler, "steps": steps, "model_calls": calls, "num_images": args.num_images}
-            print(f"sampled {args.num_images} images: {args.scheduler}, {steps} steps = {calls} model calls")
-        else:
-            images = load_image_set(args.images, key=args.key, value_range=args.input_range)
+        if is_pipeline and args.scheduler not in SCHEDULERS:
+            raise ValueError(f"--scheduler {args.scheduler!r} is not one of {', '.join(SCHEDULERS)}.")
+        if is_pipeline and (args.num_images < 2 or args.steps < 1 or args.batch_size < 1):
+            raise ValueError(f"--num-images must be >= 2, --steps and --batch-size >= 1, got {args.num_images}, {args.steps} and {args.batch_size}.")
         if args.reference is None:
             reference, reference_name = load_mnist("test", args.num_reference), "MNIST test"
         else:
             reference = load_image_set(args.reference, key=args.reference_key)[: args.num_reference]
             reference_name = args.reference
-        scores = generative_scores(images, reference, feature_network=args.feature_network, metrics=args.metrics, seed=args.seed)
+        needs_reference = {"fid", "kid"} & set(args.metrics)
+        scorer = GenerativeScorer(reference if needs_reference else None, feature_network=args.feature_network,
+                                  metrics=args.metrics, seed=args.seed, device=state.device)
+        if is_pipeline:
+            images, steps, calls = generate(args.images, args.scheduler, args.steps, args.num_images, args.seed, args.batch_size)
+            sampling = {"scheduler": args.scheduler, "steps": steps, "model_calls": calls, "num_images": args.num_images}
+            state.print(f"sampled {args.num_images} images on {state.num_processes} process(es): {args.scheduler}, {steps} steps = {calls} model calls")
+        else:
+            images = process_shard(load_image_set(args.images, key=args.key, value_range=args.input_range))
+        scores = scorer.score(images)
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         raise SystemExit(f"infoflow evaluate: {err}") from None
-    report = {"images": str(args.images), **sampling, "reference": reference_name, "feature_network": args.feature_network, **scores}
+    if not state.is_main_process:
+        return 0
+    report = {"images": str(args.images), **sampling, "reference": reference_name, "feature_network": args.feature_network,
+              "num_processes": state.num_processes, **scores}
     for name, value in scores.items():
-        print(f"{name:14s} {value:.6g}" if isinstance(value, float) else f"{name:14s} {value}")
+        print(f"{name:18s} {value:.6g}" if isinstance(value, float) else f"{name:18s} {value}")
     if args.update_card:
         parts = ["infoflow", "evaluate", str(args.images), "--scheduler", args.scheduler, "--steps", str(args.steps),
-                 "--num-images", str(args.num_images), "--seed", str(args.seed), "--metrics", *args.metrics]
+                 "--num-images", str(args.num_images), "--batch-size", str(args.batch_size), "--seed", str(args.seed), "--metrics", *args.metrics]
         if args.reference is not None:
             parts += ["--reference", str(args.reference)]
         command = shlex.join(parts + ["--num-reference", str(args.num_reference), "--update-card"])

@@ -18,7 +18,7 @@ from .features import (
     load_mnist_classifier,
     mnist_feature_extractor,
 )
-from .fid import GENERATIVE_METRICS, generative_scores
+from .fid import CONFIDENCE_THRESHOLD, GENERATIVE_METRICS, GenerativeScorer, generative_scores, process_shard
 from .information import (
     denoise_fn_from_diffusers,
     gaussian_information,
@@ -35,7 +35,9 @@ from .mutual_information import (
 from .restoration import RESTORATION_METRICS, restoration_metrics
 
 __all__ = [
+    "CONFIDENCE_THRESHOLD",
     "CURVE_METRICS",
+    "GenerativeScorer",
     "GENERATIVE_METRICS",
     "RESTORATION_METRICS",
     "MnistClassifier",
@@ -57,6 +59,7 @@ __all__ = [
     "nll_bits_per_dim",
     "noisy_channel",
     "plot_forward_process_curves",
+    "process_shard",
     "restoration_metrics",
     "schedules_from_names",
     "to_unit_images",

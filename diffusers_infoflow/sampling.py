@@ -1,0 +1,144 @@
+"""Sampling saved unconditional pipelines with any scheduler by name, split across processes under ``accelerate launch``.
+
+Any saved single-head model (``DDPMPipeline`` folders from ``scripts/train.py``) or joint ``[ε, x0]`` model
+(``JointTrigPipeline`` folders from ``scripts/train.py --prediction_type joint``) runs with every scheduler of
+:data:`SCHEDULERS`, each built ``from_config`` of the saved (training) scheduler config (see :func:`build_scheduler`).
+Budgets count model calls: multi-call solvers get as many whole steps as fit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DEFAULT_MODEL = Path(__file__).resolve().parent / "assets" / "models" / "mnist-ddpm"
+SCHEDULERS = (
+    "ddpm", "ddim", "entropy-hybrid", "s2n", "s2n-stochastic", "trig-rk4", "trig-multistep", "dpm++2m", "unipc", "euler", "heun",
+)
+# Schedulers that read both heads of a joint [ε, x0] output; the others are given its x0 head.
+# `infoflow sample`'s defaults: the measured best sampler for the default model (benchmarks/results/fid_vs_calls.md).
+DEFAULT_SCHEDULER, DEFAULT_STEPS = "ddim", 50
+JOINT_AWARE_SCHEDULERS = ("trig-rk4", "trig-multistep")
+
+
+def build_scheduler(name: str, config, joint: bool = False):
+    """A scheduler of kind ``name`` from the saved (training) scheduler config.
+
+    The prediction type is the config's (the model's), so an ε, x0 or v model is read as trained. For a joint
+    ``[ε, x0]`` model (``joint=True``) the trig solvers read both heads (``prediction_type="joint"``) and the others
+    are told ``prediction_type="sample"``: ``JointTrigPipeline`` hands them the x0 head. The x0 head, not the ε
+    head, because at the noisy end of a table ε̂ enters x̂0 = (x − σ ε̂)/α divided by a tiny α (≈ 5e-5 at
+    t = T − 1 of the trig table, 6e-3 of the linear one): on a joint model trained on triangles every stock
+    scheduler (and S2N, whose ``joint`` mode uses only the ε half) gave noise or blobs from the ε head and
+    shapes from the x0 head.
+    """
+    from diffusers import (
+        DDIMScheduler,
+        DDPMScheduler,
+        DPMSolverMultistepScheduler,
+        EulerDiscreteScheduler,
+        HeunDiscreteScheduler,
+        UniPCMultistepScheduler,
+    )
+
+    from .schedulers import EntropyHybridScheduler, S2NGeneralizedScheduler, TrigAngleRKScheduler
+
+    if name not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {name!r}; choose from {', '.join(SCHEDULERS)}.")
+    if joint:
+        overrides = {"prediction_type": "joint" if name in JOINT_AWARE_SCHEDULERS else "sample"}
+    else:
+        overrides = {}
+    if name == "s2n":
+        return S2NGeneralizedScheduler.from_preset("deterministic", config, **overrides)
+    if name == "s2n-stochastic":
+        return S2NGeneralizedScheduler.from_preset("stochastic", config, **overrides)
+    if name in ("trig-rk4", "trig-multistep"):
+        return TrigAngleRKScheduler.from_config(config, solver=name.split("-")[1], **overrides)
+    if name == "dpm++2m":
+        return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2, **overrides)
+    classes = {
+        "ddpm": DDPMScheduler,
+        "ddim": DDIMScheduler,
+        "entropy-hybrid": EntropyHybridScheduler,
+        "unipc": UniPCMultistepScheduler,
+        "euler": EulerDiscreteScheduler,
+        "heun": HeunDiscreteScheduler,
+    }
+    return classes[name].from_config(config, **overrides)
+
+
+def is_joint_model(pipeline) -> bool:
+    """Whether a loaded pipeline's model predicts ``[ε, x0]`` (a ``JointUNet2DModel``, or a joint scheduler config)."""
+    from .models import JointUNet2DModel
+
+    return isinstance(pipeline.unet, JointUNet2DModel) or pipeline.scheduler.config.get("prediction_type") == "joint"
+
+
+def generate(model: str, scheduler_name: str, model_calls: int, num_images: int, seed: int = 0, batch_size: int = 250):
+    """``(images, steps, calls)``: samples in [0, 1] (``(N, C, H, W)`` float, on the CPU) from the saved pipeline
+    folder ``model`` with the scheduler ``scheduler_name`` in at most ``model_calls`` model calls; see
+    :func:`sample_batches` for the noise and, under ``accelerate launch``, which of the ``num_images`` this
+    process draws.
+
+    Raises ``ValueError`` when not even one step fits in ``model_calls``.
+    """
+    from diffusers import DiffusionPipeline
+
+    # (importing this package registered JointTrigPipeline with diffusers, so from_pretrained finds joint folders)
+    from .ablations import steps_within_calls
+    from .pipelines.joint_trig import JointTrigPipeline
+
+    saved = DiffusionPipeline.from_pretrained(model, local_files_only=True)
+    scheduler = build_scheduler(scheduler_name, saved.scheduler.config, joint=is_joint_model(saved))
+    steps, calls = steps_within_calls(scheduler, model_calls)
+    # JointTrigPipeline runs diffusers' standard loop (init_noise_sigma, scale_model_input, step), which the
+    # sigma-space schedulers (euler, heun) need and DDPMPipeline skips; a single-head model's output passes
+    # through unchanged, a joint model's is split for schedulers that want one head.
+    pipeline = JointTrigPipeline(unet=saved.unet, scheduler=scheduler)
+    return sample_batches(pipeline, steps, num_images, seed, batch_size), steps, calls
+
+
+def process_state():
+    """accelerate's ``PartialState`` of this process: one process unless started by ``accelerate launch``, on the CPU
+    when ``ACCELERATE_USE_CPU`` is set (``ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2``,
+    since ``--cpu`` alone starts one process).
+
+    Raises ``ValueError`` when ``torch.distributed`` runs more processes than accelerate sees (a CPU launch
+    without ``ACCELERATE_USE_CPU=1``), where each process would otherwise draw every sample.
+    """
+    import torch
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        if torch.distributed.get_world_size() != state.num_processes:
+            raise ValueError(
+                f"{torch.distributed.get_world_size()} processes were launched but accelerate sees {state.num_processes}; "
+                "on a machine without GPUs launch with `ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu ...`."
+            )
+    return state
+
+
+def sample_batches(pipeline, num_inference_steps: int, num_images: int, seed: int = 0, batch_size: int = 250):
+    """Samples in [0, 1] (``(N, C, H, W)`` float, on the CPU) from ``pipeline`` (any pipeline that takes
+    ``output_type="pt"``), ``batch_size`` at a time; batch ``b`` starts from the noise of ``seed + b·batch_size``
+    (drawn on the CPU), so every scheduler and every device sees the same noise.
+
+    Under ``accelerate launch`` the batches are split between the processes
+    (``PartialState.split_between_processes``, contiguous and in rank order) and each process returns its own
+    share, sampled on its device; gathered in rank order the shares are the one-process result.
+    """
+    import torch
+
+    state = process_state()
+    pipeline.to(state.device)
+    pipeline.set_progress_bar_config(disable=True)
+    size = pipeline.unet.config.sample_size
+    chunks = [torch.empty(0, pipeline.unet.config.in_channels, *((size, size) if isinstance(size, int) else size))]
+    with state.split_between_processes(list(range(0, num_images, batch_size))) as starts:
+        for start in starts:
+            generator = torch.Generator().manual_seed(seed + start)
+            n = min(batch_size, num_images - start)
+            chunks.append(pipeline(batch_size=n, num_inference_steps=num_inference_steps, generator=generator, output_type="pt").images.cpu())
+    return torch.cat(chunks)
