@@ -25,6 +25,7 @@ import torch
 
 from diffusers_infoflow import EntropyHybridScheduler, GaussianDenoiser, S2NGeneralizedScheduler, TrigAngleRKScheduler
 
+
 ROOT = Path(__file__).resolve().parent
 CONFIG_DIR = ROOT.parent / "tests" / "data" / "scheduler_configs"
 FAMILIES = {  # config file -> family label
@@ -71,8 +72,8 @@ def run(scheduler, model, noise, set_kwargs) -> Tuple[torch.Tensor, int]:
 def ladder_kwargs(name: str, n: int, own_ladder: bool = False) -> dict:
     """What a pipeline passes: FLUX.1-dev's sigmas and mu, otherwise a step count."""
     if name == "flux1-dev" and not own_ladder:
-        return dict(sigmas=torch.linspace(1.0, 1.0 / n, n).tolist(), mu=MU)
-    return dict(num_inference_steps=n)
+        return {"sigmas": torch.linspace(1.0, 1.0 / n, n).tolist(), "mu": MU}
+    return {"num_inference_steps": n}
 
 
 # ------------------------------------------------------------------------------------------------ samplers
@@ -83,12 +84,12 @@ def our_samplers(name: str, config: dict, calls: int) -> List[Tuple[str, Callabl
     out = []
     for order, corrector, x0_form, final in itertools.product((1, 2, 3), (True, False), (True, False), ("x0", "extrapolate")):
         for spacing in ("uniform_logsnr", "uniform_eta", "karras", "uniform_timestep"):
-            kw = dict(solver="multistep", solver_order=order, use_corrector=corrector, predict_x0=x0_form, step_spacing=spacing,
-                      final_step=final, clip_sample=False)
+            kw = {"solver": "multistep", "solver_order": order, "use_corrector": corrector, "predict_x0": x0_form, "step_spacing": spacing,
+                      "final_step": final, "clip_sample": False}
             out.append((f"TrigAngleRK multistep o{order}{' +corr' if corrector else ''}{'' if x0_form else ' ε-form'} {spacing} final {final}",
                         lambda kw=kw: TrigAngleRKScheduler.from_config(config, **kw), ladder_kwargs(name, calls, own_ladder=True)))
         if name == "flux1-dev":
-            kw = dict(solver="multistep", solver_order=order, use_corrector=corrector, predict_x0=x0_form, final_step=final, clip_sample=False)
+            kw = {"solver": "multistep", "solver_order": order, "use_corrector": corrector, "predict_x0": x0_form, "final_step": final, "clip_sample": False}
             out.append((f"TrigAngleRK multistep o{order}{' +corr' if corrector else ''}{'' if x0_form else ' ε-form'} final {final} pipeline sigmas+mu",
                         lambda kw=kw: TrigAngleRKScheduler.from_config(config, **kw), ladder_kwargs(name, calls)))
     for solver in ("rk2", "rk4"):
@@ -96,11 +97,11 @@ def our_samplers(name: str, config: dict, calls: int) -> List[Tuple[str, Callabl
         n = next((n for n in range(1, calls + 1) if probe.num_model_calls(n) == calls), None)
         if n is not None:
             for spacing in ("uniform_logsnr", "uniform_eta", "karras"):
-                kw = dict(solver=solver, step_spacing=spacing, clip_sample=False)
+                kw = {"solver": solver, "step_spacing": spacing, "clip_sample": False}
                 out.append((f"TrigAngleRK {solver} {spacing}", lambda kw=kw: TrigAngleRKScheduler.from_config(config, **kw), ladder_kwargs(name, n, own_ladder=True)))
     spacings = ["logsnr", "karras"] + (["trailing", "linspace"] if family_of(config) == "discrete" else ["linspace"])
     for gamma, spacing in itertools.product((0.0, 0.026, 0.1), spacings):
-        kw = dict(gamma=gamma, timestep_spacing=spacing, clip_sample=False)
+        kw = {"gamma": gamma, "timestep_spacing": spacing, "clip_sample": False}
         out.append((f"S2N γ={gamma} {spacing}", lambda kw=kw: S2NGeneralizedScheduler.from_config(config, **kw), ladder_kwargs(name, calls, own_ladder=True)))
     if name == "flux1-dev":
         out.append(("S2N γ=0 pipeline sigmas+mu", lambda: S2NGeneralizedScheduler.from_config(config, clip_sample=False), ladder_kwargs(name, calls)))
@@ -115,39 +116,39 @@ def native_samplers(name: str, config: dict, calls: int) -> List[Tuple[str, Call
     if family == "discrete":
         vp = {**base, "clip_sample": False}
         for spacing in ("leading", "trailing", "linspace"):
-            out.append((f"DDIM {spacing}", lambda s=spacing: diffusers.DDIMScheduler.from_config(vp, timestep_spacing=s, set_alpha_to_one=True), dict(num_inference_steps=calls)))
-        ladders = [dict(timestep_spacing=s) for s in ("trailing", "linspace")] + [dict(use_karras_sigmas=True), dict(use_lu_lambdas=True)]
+            out.append((f"DDIM {spacing}", lambda s=spacing: diffusers.DDIMScheduler.from_config(vp, timestep_spacing=s, set_alpha_to_one=True), {"num_inference_steps": calls}))
+        ladders = [{"timestep_spacing": s} for s in ("trailing", "linspace")] + [{"use_karras_sigmas": True}, {"use_lu_lambdas": True}]
         for order, ladder in itertools.product((1, 2, 3), ladders):
             kw = dict(solver_order=order, algorithm_type="dpmsolver++", final_sigmas_type="zero", lower_order_final=True, **ladder)
-            out.append((f"DPM-Solver++ {order}M {ladder}", lambda kw=kw: diffusers.DPMSolverMultistepScheduler.from_config(vp, **kw), dict(num_inference_steps=calls)))
+            out.append((f"DPM-Solver++ {order}M {ladder}", lambda kw=kw: diffusers.DPMSolverMultistepScheduler.from_config(vp, **kw), {"num_inference_steps": calls}))
         for order, solver_type, ladder in itertools.product((1, 2, 3), ("bh1", "bh2"), ladders[:3]):
             kw = dict(solver_order=order, solver_type=solver_type, final_sigmas_type="zero", **ladder)
-            out.append((f"UniPC {solver_type} o{order} {ladder}", lambda kw=kw: diffusers.UniPCMultistepScheduler.from_config(vp, **kw), dict(num_inference_steps=calls)))
+            out.append((f"UniPC {solver_type} o{order} {ladder}", lambda kw=kw: diffusers.UniPCMultistepScheduler.from_config(vp, **kw), {"num_inference_steps": calls}))
         for order in (1, 2, 3):
-            out.append((f"DEIS o{order} trailing", lambda o=order: diffusers.DEISMultistepScheduler.from_config(vp, solver_order=o, timestep_spacing="trailing"), dict(num_inference_steps=calls)))
-        for ladder in (dict(timestep_spacing="trailing"), dict(use_karras_sigmas=True)):
-            out.append((f"Euler {ladder}", lambda kw=ladder: diffusers.EulerDiscreteScheduler.from_config(vp, final_sigmas_type="zero", **kw), dict(num_inference_steps=calls)))
+            out.append((f"DEIS o{order} trailing", lambda o=order: diffusers.DEISMultistepScheduler.from_config(vp, solver_order=o, timestep_spacing="trailing"), {"num_inference_steps": calls}))
+        for ladder in ({"timestep_spacing": "trailing"}, {"use_karras_sigmas": True}):
+            out.append((f"Euler {ladder}", lambda kw=ladder: diffusers.EulerDiscreteScheduler.from_config(vp, final_sigmas_type="zero", **kw), {"num_inference_steps": calls}))
         if calls % 2 == 1:
-            out.append(("Heun trailing", lambda: diffusers.HeunDiscreteScheduler.from_config(vp, timestep_spacing="trailing"), dict(num_inference_steps=(calls + 1) // 2)))
+            out.append(("Heun trailing", lambda: diffusers.HeunDiscreteScheduler.from_config(vp, timestep_spacing="trailing"), {"num_inference_steps": (calls + 1) // 2}))
     elif family == "edm":
         for schedule in ("karras", "exponential"):
-            out.append((f"EDMEuler {schedule}", lambda s=schedule: diffusers.EDMEulerScheduler.from_config(base, sigma_schedule=s), dict(num_inference_steps=calls)))
+            out.append((f"EDMEuler {schedule}", lambda s=schedule: diffusers.EDMEulerScheduler.from_config(base, sigma_schedule=s), {"num_inference_steps": calls}))
             for order, solver_type in itertools.product((1, 2, 3), ("midpoint", "heun")):
-                kw = dict(sigma_schedule=schedule, solver_order=order, solver_type=solver_type, final_sigmas_type="zero")
-                out.append((f"EDM DPM-Solver++ {order}M {solver_type} {schedule}", lambda kw=kw: diffusers.EDMDPMSolverMultistepScheduler.from_config(base, **kw), dict(num_inference_steps=calls)))
+                kw = {"sigma_schedule": schedule, "solver_order": order, "solver_type": solver_type, "final_sigmas_type": "zero"}
+                out.append((f"EDM DPM-Solver++ {order}M {solver_type} {schedule}", lambda kw=kw: diffusers.EDMDPMSolverMultistepScheduler.from_config(base, **kw), {"num_inference_steps": calls}))
     else:
         out.append(("FlowMatchEuler", lambda: diffusers.FlowMatchEulerDiscreteScheduler.from_config(base), ladder_kwargs(name, calls)))
         if calls % 2 == 1:
             heun_n = (calls + 1) // 2
-            out.append(("FlowMatchHeun", lambda: diffusers.FlowMatchHeunDiscreteScheduler.from_config(base), dict(num_inference_steps=heun_n)))
+            out.append(("FlowMatchHeun", lambda: diffusers.FlowMatchHeunDiscreteScheduler.from_config(base), {"num_inference_steps": heun_n}))
         dynamic = bool(base.get("use_dynamic_shifting"))
-        flow = dict(use_flow_sigmas=True, prediction_type="flow_prediction", flow_shift=math.exp(MU) if dynamic else base.get("shift", 1.0))
+        flow = {"use_flow_sigmas": True, "prediction_type": "flow_prediction", "flow_shift": math.exp(MU) if dynamic else base.get("shift", 1.0)}
         for order in (1, 2, 3):
             kw = dict(flow, solver_order=order, algorithm_type="dpmsolver++", final_sigmas_type="zero")
-            out.append((f"DPM-Solver++ {order}M flow", lambda kw=kw: diffusers.DPMSolverMultistepScheduler(**kw), dict(num_inference_steps=calls)))
+            out.append((f"DPM-Solver++ {order}M flow", lambda kw=kw: diffusers.DPMSolverMultistepScheduler(**kw), {"num_inference_steps": calls}))
             for solver_type in ("bh1", "bh2"):
                 kw = dict(flow, solver_order=order, solver_type=solver_type, final_sigmas_type="zero")
-                out.append((f"UniPC {solver_type} o{order} flow", lambda kw=kw: diffusers.UniPCMultistepScheduler(**kw), dict(num_inference_steps=calls)))
+                out.append((f"UniPC {solver_type} o{order} flow", lambda kw=kw: diffusers.UniPCMultistepScheduler(**kw), {"num_inference_steps": calls}))
     return out
 
 

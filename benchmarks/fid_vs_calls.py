@@ -22,8 +22,9 @@ from pathlib import Path
 
 import torch
 
-from diffusers_infoflow.sampling import DEFAULT_MODEL, SCHEDULERS, generate, process_state
 from diffusers_infoflow.metrics import GenerativeScorer, load_mnist, process_shard
+from diffusers_infoflow.sampling import DEFAULT_MODEL, SCHEDULERS, generate, process_state
+
 
 OURS = ("entropy-hybrid", "s2n", "s2n-stochastic", "trig-rk4", "trig-multistep")
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -40,8 +40,9 @@ from diffusers_infoflow.schedulers import EntropyHybridScheduler, S2NGeneralized
 from diffusers_infoflow.schedulers import scheduling_entropy_hybrid as _eh
 from diffusers_infoflow.schedulers import scheduling_trig_angle_rk as _tr
 
+
 RESULTS = Path(__file__).resolve().parent / "results"
-BASE = dict(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear", prediction_type="epsilon")
+BASE = {"num_train_timesteps": 1000, "beta_start": 1e-4, "beta_end": 0.02, "beta_schedule": "linear", "prediction_type": "epsilon"}
 
 
 def schedulers():

@@ -96,9 +96,10 @@ from diffusers_infoflow.reference_solvers import sample_trig_angle
 from diffusers_infoflow.schedulers import EntropyHybridScheduler, S2NGeneralizedScheduler, TrigAngleRKScheduler
 from diffusers_infoflow.schedulers.scheduling_trig_angle_rk import angle_from_logsnr
 
+
 T = 1000
 T_MAX = T - 1
-BASE = dict(num_train_timesteps=T, beta_start=1e-4, beta_end=0.02, beta_schedule="linear", prediction_type="epsilon")
+BASE = {"num_train_timesteps": T, "beta_start": 1e-4, "beta_end": 0.02, "beta_schedule": "linear", "prediction_type": "epsilon"}
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -284,12 +285,12 @@ def _custom_to_zero(sched, n):
 
 
 SIGMA_OPTIONS = {  # diffusers' ways to place the rungs
-    "linspace": dict(timestep_spacing="linspace"),
-    "trailing": dict(timestep_spacing="trailing"),
-    "leading": dict(timestep_spacing="leading"),
-    "karras": dict(use_karras_sigmas=True),
-    "exponential": dict(use_exponential_sigmas=True),
-    "lu": dict(use_lu_lambdas=True),
+    "linspace": {"timestep_spacing": "linspace"},
+    "trailing": {"timestep_spacing": "trailing"},
+    "leading": {"timestep_spacing": "leading"},
+    "karras": {"use_karras_sigmas": True},
+    "exponential": {"use_exponential_sigmas": True},
+    "lu": {"use_lu_lambdas": True},
 }
 
 
@@ -302,15 +303,15 @@ def builtin_configs() -> List[Config]:
     for spacing in ("linspace", "trailing", "leading"):
         for one in (True, False):
             add("DDIM", DDIMScheduler, f"{spacing}, set_alpha_to_one={one}" + ("" if one else " +D0"),
-                dict(timestep_spacing=spacing, set_alpha_to_one=one), plus_d0=not one)
+                {"timestep_spacing": spacing, "set_alpha_to_one": one}, plus_d0=not one)
     for order, solver_types in ((2, ("midpoint", "heun")), (3, ("midpoint",))):
         family = f"DPM++ {order}M"
         for st in solver_types:
             for sig in ("linspace", "trailing", "karras", "exponential", "lu", "custom-to-0"):
                 for final in ("zero", "sigma_min"):
                     for lof in (True, False):
-                        kw = dict(solver_order=order, algorithm_type="dpmsolver++", solver_type=st,
-                                  final_sigmas_type=final, lower_order_final=lof)
+                        kw = {"solver_order": order, "algorithm_type": "dpmsolver++", "solver_type": st,
+                                  "final_sigmas_type": final, "lower_order_final": lof}
                         kw.update(SIGMA_OPTIONS.get(sig, {}))
                         setting = f"{sig}, final={final}{' +D0' if final == 'sigma_min' else ''}, lower_order_final={lof}"
                         if order == 2:
@@ -321,7 +322,7 @@ def builtin_configs() -> List[Config]:
         for sig in ("linspace", "karras", "exponential", "custom-to-0"):
             for final in ("zero", "sigma_min"):
                 for lof in (True, False):
-                    kw = dict(solver_order=order, algorithm_type="dpmsolver++", final_sigmas_type=final, lower_order_final=lof)
+                    kw = {"solver_order": order, "algorithm_type": "dpmsolver++", "final_sigmas_type": final, "lower_order_final": lof}
                     kw.update(SIGMA_OPTIONS.get(sig, {}) if sig != "linspace" else {})
                     add(f"DPM++ {order}S (singlestep)", DPMSolverSinglestepScheduler,
                         f"{sig}, final={final}{' +D0' if final == 'sigma_min' else ''}, lower_order_final={lof}", kw,
@@ -331,7 +332,7 @@ def builtin_configs() -> List[Config]:
             for sig in ("linspace", "trailing", "karras", "exponential"):
                 for final in ("zero", "sigma_min"):
                     for lof in (True, False):
-                        kw = dict(solver_order=order, solver_type=variant, final_sigmas_type=final, lower_order_final=lof)
+                        kw = {"solver_order": order, "solver_type": variant, "final_sigmas_type": final, "lower_order_final": lof}
                         kw.update(SIGMA_OPTIONS[sig])
                         add(f"UniPC {variant}", UniPCMultistepScheduler,
                             f"order {order}, {sig}, final={final}{' +D0' if final == 'sigma_min' else ''}, lower_order_final={lof}",
@@ -339,7 +340,7 @@ def builtin_configs() -> List[Config]:
     for order in (2, 3):
         for sig in ("linspace", "trailing", "karras", "exponential"):
             for lof in (True, False):
-                kw = dict(solver_order=order, lower_order_final=lof)
+                kw = {"solver_order": order, "lower_order_final": lof}
                 kw.update(SIGMA_OPTIONS[sig])
                 # DEIS always ends at the t = 0 level (its last sigma is σ_min): +D0 finishes the job.
                 add("DEIS", DEISMultistepScheduler, f"order {order}, {sig}, lower_order_final={lof}, +D0", kw, plus_d0=True)
@@ -351,13 +352,13 @@ def builtin_configs() -> List[Config]:
             add("Euler", EulerDiscreteScheduler, f"{sig}, final={final}{' +D0' if final == 'sigma_min' else ''}",
                 {**SIGMA_OPTIONS[sig], "final_sigmas_type": final}, space="ve", plus_d0=final == "sigma_min")
     add("Euler", EulerDiscreteScheduler, "log_linear interpolation, final=zero",
-        dict(interpolation_type="log_linear"), space="ve")
+        {"interpolation_type": "log_linear"}, space="ve")
     for spacing in ("linspace", "trailing", "leading"):
         for prk in (True, False):
             for one in (True, False):
                 add("PNDM", PNDMScheduler,
                     f"{spacing}, skip_prk_steps={prk}, set_alpha_to_one={one}" + ("" if one else " +D0"),
-                    dict(timestep_spacing=spacing, skip_prk_steps=prk, set_alpha_to_one=one), plus_d0=not one)
+                    {"timestep_spacing": spacing, "skip_prk_steps": prk, "set_alpha_to_one": one}, plus_d0=not one)
     return cfgs
 
 
@@ -369,10 +370,12 @@ def our_configs() -> List[Config]:
     for gamma in ("preset", -0.05, 0.0, 0.05, 0.1):
         for spacing in ("linspace", "trailing", "logsnr", "karras"):
             if gamma == "preset":
-                make = lambda sp=spacing: S2NGeneralizedScheduler.from_preset("deterministic", {**BASE, "timestep_spacing": sp})
+                def make(sp=spacing):
+                    return S2NGeneralizedScheduler.from_preset("deterministic", {**BASE, "timestep_spacing": sp})
                 setting = f"from_preset('deterministic') (γ=0.026), {spacing}"
             else:
-                make = lambda g=gamma, sp=spacing: S2NGeneralizedScheduler(**BASE, gamma=g, sde_rho=0.0, timestep_spacing=sp)
+                def make(g=gamma, sp=spacing):
+                    return S2NGeneralizedScheduler(**BASE, gamma=g, sde_rho=0.0, timestep_spacing=sp)
                 setting = f"γ={gamma}, {spacing}"
             cfgs.append(Config("S2N (ρ=0)", setting, make, ours=True))
     spacings = ("uniform_eta", "uniform_logsnr", "karras", "uniform_timestep")

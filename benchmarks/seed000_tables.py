@@ -49,6 +49,7 @@ from diffusers_infoflow.metrics import GenerativeScorer, load_mnist, restoration
 from diffusers_infoflow.pipelines import EntropyHybridPipeline, RestorationPipeline
 from diffusers_infoflow.pipelines.entropy_hybrid import as_entropy_hybrid_scheduler
 
+
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
 METRICS = ("mse", "euclidean_distance", "ssim", "cosine_similarity", "mutual_information")

@@ -32,9 +32,10 @@ import torch
 from diffusers import DiffusionPipeline
 
 from diffusers_infoflow.ablations import SEED004_TABLE2, steps_within_calls
-from diffusers_infoflow.sampling import sample_batches
 from diffusers_infoflow.metrics import GenerativeScorer, load_mnist
 from diffusers_infoflow.pipelines.joint_trig import JointTrigPipeline
+from diffusers_infoflow.sampling import sample_batches
+
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # seed 004 Table 2, CIFAR-10 FIDs at 10 / 20 / 50 steps (for the direction of each change, not the scale)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from diffusers_infoflow.training import build_noise_scheduler, build_unet, parse_args, train
 
+
 BATCH, SHORT, LONG = 32, 5, 25
 ARGS = ["--dataset_name", "triangles", "--dataset_options", f"count={BATCH * LONG},size=28", "--resolution", "28",
         "--block_out_channels", "16,32,64", "--layers_per_block", "1", "--train_batch_size", str(BATCH),

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from diffusers_infoflow.training import build_noise_scheduler, build_unet, parse_args
 
+
 RESULTS = Path(__file__).resolve().parent / "results"
 BATCH = 64
 CANDIDATES = {

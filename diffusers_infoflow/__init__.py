@@ -1,7 +1,13 @@
 """diffusers-infoflow: information flow through noising and denoising, inside diffusers' interfaces."""
 
 from .denoisers import EmpiricalDenoiser, GaussianDenoiser
-from .entropy import gaussian_entropy, match_model_timestep, match_timestep, match_timestep_fractional, matched_step_table
+from .entropy import (
+    gaussian_entropy,
+    match_model_timestep,
+    match_timestep,
+    match_timestep_fractional,
+    matched_step_table,
+)
 from .models import JointHeadAdapter, JointUNet2DModel
 from .pipelines import JointTrigPipeline
 from .schedulers import EntropyHybridScheduler, S2NGeneralizedScheduler, TrigAngleRKScheduler
@@ -14,6 +20,7 @@ from .schedules import (
     get_betas,
     get_schedule,
 )
+
 
 __version__ = "0.1.0"
 

@@ -26,6 +26,7 @@ from diffusers import DDIMScheduler
 from .schedulers import TrigAngleRKScheduler
 from .schedules import get_betas
 
+
 __all__ = ["SEED004_TABLE2", "AblationRow", "ablation_row", "steps_for_calls", "steps_within_calls"]
 
 TrainSchedule = Literal["linear", "trig"]

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from .entropy import match_timestep, match_timestep_fractional
 from .schedules import DISCRETE_SCHEDULES, DiscreteSchedule
 
+
 # Seed 000's cases: (label, (src schedule, T_src), source steps, (dst schedule, T_dst), the paper's matched steps).
 PAPER_CASES: List[Tuple[str, Tuple[str, int], Tuple[int, ...], Tuple[str, int], Tuple[int, ...]]] = [
     ("Table 2", ("linear", 300), (50, 90, 150), ("cosine", 300), (55, 96, 155)),
@@ -66,7 +67,7 @@ def paper_cases(progress: bool = True) -> List[MatchedCase]:
     rows = []
     cases = [(label, src, t, dst, p) for label, src, steps, dst, paper in PAPER_CASES for t, p in zip(steps, paper)]
     for label, (src, T_src), t, (dst, T_dst), paper in tqdm(cases, desc="matching seed 000's cases", disable=not progress):
-        kw = dict(src=src, dst=dst, src_steps=T_src, dst_steps=T_dst)
+        kw = {"src": src, "dst": dst, "src_steps": T_src, "dst_steps": T_dst}
         ours = match_timestep(t, **kw)
         try:
             frac = match_timestep_fractional(t, **kw)

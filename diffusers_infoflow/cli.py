@@ -7,6 +7,7 @@ import importlib
 import sys
 from typing import List, Optional
 
+
 # Module names under diffusers_infoflow.commands; each defines `register(subparsers)` which adds its parser
 # and sets `func=run(args) -> int`.
 COMMANDS = [

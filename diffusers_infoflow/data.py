@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+
 BUILTIN_DATASETS = ("triangles", "digits")
 RESIZE_MODES = ("resize", "pad")
 # Column names tried, in order, when a Hub or image-folder data set does not say which column holds images.

@@ -24,6 +24,7 @@ from diffusers.models.unets.unet_2d import UNet2DOutput
 from .model_interface import ModelInterface
 from .schedules import NoiseSchedule
 
+
 __all__ = ["EmpiricalDenoiser", "GaussianDenoiser", "PREDICTION_TYPES"]
 
 PredictionType = Literal["epsilon", "sample", "v_prediction", "joint"]

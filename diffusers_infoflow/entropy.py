@@ -18,6 +18,7 @@ import torch
 from .model_interface import ModelInterface
 from .schedules import DiscreteSchedule, NoiseSchedule, get_schedule
 
+
 __all__ = [
     "ScheduleLike",
     "as_discrete_schedule",

@@ -19,6 +19,7 @@ from typing import Optional, Tuple
 
 import torch
 
+
 # assets/model_cards is a symlink to the repository's model_cards/, so wheels ship the template as package data.
 MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent / "assets" / "model_cards" / "ddpm_model_card.md"
 SAMPLE_GRID_FILE = "samples.png"

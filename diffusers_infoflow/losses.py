@@ -15,6 +15,7 @@ from typing import Literal, Union
 
 import torch
 
+
 __all__ = ["LOSS_NORMS", "JointLoss", "joint_trig_loss", "trig_noisy_sample"]
 
 LossNorm = Literal["mse", "l2", "l1"]

@@ -37,6 +37,7 @@ from .schedules import (
     get_schedule,
 )
 
+
 __all__ = [
     "FAMILY_CLASSES",
     "NOISE_FAMILIES",

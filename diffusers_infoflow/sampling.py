@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+
 DEFAULT_MODEL = Path(__file__).resolve().parent / "assets" / "models" / "mnist-ddpm"
 SCHEDULERS = (
     "ddpm", "ddim", "entropy-hybrid", "s2n", "s2n-stochastic", "trig-rk4", "trig-multistep", "dpm++2m", "unipc", "euler", "heun",
@@ -80,7 +81,7 @@ def generate(model: str, scheduler_name: str, model_calls: int, num_images: int,
     :func:`sample_batches` for the noise and, under ``accelerate launch``, which of the ``num_images`` this
     process draws.
 
-    Raises ``ValueError`` when not even one step fits in ``model_calls``.
+    Raises ``ValueError`` when ``model`` is not a saved pipeline folder or not even one step fits in ``model_calls``.
     """
     from diffusers import DiffusionPipeline
 
@@ -88,6 +89,8 @@ def generate(model: str, scheduler_name: str, model_calls: int, num_images: int,
     from .ablations import steps_within_calls
     from .pipelines.joint_trig import JointTrigPipeline
 
+    if not (Path(model) / "model_index.json").is_file():
+        raise ValueError(f"--model {model!r} is not a saved pipeline folder (no model_index.json in it).")
     saved = DiffusionPipeline.from_pretrained(model, local_files_only=True)
     scheduler = build_scheduler(scheduler_name, saved.scheduler.config, joint=is_joint_model(saved))
     steps, calls = steps_within_calls(scheduler, model_calls)

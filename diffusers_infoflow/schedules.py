@@ -20,6 +20,7 @@ from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 
+
 __all__ = [
     "DISCRETE_SCHEDULES",
     "CONTINUOUS_SCHEDULES",
@@ -398,13 +399,13 @@ def _vp(beta_min: float = 0.1, beta_max: float = 20.0, eps: float = 1e-5) -> Con
     beta_d = beta_max - beta_min
     log_alpha = lambda t: -0.25 * t**2 * beta_d - 0.5 * t * beta_min  # noqa: E731
     log_sigma = lambda t: 0.5 * torch.log(-torch.expm1(2 * log_alpha(t)))  # noqa: E731
-    return ContinuousSchedule("vp", log_alpha, log_sigma, eps, 1.0, dict(beta_min=beta_min, beta_max=beta_max, eps=eps))
+    return ContinuousSchedule("vp", log_alpha, log_sigma, eps, 1.0, {"beta_min": beta_min, "beta_max": beta_max, "eps": eps})
 
 
 def _ve(sigma_min: float = 0.01, sigma_max: float = 50.0) -> ContinuousSchedule:
     log_alpha = lambda t: torch.zeros_like(t)  # noqa: E731
     log_sigma = lambda t: math.log(sigma_min) + t * math.log(sigma_max / sigma_min)  # noqa: E731
-    return ContinuousSchedule("ve", log_alpha, log_sigma, 0.0, 1.0, dict(sigma_min=sigma_min, sigma_max=sigma_max))
+    return ContinuousSchedule("ve", log_alpha, log_sigma, 0.0, 1.0, {"sigma_min": sigma_min, "sigma_max": sigma_max})
 
 
 def _iddpm(s: float = 0.008, eps: float = 1e-5, t_max: float = 0.9946) -> ContinuousSchedule:
@@ -412,20 +413,20 @@ def _iddpm(s: float = 0.008, eps: float = 1e-5, t_max: float = 0.9946) -> Contin
     norm = math.log(math.cos(math.pi / 2 * s / (1 + s)))
     log_alpha = lambda t: torch.log(torch.cos(math.pi / 2 * (t + s) / (1 + s))) - norm  # noqa: E731
     log_sigma = lambda t: 0.5 * torch.log(-torch.expm1(2 * log_alpha(t)))  # noqa: E731
-    return ContinuousSchedule("iddpm", log_alpha, log_sigma, eps, t_max, dict(s=s, eps=eps, t_max=t_max))
+    return ContinuousSchedule("iddpm", log_alpha, log_sigma, eps, t_max, {"s": s, "eps": eps, "t_max": t_max})
 
 
 def _fm_ot(eps: float = 1e-3, t_max: float = 1.0 - 1e-3) -> ContinuousSchedule:
     log_alpha = lambda t: torch.log1p(-t)  # noqa: E731
     log_sigma = lambda t: torch.log(t)  # noqa: E731
-    return ContinuousSchedule("fm-ot", log_alpha, log_sigma, eps, t_max, dict(eps=eps, t_max=t_max))
+    return ContinuousSchedule("fm-ot", log_alpha, log_sigma, eps, t_max, {"eps": eps, "t_max": t_max})
 
 
 def _edm(sigma_min: float = 0.002, sigma_max: float = 80.0) -> ContinuousSchedule:
     # The time variable is σ itself (EDM's convention); Karras ρ-spacing is a sampler choice.
     log_alpha = lambda t: torch.zeros_like(t)  # noqa: E731
     log_sigma = lambda t: torch.log(t)  # noqa: E731
-    return ContinuousSchedule("edm", log_alpha, log_sigma, sigma_min, sigma_max, dict(sigma_min=sigma_min, sigma_max=sigma_max))
+    return ContinuousSchedule("edm", log_alpha, log_sigma, sigma_min, sigma_max, {"sigma_min": sigma_min, "sigma_max": sigma_max})
 
 
 def flow_matching_schedule(t_min: float) -> ContinuousSchedule:
@@ -436,7 +437,7 @@ def flow_matching_schedule(t_min: float) -> ContinuousSchedule:
     log_alpha = lambda t: torch.log1p(-t)  # noqa: E731
     log_sigma = lambda t: torch.log(t)  # noqa: E731
     inverse = lambda lam: torch.sigmoid(-0.5 * lam)  # noqa: E731
-    return ContinuousSchedule("flow", log_alpha, log_sigma, t_min, 1.0, dict(t_min=t_min), t_from_logsnr_fn=inverse)
+    return ContinuousSchedule("flow", log_alpha, log_sigma, t_min, 1.0, {"t_min": t_min}, t_from_logsnr_fn=inverse)
 
 
 _CONTINUOUS_BUILDERS: Dict[str, Callable[..., ContinuousSchedule]] = {

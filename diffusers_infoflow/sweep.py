@@ -30,6 +30,7 @@ import torch
 from .denoisers import EmpiricalDenoiser
 from .schedulers.scheduling_s2n_generalized import S2NGeneralizedScheduler
 
+
 __all__ = [
     "DEFAULT_MNIST_PATH",
     "SweepPoint",

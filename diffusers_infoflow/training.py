@@ -36,6 +36,7 @@ from .models.joint_unet import split_joint_prediction
 from .schedulers.scheduling_trig_angle_rk import SOLVERS, TrigAngleRKScheduler, angle_from_logsnr
 from .schedules import DISCRETE_SCHEDULES, get_betas
 
+
 logger = logging.getLogger(__name__)
 
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction", "joint")
@@ -319,7 +320,7 @@ def diffusers_schedule_config(args: argparse.Namespace) -> Dict:
     if native is not None and set(params) <= native_params:
         return dict(num_train_timesteps=args.num_train_timesteps, beta_schedule=native, **params)
     betas = get_betas(args.beta_schedule, args.num_train_timesteps, **params)
-    return dict(num_train_timesteps=args.num_train_timesteps, trained_betas=betas.tolist())
+    return {"num_train_timesteps": args.num_train_timesteps, "trained_betas": betas.tolist()}
 
 
 def build_noise_scheduler(args: argparse.Namespace):

@@ -6,5 +6,6 @@ All logic lives in :mod:`diffusers_infoflow.training`; see its docstring for how
 
 from diffusers_infoflow.training import parse_args, train
 
+
 if __name__ == "__main__":
     train(parse_args())

@@ -18,6 +18,7 @@ from safetensors.torch import save_file
 
 from diffusers_infoflow.metrics.features import MnistClassifier
 
+
 DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "diffusers_infoflow" / "assets" / "mnist_classifier.safetensors"
 
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
+
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 

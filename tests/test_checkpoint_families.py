@@ -15,6 +15,7 @@ from diffusers_infoflow.model_interface import ModelInterface
 
 from .tiny_pipelines import native_scheduler, scheduler_config
 
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 CONFIGS = [
@@ -25,9 +26,9 @@ FAMILY = {"playground-v2.5": "edm", "sd3-medium": "flow", "flux1-dev": "flow", "
 SCHEDULERS = [EntropyHybridScheduler, S2NGeneralizedScheduler, TrigAngleRKScheduler]
 # the deterministic, one-call-per-step setting of each scheduler
 ODE_SETTINGS = {
-    EntropyHybridScheduler: dict(eta=0.0),
-    S2NGeneralizedScheduler: dict(),
-    TrigAngleRKScheduler: dict(solver="multistep"),
+    EntropyHybridScheduler: {"eta": 0.0},
+    S2NGeneralizedScheduler: {},
+    TrigAngleRKScheduler: {"solver": "multistep"},
 }
 SHAPE = (4, 8, 8)
 MU = 1.15  # a FLUX-style dynamic shift, as FluxPipeline passes it with its sigmas
@@ -55,8 +56,8 @@ def _native_first_order(name: str):
 
 def _set_kwargs(name: str, calls: int) -> dict:
     if name == "flux1-dev":  # FluxPipeline: sigmas = linspace(1, 1/N, N) and mu, never num_inference_steps
-        return dict(sigmas=torch.linspace(1.0, 1.0 / calls, calls).tolist(), mu=MU)
-    return dict(num_inference_steps=calls)
+        return {"sigmas": torch.linspace(1.0, 1.0 / calls, calls).tolist(), "mu": MU}
+    return {"num_inference_steps": calls}
 
 
 def _sample(scheduler, model, x, **set_kwargs):
@@ -140,7 +141,7 @@ def test_edm_told_c_noise_and_scaled_like_the_native_scheduler(name):
 @pytest.mark.parametrize("name", ["sd3-medium", "flux1-dev", "flux1-schnell"])
 def test_flow_matching_ladder_is_the_native_one(name):
     native = native_scheduler(name)
-    kwargs = dict(sigmas=torch.linspace(1.0, 1.0 / 7, 7).tolist(), mu=MU) if name == "flux1-dev" else dict(num_inference_steps=7)
+    kwargs = {"sigmas": torch.linspace(1.0, 1.0 / 7, 7).tolist(), "mu": MU} if name == "flux1-dev" else {"num_inference_steps": 7}
     native.set_timesteps(**kwargs)
     for cls in (EntropyHybridScheduler, S2NGeneralizedScheduler):
         ours = cls.from_config(scheduler_config(name))

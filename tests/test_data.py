@@ -2,6 +2,7 @@
 
 import os
 
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 from PIL import Image
 
 from diffusers_infoflow.data import fit_resolution, load_training_dataset, make_triangles
+
 
 MNIST = "/work/shared/data/mnist.npz"
 

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from diffusers_infoflow import DiscreteSchedule, gaussian_entropy, get_betas, get_schedule, match_timestep, match_timestep_fractional
+from diffusers_infoflow import (
+    DiscreteSchedule,
+    gaussian_entropy,
+    get_betas,
+    get_schedule,
+    match_timestep,
+    match_timestep_fractional,
+)
 from diffusers_infoflow.entropy import matched_step_table
 
 
@@ -67,7 +74,7 @@ def test_match_properties():
 
 
 def test_fractional_match_has_equal_entropy_and_rounds_near_the_discrete_match():
-    src = dict(src="linear", dst="cosine", src_steps=300, dst_steps=300)
+    src = {"src": "linear", "dst": "cosine", "src_steps": 300, "dst_steps": 300}
     for t in (50, 90, 150):
         frac = match_timestep_fractional(t, **src)
         H_src = gaussian_entropy("linear", 1, num_train_timesteps=300, t=[t])

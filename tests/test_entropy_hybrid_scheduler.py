@@ -17,7 +17,7 @@ class TestEntropyHybridCommon(SchedulerChecks):
     scheduler_class = EntropyHybridScheduler
 
     def default_config(self):
-        return dict(num_train_timesteps=100, beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
+        return {"num_train_timesteps": 100, "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02}
 
     def make_model(self, scheduler):
         model = EmpiricalDenoiser(_data(), scheduler.train_schedule)
@@ -28,13 +28,13 @@ class TestEntropyHybridCommonOtherLadder(TestEntropyHybridCommon):
     """The same checks with a foreign, longer sampling schedule (fractional model timesteps)."""
 
     def default_config(self):
-        return dict(
-            num_train_timesteps=100,
-            beta_schedule="squaredcos_cap_v2",
-            sampling_schedule="sigmoid",
-            sampling_num_timesteps=250,
-            eta=0.5,
-        )
+        return {
+            "num_train_timesteps": 100,
+            "beta_schedule": "squaredcos_cap_v2",
+            "sampling_schedule": "sigmoid",
+            "sampling_num_timesteps": 250,
+            "eta": 0.5,
+        }
 
 
 def _run_pair(ref, ours, model, steps, seed=0, shape=(3, 1, 8, 8)):
@@ -200,20 +200,20 @@ def test_img2img_begin_index():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(beta_schedule="laplace"), "Unknown beta schedule 'laplace'"),
-        (dict(num_train_timesteps=1), "num_train_timesteps"),
-        (dict(beta_start=0.0), "beta_start"),
-        (dict(beta_end=1.2), "beta_end"),
-        (dict(prediction_type="x0"), "prediction_type must be one of"),
-        (dict(timestep_spacing="karras"), "timestep_spacing must be one of"),
-        (dict(eta=1.5), "eta must lie in"),
-        (dict(sampling_schedule="nope"), "Unknown beta schedule 'nope'"),
-        (dict(thresholding=True), "thresholding"),
-        (dict(rescale_betas_zero_snr=True), "rescale_betas_zero_snr"),  # with an epsilon model
-        (dict(segments=[{"schedule": "cosine", "num_timesteps": 100, "start": 10, "end": 20}]), "0 <= end < start"),
-        (dict(segments=[{"schedule": "cosine", "start": 10, "end": 0}]), "keys schedule, num_timesteps"),
-        (dict(segment_models=True), "needs `segments`"),
-        (dict(trained_betas=[0.1, 0.2]), "trained_betas has 2 entries"),
+        ({"beta_schedule": "laplace"}, "Unknown beta schedule 'laplace'"),
+        ({"num_train_timesteps": 1}, "num_train_timesteps"),
+        ({"beta_start": 0.0}, "beta_start"),
+        ({"beta_end": 1.2}, "beta_end"),
+        ({"prediction_type": "x0"}, "prediction_type must be one of"),
+        ({"timestep_spacing": "karras"}, "timestep_spacing must be one of"),
+        ({"eta": 1.5}, "eta must lie in"),
+        ({"sampling_schedule": "nope"}, "Unknown beta schedule 'nope'"),
+        ({"thresholding": True}, "thresholding"),
+        ({"rescale_betas_zero_snr": True}, "rescale_betas_zero_snr"),  # with an epsilon model
+        ({"segments": [{"schedule": "cosine", "num_timesteps": 100, "start": 10, "end": 20}]}, "0 <= end < start"),
+        ({"segments": [{"schedule": "cosine", "start": 10, "end": 0}]}, "keys schedule, num_timesteps"),
+        ({"segment_models": True}, "needs `segments`"),
+        ({"trained_betas": [0.1, 0.2]}, "trained_betas has 2 entries"),
     ],
 )
 def test_bad_configs(kwargs, match):

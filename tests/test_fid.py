@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+
 pytest.importorskip("torchmetrics")
 from diffusers_infoflow.metrics import (
     generative_scores,

@@ -20,8 +20,9 @@ import pytest
 import yaml
 from huggingface_hub import constants, hf_api
 
-from diffusers_infoflow.sampling import DEFAULT_MODEL
 from diffusers_infoflow.hub import push_folder
+from diffusers_infoflow.sampling import DEFAULT_MODEL
+
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "hf_secret_token_for_tests"

@@ -15,6 +15,7 @@ from diffusers_infoflow.metrics import (
 )
 from diffusers_infoflow.schedules import DiscreteSchedule
 
+
 VARIANCE = torch.tensor([0.05, 0.2, 0.5, 1.0, 1.7, 3.0], dtype=torch.float64)
 LOGSNRS = [-6.0, -2.0, 0.0, 2.0, 6.0]
 

@@ -25,18 +25,19 @@ from diffusers_infoflow import (
 from diffusers_infoflow.losses import joint_trig_loss, trig_noisy_sample
 from diffusers_infoflow.models import split_joint_prediction
 
+
 COMMUNITY_PIPELINE = str(Path(__file__).resolve().parents[1] / "pipelines" / "joint_trig")
 
-TINY = dict(
-    sample_size=8,
-    in_channels=1,
-    block_out_channels=(8, 16),
-    down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-    up_block_types=("AttnUpBlock2D", "UpBlock2D"),
-    norm_num_groups=4,
-    attention_head_dim=4,
-    layers_per_block=1,
-)
+TINY = {
+    "sample_size": 8,
+    "in_channels": 1,
+    "block_out_channels": (8, 16),
+    "down_block_types": ("DownBlock2D", "AttnDownBlock2D"),
+    "up_block_types": ("AttnUpBlock2D", "UpBlock2D"),
+    "norm_num_groups": 4,
+    "attention_head_dim": 4,
+    "layers_per_block": 1,
+}
 
 
 def tiny_unet(out_channels=1, seed=0) -> UNet2DModel:

@@ -15,6 +15,7 @@ from diffusers_infoflow.metrics import (
     schedules_from_names,
 )
 
+
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
 
 

@@ -27,24 +27,25 @@ from diffusers_infoflow.metrics import RESTORATION_METRICS, restoration_metrics
 from diffusers_infoflow.pipelines import EntropyHybridPipeline, RestorationPipeline
 from diffusers_infoflow.pipelines.entropy_hybrid import as_entropy_hybrid_scheduler, entropy_matched_segments
 
+
 ROOT = Path(__file__).resolve().parents[1]
 HYBRID_DIR = str(ROOT / "pipelines" / "entropy_hybrid")
 RESTORATION_DIR = str(ROOT / "pipelines" / "restoration")
 
-TINY = dict(
-    sample_size=8,
-    in_channels=1,
-    out_channels=1,
-    block_out_channels=(8, 16),
-    layers_per_block=1,
-    norm_num_groups=8,
-    down_block_types=("DownBlock2D", "DownBlock2D"),
-    up_block_types=("UpBlock2D", "UpBlock2D"),
-)
+TINY = {
+    "sample_size": 8,
+    "in_channels": 1,
+    "out_channels": 1,
+    "block_out_channels": (8, 16),
+    "layers_per_block": 1,
+    "norm_num_groups": 8,
+    "down_block_types": ("DownBlock2D", "DownBlock2D"),
+    "up_block_types": ("UpBlock2D", "UpBlock2D"),
+}
 
 # Schedule A = quadratic (diffusers' scaled_linear), schedule B = cosine (squaredcos_cap_v2), both T = 300.
-CONFIG_A = dict(num_train_timesteps=300, beta_schedule="scaled_linear", clip_sample=False)
-CONFIG_B = dict(num_train_timesteps=300, beta_schedule="squaredcos_cap_v2", clip_sample=False)
+CONFIG_A = {"num_train_timesteps": 300, "beta_schedule": "scaled_linear", "clip_sample": False}
+CONFIG_B = {"num_train_timesteps": 300, "beta_schedule": "squaredcos_cap_v2", "clip_sample": False}
 
 
 def tiny_unet(seed: int) -> UNet2DModel:
@@ -173,7 +174,7 @@ def test_save_and_load_through_the_community_pipeline(hybrid, two_models, tmp_pa
     assert type(loaded).__name__ == "EntropyHybridPipeline"
     assert (loaded.unet_b is None) != two_models
     assert loaded.scheduler.config.segments == pipe.scheduler.config.segments
-    kwargs = dict(batch_size=2, num_inference_steps=10, output_type="np")
+    kwargs = {"batch_size": 2, "num_inference_steps": 10, "output_type": "np"}
     np.testing.assert_array_equal(loaded(generator=gen(), **kwargs).images, pipe(generator=gen(), **kwargs).images)
     assert len(pipe(num_inference_steps=2, generator=gen()).images) == 1  # PIL by default
     # importing diffusers_infoflow registers the class with diffusers: no custom code needed
@@ -263,7 +264,7 @@ def test_noisy_marginal_statistics_with_a_large_batch(restorer):
     assert float(noisy.mean()) == pytest.approx(0.5 * float(quad.alpha(119)), abs=0.02)
     assert float(noisy.std()) == pytest.approx(float(quad.sigma(119)), rel=0.02)
     # model A's DDPM scheduler as the source: its training table (scaled_linear = quadratic)
-    kwargs = dict(num_inference_steps=1, output_type="pt", compute_metrics=False)
+    kwargs = {"num_inference_steps": 1, "output_type": "pt", "compute_metrics": False}
     by_name = restorer(x0[:2], 120, "quadratic", 300, generator=gen(2), **kwargs).noisy_images
     by_scheduler = restorer(x0[:2], 120, DDPMScheduler(**CONFIG_A), generator=gen(2), **kwargs).noisy_images
     torch.testing.assert_close(by_scheduler, by_name, rtol=0, atol=1e-6)
@@ -283,7 +284,7 @@ def test_exact_denoiser_restores_images_noised_under_another_schedule():
 
 def test_restoration_accepts_np_and_pil_images(restorer):
     x0 = clean_images(2)
-    kwargs = dict(source_step=30, num_inference_steps=3, output_type="np", compute_metrics=False)
+    kwargs = {"source_step": 30, "num_inference_steps": 3, "output_type": "np", "compute_metrics": False}
     from_tensor = restorer(x0, generator=gen(3), **kwargs)
     array = (x0 / 2 + 0.5).permute(0, 2, 3, 1).numpy()
     from_np = restorer(array, generator=gen(3), **kwargs)
@@ -298,20 +299,20 @@ def test_restoration_accepts_np_and_pil_images(restorer):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(source_schedule="laplace"), "Unknown beta schedule 'laplace'"),
-        (dict(source_step=0), "source_step 0 is out of range"),
-        (dict(source_step=301), "source_step 301 is out of range"),
-        (dict(source_step=3, source_num_timesteps=2), "source_step 3 is out of range"),
-        (dict(images=torch.zeros(2, 3, 8, 8)), "images have 3 channels but the model takes 1"),
-        (dict(images=torch.full((2, 1, 8, 8), 1.5)), r"must lie in \[-1, 1\]"),
-        (dict(images=np.full((2, 8, 8, 1), 2.0, dtype=np.float32)), r"must lie in \[0, 1\]"),
-        (dict(images=[[0.0]]), "images must be a tensor"),
-        (dict(noise=torch.zeros(1, 1, 8, 8)), "noise has shape"),
-        (dict(output_type="latent"), "output_type"),
+        ({"source_schedule": "laplace"}, "Unknown beta schedule 'laplace'"),
+        ({"source_step": 0}, "source_step 0 is out of range"),
+        ({"source_step": 301}, "source_step 301 is out of range"),
+        ({"source_step": 3, "source_num_timesteps": 2}, "source_step 3 is out of range"),
+        ({"images": torch.zeros(2, 3, 8, 8)}, "images have 3 channels but the model takes 1"),
+        ({"images": torch.full((2, 1, 8, 8), 1.5)}, r"must lie in \[-1, 1\]"),
+        ({"images": np.full((2, 8, 8, 1), 2.0, dtype=np.float32)}, r"must lie in \[0, 1\]"),
+        ({"images": [[0.0]]}, "images must be a tensor"),
+        ({"noise": torch.zeros(1, 1, 8, 8)}, "noise has shape"),
+        ({"output_type": "latent"}, "output_type"),
     ],
 )
 def test_restoration_bad_inputs(restorer, kwargs, match):
-    call = dict(images=clean_images(2), source_step=50, source_schedule="linear", num_inference_steps=2)
+    call = {"images": clean_images(2), "source_step": 50, "source_schedule": "linear", "num_inference_steps": 2}
     call.update(kwargs)
     with pytest.raises(ValueError, match=match):
         restorer(**call)

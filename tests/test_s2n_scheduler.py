@@ -14,6 +14,7 @@ from diffusers_infoflow.reference_solvers import sample_s2n, sample_s2n_non_mark
 
 from .scheduler_checks import SchedulerChecks, sample_loop
 
+
 SHAPE = (2, 1, 8, 8)
 
 
@@ -51,7 +52,7 @@ class TestS2NDiscreteCommon(SchedulerChecks):
     scheduler_class = S2NGeneralizedScheduler
 
     def default_config(self):
-        return dict(num_train_timesteps=1000, beta_schedule="linear", gamma=0.1, delta=0.95, sde_rho=1.0)
+        return {"num_train_timesteps": 1000, "beta_schedule": "linear", "gamma": 0.1, "delta": 0.95, "sde_rho": 1.0}
 
     def make_model(self, scheduler):
         return exact_model(scheduler)
@@ -142,10 +143,10 @@ def _reference_run(scheduler, model_x0, x, steps, noises):
 @pytest.mark.parametrize(
     "config",
     [
-        dict(beta_schedule="linear", timestep_spacing="karras", gamma=1.25, delta=0.95, sde_rho=1.0, prediction_type="sample"),
-        dict(noise_family="vp", timestep_spacing="logsnr", gamma=-0.3, delta=0.5, sde_rho=0.7, prediction_type="sample"),
-        dict(noise_family="fm-ot", timestep_spacing="linspace", sde_rho=1.0, variant="non_markovian", prediction_type="sample"),
-        dict(noise_family="iddpm", sde_rho=0.5, variant="non_markovian", prediction_type="sample"),
+        {"beta_schedule": "linear", "timestep_spacing": "karras", "gamma": 1.25, "delta": 0.95, "sde_rho": 1.0, "prediction_type": "sample"},
+        {"noise_family": "vp", "timestep_spacing": "logsnr", "gamma": -0.3, "delta": 0.5, "sde_rho": 0.7, "prediction_type": "sample"},
+        {"noise_family": "fm-ot", "timestep_spacing": "linspace", "sde_rho": 1.0, "variant": "non_markovian", "prediction_type": "sample"},
+        {"noise_family": "iddpm", "sde_rho": 0.5, "variant": "non_markovian", "prediction_type": "sample"},
     ],
 )
 def test_agrees_with_functional_reference(config):
@@ -312,21 +313,21 @@ def test_edm_style_unet_matches_edm_euler_at_gamma_zero():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(gamma=-1.0), "singular"),
-        (dict(gamma=-2.0), "gamma"),
-        (dict(sde_rho=-0.1), "sde_rho"),
-        (dict(delta=0.0), "delta"),
-        (dict(gamma=float("nan")), "gamma"),
-        (dict(variant="ddim"), "variant"),
-        (dict(variant="non_markovian", gamma=0.5), "non-Markovian"),
-        (dict(noise_family="sde"), "noise_family"),
-        (dict(noise_family="vp", timestep_spacing="leading"), "timestep_spacing"),
-        (dict(noise_family="edm", prediction_type="sample"), "prediction_type"),
-        (dict(prediction_type="x0"), "prediction_type"),
-        (dict(sigma_min=0.1), "sigma_min"),
-        (dict(noise_family="vp", sigma_max=3.0), "sigma_max"),
-        (dict(rho=0.0), "rho"),
-        (dict(rescale_betas_zero_snr=True), "rescale_betas_zero_snr"),
+        ({"gamma": -1.0}, "singular"),
+        ({"gamma": -2.0}, "gamma"),
+        ({"sde_rho": -0.1}, "sde_rho"),
+        ({"delta": 0.0}, "delta"),
+        ({"gamma": float("nan")}, "gamma"),
+        ({"variant": "ddim"}, "variant"),
+        ({"variant": "non_markovian", "gamma": 0.5}, "non-Markovian"),
+        ({"noise_family": "sde"}, "noise_family"),
+        ({"noise_family": "vp", "timestep_spacing": "leading"}, "timestep_spacing"),
+        ({"noise_family": "edm", "prediction_type": "sample"}, "prediction_type"),
+        ({"prediction_type": "x0"}, "prediction_type"),
+        ({"sigma_min": 0.1}, "sigma_min"),
+        ({"noise_family": "vp", "sigma_max": 3.0}, "sigma_max"),
+        ({"rho": 0.0}, "rho"),
+        ({"rescale_betas_zero_snr": True}, "rescale_betas_zero_snr"),
     ],
 )
 def test_bad_config_is_a_clear_error(kwargs, message):

@@ -9,6 +9,7 @@ from diffusers_infoflow.ablations import steps_within_calls
 from diffusers_infoflow.cli import main
 from diffusers_infoflow.sampling import DEFAULT_MODEL, DEFAULT_SCHEDULER, DEFAULT_STEPS, SCHEDULERS
 
+
 STEPS = 5  # model calls asked for; multi-call solvers round down to whole steps
 
 
@@ -112,8 +113,19 @@ def test_too_few_calls_for_one_step_exit_with_a_message(tmp_path, monkeypatch):
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(sampling, "build_scheduler", lambda *args, **kwargs: FourCallsPerStep())
-    with pytest.raises(SystemExit, match="--steps 3: 3 model call"):
+    with pytest.raises(SystemExit, match="infoflow sample: 3 model call"):
         main(["sample", "--steps", "3", "--num_images", "1", "--output", str(tmp_path / "g.png")])
+
+
+def test_careless_sample_arguments_fail_in_one_line_before_any_work(tmp_path):
+    with pytest.raises(SystemExit, match=r"--model '/nonexistent' is not a saved pipeline folder"):
+        main(["sample", "--model", "/nonexistent", "--output", str(tmp_path / "g.png")])
+    with pytest.raises(SystemExit, match=r"--model '.*' is not a saved pipeline folder"):
+        main(["sample", "--model", str(tmp_path), "--output", str(tmp_path / "g.png")])
+    with pytest.raises(SystemExit, match=r"--output '.*grid.txt' must end in .png"):
+        main(["sample", "--output", str(tmp_path / "grid.txt")])
+    assert main(["sample", "--steps", "2", "--num_images", "1", "--output", str(tmp_path / "new" / "dir" / "g.png")]) == 0
+    assert (tmp_path / "new" / "dir" / "g.png").is_file()
 
 
 SHIPPED = {"mnist-ddpm": "DDPMPipeline", "mnist-joint-trig": "JointTrigPipeline"}

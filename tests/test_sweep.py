@@ -8,7 +8,14 @@ import os
 import pytest
 
 from diffusers_infoflow.cli import main
-from diffusers_infoflow.sweep import frechet_distance, gamma_delta_grid, gamma_sweep, load_sweep_data, nearest_data_distance
+from diffusers_infoflow.sweep import (
+    frechet_distance,
+    gamma_delta_grid,
+    gamma_sweep,
+    load_sweep_data,
+    nearest_data_distance,
+)
+
 
 CONFIG = {"noise_family": "edm", "preconditioning": "none"}
 

@@ -28,6 +28,7 @@ from .tiny_pipelines import (
     tiny_stable_diffusion_pipeline,
 )
 
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 SIZE = 32

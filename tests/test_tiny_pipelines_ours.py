@@ -18,6 +18,7 @@ from .tiny_pipelines import (
     tiny_stable_diffusion_pipeline,
 )
 
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 SIZE = 32
@@ -64,8 +65,8 @@ def test_flux_txt2img_and_img2img(cls, name):
                generator=cpu_generator())  # fmt: skip
     _check(out.images)
     pipe = _swap(tiny_flux_img2img_pipeline(native_scheduler(name), guidance_embeds=dev), cls)
-    call = dict(prompt=PROMPT, image=tiny_init_image(SIZE), strength=0.6, num_inference_steps=3, height=SIZE, width=SIZE,
-                output_type="np", generator=cpu_generator())  # fmt: skip
+    call = {"prompt": PROMPT, "image": tiny_init_image(SIZE), "strength": 0.6, "num_inference_steps": 3, "height": SIZE, "width": SIZE,
+                "output_type": "np", "generator": cpu_generator()}  # fmt: skip
     if cls is TrigAngleRKScheduler:
         # FluxImg2ImgPipeline counts len(timesteps) as steps once it passes sigmas: multi-stage RK4 cannot start mid-way
         with pytest.raises(ValueError, match="one-call-per-step solver"):

@@ -3,6 +3,7 @@
 import json
 import os
 
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the unknown-dataset check must fail fast, not retry the network
 import signal
 import subprocess
@@ -24,6 +25,7 @@ from diffusers_infoflow.training import (
     resolve_checkpoint,
     train,
 )
+
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_SCRIPT = str(REPO / "scripts" / "train.py")

@@ -4,6 +4,7 @@ import json
 import os
 import re
 
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
@@ -23,6 +24,7 @@ from diffusers_infoflow.training import (
 )
 
 from .test_training import SINGLE, check_crash_and_resume, train_in_process
+
 
 # The tiny single-process run of test_training (6 steps across an epoch boundary, accumulation 2, EMA) as a
 # joint model on seed 004's trig schedule, with a non-default velocity weight.

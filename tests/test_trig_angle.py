@@ -22,6 +22,7 @@ from diffusers_infoflow.schedulers.scheduling_trig_angle_rk import (
 
 from .scheduler_checks import SchedulerChecks, sample_loop
 
+
 DATA_SHAPE = (1, 4, 4)
 _gen = torch.Generator().manual_seed(0)
 MEAN = 0.5 * torch.randn(DATA_SHAPE, generator=_gen)

@@ -46,6 +46,7 @@ from transformers import (
     T5TokenizerFast,
 )
 
+
 SCHEDULER_CONFIG_DIR = Path(__file__).resolve().parent / "data" / "scheduler_configs"
 
 #: CLIP's context length; the SD / SD3 / FLUX pipelines pad CLIP prompts to ``tokenizer.model_max_length``.

@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     sampling = {}
     try:
         state = process_state()
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)  # before any work
         is_pipeline = (Path(args.images) / "model_index.json").is_file()
         if args.update_card and not is_pipeline:
             raise ValueError("--update-card needs a pipeline folder (with model_index.json) as `images`.")

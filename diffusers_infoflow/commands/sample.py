@@ -5,6 +5,7 @@ solvers get as many whole steps as fit, and the printed line says how many calls
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..sampling import DEFAULT_MODEL, DEFAULT_SCHEDULER, DEFAULT_STEPS, SCHEDULERS
 
@@ -31,11 +32,14 @@ def run(args: argparse.Namespace) -> int:
     from ..sampling import generate
 
     if args.steps < 1 or args.num_images < 1:
-        raise SystemExit(f"--steps and --num_images must be >= 1, got {args.steps} and {args.num_images}.")
+        raise SystemExit(f"infoflow sample: --steps and --num_images must be >= 1, got {args.steps} and {args.num_images}.")
+    if Path(args.output).suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
+        raise SystemExit(f"infoflow sample: --output {args.output!r} must end in .png, .jpg or .webp.")
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)  # before sampling, so no work is lost at the end
     try:
         images, steps, calls = generate(args.model, args.scheduler, args.steps, args.num_images, args.seed, batch_size=args.num_images)
     except ValueError as err:
-        raise SystemExit(f"--steps {args.steps}: {err}")
+        raise SystemExit(f"infoflow sample: {err}")
     Image.fromarray(make_grid(images * 2 - 1)).save(args.output)
     step_text = f"{steps} step{'s' if steps != 1 else ''}"
     note = "" if calls == args.steps else f" of {args.steps} requested"

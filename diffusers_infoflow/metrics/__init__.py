@@ -34,6 +34,7 @@ from .mutual_information import (
 )
 from .restoration import RESTORATION_METRICS, restoration_metrics
 
+
 __all__ = [
     "CONFIDENCE_THRESHOLD",
     "CURVE_METRICS",

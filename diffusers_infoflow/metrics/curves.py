@@ -24,6 +24,7 @@ import torch
 from ..schedules import DiscreteSchedule, NoiseSchedule, get_schedule
 from .restoration import restoration_metrics
 
+
 __all__ = ["CURVE_METRICS", "forward_process_curves", "plot_forward_process_curves", "schedules_from_names"]
 
 CURVE_METRICS = ("mutual_information", "mse", "euclidean_distance", "cosine_similarity", "ssim")

@@ -13,6 +13,7 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
+
 __all__ = ["IMAGE_SUFFIXES", "MNIST_ENV_VAR", "load_image_set", "load_mnist", "locate_mnist", "to_unit_images"]
 
 MNIST_ENV_VAR = "INFOFLOW_MNIST"

@@ -19,6 +19,7 @@ from typing import Literal, Optional, Union
 import torch
 from torch import nn
 
+
 __all__ = [
     "DEFAULT_CLASSIFIER_FILE",
     "ClassifierFeatures",

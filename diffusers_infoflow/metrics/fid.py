@@ -28,6 +28,7 @@ from torch import nn
 
 from .features import inception_feature_extractor, mnist_feature_extractor
 
+
 __all__ = ["CONFIDENCE_THRESHOLD", "GENERATIVE_METRICS", "GenerativeScorer", "generative_scores", "process_shard"]
 
 GENERATIVE_METRICS = ("fid", "kid", "is", "confident")
@@ -119,9 +120,12 @@ class GenerativeScorer:
         seed: int = 0,
         device: Optional[Union[str, torch.device]] = None,
     ):
-        from torchmetrics.image.fid import FrechetInceptionDistance
-        from torchmetrics.image.inception import InceptionScore
-        from torchmetrics.image.kid import KernelInceptionDistance
+        try:
+            from torchmetrics.image.fid import FrechetInceptionDistance
+            from torchmetrics.image.inception import InceptionScore
+            from torchmetrics.image.kid import KernelInceptionDistance
+        except ImportError as err:
+            raise RuntimeError(f"FID/KID/IS need torchmetrics ({err}); install the extra: pip install 'diffusers-infoflow[metrics]'.") from None
 
         unknown = set(metrics) - set(GENERATIVE_METRICS)
         if unknown or not metrics:

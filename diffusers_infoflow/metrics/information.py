@@ -34,6 +34,7 @@ import torch
 
 from ..schedules import DiscreteSchedule
 
+
 __all__ = [
     "DenoiseFn",
     "denoise_fn_from_diffusers",

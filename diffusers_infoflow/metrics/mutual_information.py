@@ -25,6 +25,7 @@ from typing import Literal, Optional, Tuple, Union
 import numpy as np
 import torch
 
+
 __all__ = ["bin_indices", "histogram_bin_edges", "histogram_mutual_information"]
 
 ArrayLike = Union[np.ndarray, torch.Tensor]

@@ -27,6 +27,7 @@ import torch
 
 from .mutual_information import histogram_mutual_information
 
+
 __all__ = ["RESTORATION_METRICS", "restoration_metrics"]
 
 RESTORATION_METRICS = ("mse", "euclidean_distance", "rms_distance", "ssim", "cosine_similarity", "mutual_information")

@@ -7,4 +7,5 @@ from .joint_unet import (
     split_joint_prediction,
 )
 
+
 __all__ = ["JointHeadAdapter", "JointUNet2DModel", "JointUNet2DOutput", "split_joint_prediction"]

@@ -21,6 +21,7 @@ from diffusers import UNet2DModel
 from diffusers.models.modeling_utils import ModelMixin  # noqa: F401
 from diffusers.models.unets.unet_2d import UNet2DOutput
 
+
 __all__ = ["JointHeadAdapter", "JointUNet2DModel", "JointUNet2DOutput", "split_joint_prediction"]
 
 

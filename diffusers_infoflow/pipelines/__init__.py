@@ -4,4 +4,5 @@ from .entropy_hybrid import EntropyHybridPipeline
 from .joint_trig import JointTrigPipeline
 from .restoration import RestorationPipeline, RestorationPipelineOutput
 
+
 __all__ = ["EntropyHybridPipeline", "JointTrigPipeline", "RestorationPipeline", "RestorationPipelineOutput"]

@@ -39,6 +39,7 @@ from ..entropy import as_discrete_schedule, match_timestep
 from ..schedulers import EntropyHybridScheduler
 from ..schedules import family_params
 
+
 logger = logging.get_logger(__name__)
 
 __all__ = [

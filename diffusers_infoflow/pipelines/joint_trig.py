@@ -24,6 +24,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from ..models.joint_unet import split_joint_prediction
 
+
 __all__ = ["JointTrigPipeline"]
 
 Head = Literal["joint", "epsilon", "sample", "single"]

@@ -39,6 +39,7 @@ from ..schedulers import EntropyHybridScheduler
 from ..schedules import DiscreteSchedule
 from .entropy_hybrid import as_entropy_hybrid_scheduler, check_output_type, check_unet_channels, images_to_output
 
+
 __all__ = ["RestorationPipeline", "RestorationPipelineOutput"]
 
 ImageInput = Union[torch.Tensor, np.ndarray, "PIL.Image.Image", Sequence["PIL.Image.Image"]]  # noqa: F821

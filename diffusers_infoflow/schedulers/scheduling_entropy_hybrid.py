@@ -34,8 +34,15 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from ..entropy import as_discrete_schedule
 from ..model_interface import ModelInterface, spaced_indices
-from ..schedules import DIFFUSERS_BETA_SCHEDULE_ALIASES, DISCRETE_SCHEDULES, DiscreteSchedule, NoiseSchedule, family_params
+from ..schedules import (
+    DIFFUSERS_BETA_SCHEDULE_ALIASES,
+    DISCRETE_SCHEDULES,
+    DiscreteSchedule,
+    NoiseSchedule,
+    family_params,
+)
 from ._common import ModelInterfaceMixin, StepIndexMixin, check_model_output
+
 
 logger = logging.get_logger(__name__)
 

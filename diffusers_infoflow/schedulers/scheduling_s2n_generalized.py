@@ -39,6 +39,7 @@ from ..model_interface import NOISE_FAMILIES, ModelInterface
 from ..schedules import NoiseSchedule
 from ._common import ModelInterfaceMixin, StepIndexMixin, check_finite
 
+
 VARIANTS = ("corollary1", "non_markovian")
 SPACINGS = ("leading", "trailing", "linspace", "logsnr", "karras")
 

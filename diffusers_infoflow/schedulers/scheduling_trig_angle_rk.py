@@ -144,6 +144,7 @@ from ..model_interface import ModelInterface, finite_noisy_logsnr
 from ..schedules import NoiseSchedule
 from ._common import ModelInterfaceMixin, StepIndexMixin, check_model_output
 
+
 __all__ = [
     "FINAL_STEPS",
     "SOLVERS",

@@ -8,6 +8,7 @@ from diffusers import DiffusionPipeline
 
 from diffusers_infoflow.pipelines.joint_trig import JointTrigPipeline
 
+
 # diffusers runs every local community pipeline file as the same module (``diffusers_modules.local.pipeline``),
 # re-executed in place, so a pipeline class loaded earlier in this process would still be in this namespace and
 # diffusers, which wants exactly one, would refuse to load. Drop any such leftover.
