@@ -28,11 +28,11 @@ import numpy as np
 import torch
 
 from .denoisers import EmpiricalDenoiser
+from .metrics.data import locate_mnist
 from .schedulers.scheduling_s2n_generalized import S2NGeneralizedScheduler
 
 
 __all__ = [
-    "DEFAULT_MNIST_PATH",
     "SweepPoint",
     "load_sweep_data",
     "sample_final",
@@ -43,7 +43,6 @@ __all__ = [
     "run_sweep",
 ]
 
-DEFAULT_MNIST_PATH = "/work/shared/data/mnist.npz"
 # How far outside [−1, 1] a pixel must be to count as out of range (a margin for float rounding).
 RANGE_MARGIN = 0.01
 
@@ -63,16 +62,28 @@ class SweepPoint:
 
 
 def load_sweep_data(
-    num_points: int = 256, image_size: int = 14, seed: int = 0, path: str = DEFAULT_MNIST_PATH
+    num_points: int = 256, image_size: int = 14, seed: int = 0, path: Optional[str] = None
 ) -> Tuple[torch.Tensor, str]:
     """``num_points`` images (N, 1, image_size, image_size) in [−1, 1] and a description of their source.
 
-    MNIST training digits (the first ``num_points``, area-downsampled from 28×28) when ``path`` exists,
-    otherwise uniform random images drawn with ``seed``.
+    Args:
+        path: an MNIST ``.npz``, whose first ``num_points`` training digits are area-downsampled from 28×28;
+            ``"random"`` for uniform random images drawn with ``seed``; ``None`` for the MNIST file that
+            :func:`~diffusers_infoflow.metrics.locate_mnist` finds, or random images when there is none.
+
+    Raises:
+        FileNotFoundError: when an explicit ``path`` does not exist.
     """
     if num_points < 1 or image_size < 1:
         raise ValueError(f"num_points and image_size must be >= 1, got {num_points} and {image_size}.")
-    if os.path.exists(path):
+    if path is None:
+        try:
+            path = str(locate_mnist())
+        except FileNotFoundError:
+            path = "random"
+    elif path != "random" and not os.path.isfile(path):
+        raise FileNotFoundError(f"MNIST data {path!r} not found; give an existing .npz, or 'random' for random images.")
+    if path != "random":
         with np.load(path) as archive:
             digits = torch.from_numpy(archive["x_train"][:num_points].astype(np.float32) / 255.0)
         images = torch.nn.functional.interpolate(digits[:, None], size=(image_size, image_size), mode="area")
@@ -236,7 +247,7 @@ def run_sweep(
     image_size: int = 14,
     reference_nfe: int = 500,
     seed: int = 0,
-    data_path: str = DEFAULT_MNIST_PATH,
+    data_path: Optional[str] = None,
 ) -> Dict[str, object]:
     """Both sweeps; writes ``s2n_gamma_sweep.json`` and ``s2n_gamma_sweep.png`` to ``output_dir`` and returns the
     JSON content. ``scheduler_config`` defaults to the EDM family (σ ∈ [0.002, 80], Karras ρ = 7 spacing),

@@ -23,14 +23,23 @@ CONFIG = {"noise_family": "edm", "preconditioning": "none"}
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def test_random_data_when_mnist_is_missing(tmp_path):
-    data, source = load_sweep_data(8, 6, seed=1, path=str(tmp_path / "missing.npz"))
+def test_random_data_on_request_and_a_missing_file_is_an_error(tmp_path, monkeypatch):
+    data, source = load_sweep_data(8, 6, seed=1, path="random")
     assert data.shape == (8, 1, 6, 6) and "random" in source
     assert data.min() >= -1 and data.max() <= 1
+    with pytest.raises(FileNotFoundError, match="missing.npz' not found"):
+        load_sweep_data(8, 6, path=str(tmp_path / "missing.npz"))
+    import diffusers_infoflow.sweep as sweep
+
+    def no_mnist():
+        raise FileNotFoundError("MNIST .npz not found")
+
+    monkeypatch.setattr(sweep, "locate_mnist", no_mnist)  # the default falls back to random images
+    assert "random" in load_sweep_data(8, 6, seed=1)[1]
 
 
 def test_measures_are_zero_on_the_data_itself():
-    data, _ = load_sweep_data(32, 4, path="/nonexistent")
+    data, _ = load_sweep_data(32, 4, path="random")
     assert float(nearest_data_distance(data, data).max()) < 1e-6
     assert abs(frechet_distance(data, data, num_components=16)) < 1e-8
     # all 16 pixel directions kept: a shift by 0.5 costs ‖μ₁ − μ₂‖² = 16 · 0.25
@@ -38,7 +47,7 @@ def test_measures_are_zero_on_the_data_itself():
 
 
 def test_sweeps_recover_the_ode_and_the_data():
-    data, _ = load_sweep_data(8, 4, path="/nonexistent")
+    data, _ = load_sweep_data(8, 4, path="random")
     points = gamma_sweep(data, [0.0, 0.05], nfe=6, scheduler_config=CONFIG, num_samples=6, reference_nfe=6)
     # γ = 0 at the reference's own NFE is the reference itself
     assert points[0].ode_error == 0.0 and points[1].ode_error > 0
@@ -74,7 +83,7 @@ def test_sweep_command_writes_json_and_plot(tmp_path, capsys):
             "--reference-nfe",
             "8",
             "--data",
-            str(tmp_path / "missing.npz"),
+            "random",
         ]
     )
     assert code == 0
@@ -83,9 +92,11 @@ def test_sweep_command_writes_json_and_plot(tmp_path, capsys):
     assert [p["gamma"] for p in results["deterministic"]] == [0.0, 0.026]
     assert len(results["stochastic"]) == 2 and os.path.getsize(tmp_path / "s2n_gamma_sweep.png") > 0
     assert "Fréchet" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="infoflow sweep: MNIST data '.*missing.npz' not found"):
+        main(["sweep", "--output-dir", str(tmp_path), "--data", str(tmp_path / "missing.npz")])
 
 
 def test_sweep_rejects_edm_preconditioning():
-    data, _ = load_sweep_data(4, 4, path="/nonexistent")
+    data, _ = load_sweep_data(4, 4, path="random")
     with pytest.raises(ValueError, match="preconditioning"):
         gamma_sweep(data, [0.0], nfe=2, scheduler_config={"noise_family": "edm"}, num_samples=2, reference_nfe=2)

@@ -7,8 +7,6 @@ import time
 
 
 def register(subparsers) -> None:
-    from ..sweep import DEFAULT_MNIST_PATH
-
     parser = subparsers.add_parser(
         "sweep",
         help="sample quality of S2NGeneralizedScheduler versus γ (and δ) on an exact denoiser (offline, about a minute)",
@@ -34,7 +32,8 @@ def register(subparsers) -> None:
     parser.add_argument("--image-size", type=int, default=14, help="side of the (downsampled) images")
     parser.add_argument("--reference-nfe", type=int, default=500, help="steps of the ODE-endpoint reference")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data", default=DEFAULT_MNIST_PATH, help="mnist.npz; random images when missing")
+    parser.add_argument("--data", default=None, help="mnist.npz, or 'random' for random images (default: $INFOFLOW_MNIST "
+                        "or ../shared/data/mnist.npz, random images when neither exists)")
     parser.set_defaults(func=run)
 
 
@@ -45,21 +44,24 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, name) < 1:
             raise SystemExit(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}.")
     start = time.perf_counter()
-    results = run_sweep(
-        args.output_dir,
-        gammas=args.gammas,
-        nfe=args.nfe,
-        grid_gammas=args.grid_gammas,
-        grid_deltas=args.grid_deltas,
-        grid_nfe=args.grid_nfe,
-        scheduler_config={"noise_family": args.noise_family, "preconditioning": "none"},
-        num_samples=args.num_samples,
-        num_points=args.num_points,
-        image_size=args.image_size,
-        reference_nfe=args.reference_nfe,
-        seed=args.seed,
-        data_path=args.data,
-    )
+    try:
+        results = run_sweep(
+            args.output_dir,
+            gammas=args.gammas,
+            nfe=args.nfe,
+            grid_gammas=args.grid_gammas,
+            grid_deltas=args.grid_deltas,
+            grid_nfe=args.grid_nfe,
+            scheduler_config={"noise_family": args.noise_family, "preconditioning": "none"},
+            num_samples=args.num_samples,
+            num_points=args.num_points,
+            image_size=args.image_size,
+            reference_nfe=args.reference_nfe,
+            seed=args.seed,
+            data_path=args.data,
+        )
+    except FileNotFoundError as err:
+        raise SystemExit(f"infoflow sweep: {err}") from None
     exact = results["frechet_distance_of_exact_draws"]
     print(f"data: {results['data']}; Fréchet distance of {args.num_samples} exact draws: {exact:.4f}")
     measures = ("frechet_distance", "nearest_data_distance", "out_of_range")
