@@ -124,7 +124,7 @@ def test_careless_sample_arguments_fail_in_one_line_before_any_work(tmp_path):
         main(["sample", "--model", str(tmp_path), "--output", str(tmp_path / "g.png")])
     with pytest.raises(SystemExit, match=r"--output '.*grid.txt' must end in .png"):
         main(["sample", "--output", str(tmp_path / "grid.txt")])
-    assert main(["sample", "--steps", "2", "--num_images", "1", "--output", str(tmp_path / "new" / "dir" / "g.png")]) == 0
+    assert main(["sample", "--steps", "2", "--num-images", "1", "--output", str(tmp_path / "new" / "dir" / "g.png")]) == 0
     assert (tmp_path / "new" / "dir" / "g.png").is_file()
 
 

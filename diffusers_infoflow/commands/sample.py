@@ -19,7 +19,7 @@ def register(subparsers) -> None:
              "'stochastic'); trig-rk4 / trig-multistep (TrigAngleRKScheduler, RK4 or the order-3 multistep solver); diffusers' dpm++2m, unipc, euler, heun.",
     )
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="number of model calls (rounded down to whole steps of multi-call solvers).")
-    p.add_argument("--num_images", type=int, default=16)
+    p.add_argument("--num-images", "--num_images", dest="num_images", type=int, default=16, help="tiles of the grid.")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", default="samples.png")
     p.set_defaults(func=run)
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from ..sampling import generate
 
     if args.steps < 1 or args.num_images < 1:
-        raise SystemExit(f"infoflow sample: --steps and --num_images must be >= 1, got {args.steps} and {args.num_images}.")
+        raise SystemExit(f"infoflow sample: --steps and --num-images must be >= 1, got {args.steps} and {args.num_images}.")
     if Path(args.output).suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
         raise SystemExit(f"infoflow sample: --output {args.output!r} must end in .png, .jpg or .webp.")
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)  # before sampling, so no work is lost at the end
