@@ -80,42 +80,36 @@ def main() -> None:
 
 def markdown(result, args) -> str:
     budgets = args.calls
-    cells = {(r["scheduler"], r["budget"]): r for r in result["rows"]}
-    best = {b: min((r["fid"] for r in result["rows"] if r["budget"] == b and "fid" in r), default=None) for b in budgets}
-    lines = [
+    cells = {(r["scheduler"], r["budget"]): r for r in result["rows"] if "fid" in r}
+    best = {b: min((r["fid"] for r in cells.values() if r["budget"] == b), default=None) for b in budgets}
+
+    def table(cell) -> list:
+        lines = ["| sampler | " + " | ".join(f"{b} calls" for b in budgets) + " |", "|---|" + "---|" * len(budgets)]
+        for name in args.schedulers:
+            row = [cell(cells[(name, b)], b) if (name, b) in cells else "–" for b in budgets]
+            lines.append(f"| {'★ ' if name in OURS else ''}{name} | " + " | ".join(row) + " |")
+        return lines
+
+    def fid_cell(r, b) -> str:
+        text = f"{r['fid']:.2f} ({r['calls']})"
+        return f"**{text}**" if r["fid"] == best[b] else text
+
+    floor = result["floor_same_n"]
+    return "\n".join([
         "# FID against model calls",
         "",
         f"`python benchmarks/fid_vs_calls.py --num-samples {args.num_samples}` on `{Path(result['model']).name}`: "
         f"FID of {result['num_samples']} samples against {result['num_reference']} MNIST test images, shipped MNIST "
         f"feature network. ★ = this project's samplers. Floor at the same N (MNIST train {result['num_samples']} vs "
-        f"test): **{result['floor_same_n']['fid']:.2f}**. Bold = best per column. Cells: FID (model calls used).",
+        f"test): **{floor['fid']:.2f}**. Bold = best per column. Cells: FID (model calls used).",
         "",
-        "| sampler | " + " | ".join(f"{b} calls" for b in budgets) + " |",
-        "|---|" + "---|" * len(budgets),
-    ]
-    for name in args.schedulers:
-        row = []
-        for b in budgets:
-            r = cells.get((name, b))
-            if r is None or "fid" not in r:
-                row.append("–")
-                continue
-            text = f"{r['fid']:.2f} ({r['calls']})"
-            row.append(f"**{text}**" if r["fid"] == best[b] else text)
-        lines.append(f"| {'★ ' if name in OURS else ''}{name} | " + " | ".join(row) + " |")
-    lines += [
+        *table(fid_cell),
         "",
-        f"Confident fraction (the classifier's max-softmax > 0.9; MNIST train at the same N: "
-        f"{result['floor_same_n']['confident_fraction']:.1%}) and the rarest class's share (uniform: 10%):",
+        f"Confident fraction (the classifier's max-softmax > 0.9; MNIST train at the same N: {floor['confident_fraction']:.1%}) "
+        "/ the rarest class's share (uniform: 10%):",
         "",
-        "| sampler | " + " | ".join(f"{b} calls" for b in budgets) + " |",
-        "|---|" + "---|" * len(budgets),
-    ]
-    for name in args.schedulers:
-        row = [f"{cells[(name, b)]['confident_fraction']:.1%} / {cells[(name, b)]['min_class_fraction']:.1%}"
-               if "fid" in cells.get((name, b), {}) else "–" for b in budgets]
-        lines.append(f"| {'★ ' if name in OURS else ''}{name} | " + " | ".join(row) + " |")
-    return "\n".join(lines) + "\n"
+        *table(lambda r, b: f"{r['confident_fraction']:.1%} / {r['min_class_fraction']:.1%}"),
+    ]) + "\n"
 
 
 def plot(result, path: Path) -> None:

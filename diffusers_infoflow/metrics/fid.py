@@ -235,24 +235,10 @@ class GenerativeScorer:
         return self.compute()
 
 
-def generative_scores(
-    images: torch.Tensor,
-    reference: Optional[torch.Tensor],
-    *,
-    feature_network: FeatureNetwork = "mnist",
-    metrics: Sequence[str] = GENERATIVE_METRICS,
-    kid_subsets: int = 100,
-    kid_subset_size: int = 1000,
-    is_splits: int = 10,
-    batch_size: int = 500,
-    seed: int = 0,
-) -> Dict[str, object]:
-    """The scores of one image set against ``reference`` in one process (both float ``(N, C, H, W)`` in [0, 1]);
-    see :class:`GenerativeScorer`, which scores many sets against one reference and runs across processes."""
+def generative_scores(images: torch.Tensor, reference: Optional[torch.Tensor], **scorer_options) -> Dict[str, object]:
+    """The scores of one image set against ``reference`` (both float ``(N, C, H, W)`` in [0, 1]); the options are
+    :class:`GenerativeScorer`'s, which scores many sets against one reference and runs across processes."""
     _check_images("images", images)
     if reference is not None and tuple(images.shape[1:]) != tuple(reference.shape[1:]):
         raise ValueError(f"`images` {tuple(images.shape[1:])} and `reference` {tuple(reference.shape[1:])} differ in image shape.")
-    scorer = GenerativeScorer(reference, feature_network=feature_network, metrics=metrics, kid_subsets=kid_subsets,
-                              kid_subset_size=kid_subset_size, is_splits=is_splits, batch_size=batch_size, seed=seed,
-                              device=images.device)
-    return scorer.score(images)
+    return GenerativeScorer(reference, **{"device": images.device, **scorer_options}).score(images)
