@@ -31,10 +31,10 @@ from pathlib import Path
 import torch
 from diffusers import DiffusionPipeline
 
-from diffusers_infoflow.ablations import SEED004_TABLE2, steps_within_calls
+from diffusers_infoflow.ablations import SEED004_TABLE2
 from diffusers_infoflow.metrics import GenerativeScorer, load_mnist
 from diffusers_infoflow.pipelines.joint_trig import JointTrigPipeline
-from diffusers_infoflow.sampling import sample_batches
+from diffusers_infoflow.sampling import sample_batches, steps_within_calls
 
 
 RESULTS = Path(__file__).resolve().parent / "results"

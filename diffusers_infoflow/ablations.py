@@ -12,14 +12,14 @@ Our reading of the rows (seed 004 §5.1; the paper gives no code):
   sin/cos ODE + joint model + RK sampling (``rk4`` here; any solver can be swapped in with ``overrides``).
 
 ``num_inference_steps`` means model calls in the paper's table; for a multi-stage solver pass the steps that
-make that many calls to ``set_timesteps`` (:func:`steps_for_calls`, exact; :func:`steps_within_calls` rounds
-down instead of refusing, for any scheduler).
+make that many calls to ``set_timesteps`` (:func:`~diffusers_infoflow.sampling.steps_for_calls`, exact;
+:func:`~diffusers_infoflow.sampling.steps_within_calls` rounds down instead of refusing, for any scheduler).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Literal, Optional, Tuple, Type
+from typing import Any, Dict, Literal, Tuple, Type
 
 from diffusers import DDIMScheduler
 
@@ -27,7 +27,7 @@ from .schedulers import TrigAngleRKScheduler
 from .schedules import get_betas
 
 
-__all__ = ["SEED004_TABLE2", "AblationRow", "ablation_row", "steps_for_calls", "steps_within_calls"]
+__all__ = ["SEED004_TABLE2", "AblationRow", "ablation_row"]
 
 TrainSchedule = Literal["linear", "trig"]
 
@@ -84,59 +84,3 @@ def ablation_row(name: str) -> AblationRow:
         if row.name == name:
             return row
     raise ValueError(f"unknown ablation row {name!r}; known: {', '.join(r.name for r in SEED004_TABLE2)}.")
-
-
-def steps_for_calls(scheduler, model_calls: int) -> int:
-    """``num_inference_steps`` giving exactly ``model_calls`` model evaluations: the scheduler's
-    ``num_model_calls`` where it has one (``TrigAngleRKScheduler``: ``order·(N − 1) + 1`` calls, its last step
-    being one x̂0 call), else ``order`` calls per step."""
-    order = getattr(scheduler, "order", 1)
-    count = getattr(scheduler, "num_model_calls", None)
-    if count is None:
-        if model_calls < order or model_calls % order:
-            raise ValueError(f"{model_calls} model calls is not a positive multiple of the scheduler's order {order}.")
-        return model_calls // order
-    for steps in range(1, model_calls + 1):
-        if count(steps) == model_calls:
-            return steps
-        if count(steps) > model_calls:
-            break
-    raise ValueError(f"no number of steps of {type(scheduler).__name__} (order {order}) gives exactly {model_calls} model calls.")
-
-
-def steps_within_calls(scheduler, model_calls: int) -> Tuple[int, int]:
-    """``(num_inference_steps, calls)``: the most inference steps whose model calls fit in ``model_calls``, and
-    how many calls they take.
-
-    Calls are counted as ``len(scheduler.timesteps)`` after ``set_timesteps`` (the diffusers loop calls the
-    model once per entry), so any scheduler works: ``TrigAngleRKScheduler.num_model_calls`` (RK4: 4·(N − 1) + 1,
-    its last step being one x̂0 call), ``2·N − 1`` for diffusers' ``HeunDiscreteScheduler``, ``N`` for
-    single-call schedulers. Leaves
-    ``scheduler`` set to the returned number of steps. Raises ``ValueError`` when not even one step fits.
-    """
-    if isinstance(model_calls, bool) or not isinstance(model_calls, int) or model_calls < 1:
-        raise ValueError(f"model_calls must be a positive integer, got {model_calls!r}.")
-
-    def calls_of(steps: int) -> Optional[int]:
-        try:
-            scheduler.set_timesteps(steps)
-        except ValueError:  # e.g. more steps than training timesteps, or too few for a spacing
-            return None
-        return len(scheduler.timesteps)
-
-    order = max(1, int(getattr(scheduler, "order", 1)))
-    steps = max(1, model_calls // order)
-    calls = calls_of(steps)
-    while steps > 1 and (calls is None or calls > model_calls):
-        steps -= 1
-        calls = calls_of(steps)
-    if calls is None or calls > model_calls:
-        one_step = "" if calls is None else f" (one step takes {calls})"
-        raise ValueError(f"{model_calls} model call(s) are too few for one step of {type(scheduler).__name__}{one_step}.")
-    while steps < model_calls:  # every step calls the model at least once
-        more = calls_of(steps + 1)
-        if more is None or more > model_calls:
-            break
-        steps, calls = steps + 1, more
-    calls_of(steps)
-    return steps, calls

@@ -37,8 +37,8 @@ def card_sampler(pipeline, model_calls: int) -> Optional[Tuple[object, int, str]
     """
     from diffusers import DDIMScheduler
 
-    from .ablations import steps_within_calls
     from .pipelines.joint_trig import JointTrigPipeline
+    from .sampling import steps_within_calls
 
     if isinstance(pipeline, JointTrigPipeline):
         scheduler = type(pipeline.scheduler).from_config(pipeline.scheduler.config)

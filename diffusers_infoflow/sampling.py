@@ -9,16 +9,78 @@ Budgets count model calls: multi-call solvers get as many whole steps as fit.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional, Tuple
 
+
+__all__ = [
+    "DEFAULT_MODEL", "DEFAULT_SCHEDULER", "DEFAULT_STEPS", "JOINT_AWARE_SCHEDULERS", "SCHEDULERS", "build_scheduler",
+    "generate", "is_joint_model", "process_state", "sample_batches", "steps_for_calls", "steps_within_calls",
+]
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "assets" / "models" / "mnist-ddpm"
 SCHEDULERS = (
     "ddpm", "ddim", "entropy-hybrid", "s2n", "s2n-stochastic", "trig-rk4", "trig-multistep", "dpm++2m", "unipc", "euler", "heun",
 )
-# Schedulers that read both heads of a joint [ε, x0] output; the others are given its x0 head.
 # `infoflow sample`'s defaults: the measured best sampler for the default model (benchmarks/results/fid_vs_calls.md).
 DEFAULT_SCHEDULER, DEFAULT_STEPS = "ddim", 50
+# Schedulers that read both heads of a joint [ε, x0] output; the others are given its x0 head.
 JOINT_AWARE_SCHEDULERS = ("trig-rk4", "trig-multistep")
+
+
+def steps_for_calls(scheduler, model_calls: int) -> int:
+    """``num_inference_steps`` giving exactly ``model_calls`` model evaluations: the scheduler's
+    ``num_model_calls`` where it has one (``TrigAngleRKScheduler``: ``order·(N − 1) + 1`` calls, its last step
+    being one x̂0 call), else ``order`` calls per step."""
+    order = getattr(scheduler, "order", 1)
+    count = getattr(scheduler, "num_model_calls", None)
+    if count is None:
+        if model_calls < order or model_calls % order:
+            raise ValueError(f"{model_calls} model calls is not a positive multiple of the scheduler's order {order}.")
+        return model_calls // order
+    for steps in range(1, model_calls + 1):
+        if count(steps) == model_calls:
+            return steps
+        if count(steps) > model_calls:
+            break
+    raise ValueError(f"no number of steps of {type(scheduler).__name__} (order {order}) gives exactly {model_calls} model calls.")
+
+
+def steps_within_calls(scheduler, model_calls: int) -> Tuple[int, int]:
+    """``(num_inference_steps, calls)``: the most inference steps whose model calls fit in ``model_calls``, and
+    how many calls they take.
+
+    Calls are counted as ``len(scheduler.timesteps)`` after ``set_timesteps`` (the diffusers loop calls the
+    model once per entry), so any scheduler works: ``TrigAngleRKScheduler.num_model_calls`` (RK4: 4·(N − 1) + 1,
+    its last step being one x̂0 call), ``2·N − 1`` for diffusers' ``HeunDiscreteScheduler``, ``N`` for
+    single-call schedulers. Leaves
+    ``scheduler`` set to the returned number of steps. Raises ``ValueError`` when not even one step fits.
+    """
+    if isinstance(model_calls, bool) or not isinstance(model_calls, int) or model_calls < 1:
+        raise ValueError(f"model_calls must be a positive integer, got {model_calls!r}.")
+
+    def calls_of(steps: int) -> Optional[int]:
+        try:
+            scheduler.set_timesteps(steps)
+        except ValueError:  # e.g. more steps than training timesteps, or too few for a spacing
+            return None
+        return len(scheduler.timesteps)
+
+    order = max(1, int(getattr(scheduler, "order", 1)))
+    steps = max(1, model_calls // order)
+    calls = calls_of(steps)
+    while steps > 1 and (calls is None or calls > model_calls):
+        steps -= 1
+        calls = calls_of(steps)
+    if calls is None or calls > model_calls:
+        one_step = "" if calls is None else f" (one step takes {calls})"
+        raise ValueError(f"{model_calls} model call(s) are too few for one step of {type(scheduler).__name__}{one_step}.")
+    while steps < model_calls:  # every step calls the model at least once
+        more = calls_of(steps + 1)
+        if more is None or more > model_calls:
+            break
+        steps, calls = steps + 1, more
+    calls_of(steps)
+    return steps, calls
 
 
 def build_scheduler(name: str, config, joint: bool = False):
@@ -86,7 +148,6 @@ def generate(model: str, scheduler_name: str, model_calls: int, num_images: int,
     from diffusers import DiffusionPipeline
 
     # (importing this package registered JointTrigPipeline with diffusers, so from_pretrained finds joint folders)
-    from .ablations import steps_within_calls
     from .pipelines.joint_trig import JointTrigPipeline
 
     if not (Path(model) / "model_index.json").is_file():

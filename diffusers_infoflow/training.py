@@ -237,7 +237,7 @@ def validate_joint_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--joint_gamma must be a finite number >= 0, got {gamma!r}.")
     solver = args.joint_solver or JOINT_DEFAULTS["joint_solver"]
     if args.num_card_samples > 0:
-        from .ablations import steps_within_calls
+        from .sampling import steps_within_calls
 
         scheduler = TrigAngleRKScheduler(**diffusers_schedule_config(args), prediction_type="joint", solver=solver)
         try:

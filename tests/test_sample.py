@@ -5,9 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from diffusers_infoflow.ablations import steps_within_calls
 from diffusers_infoflow.cli import main
-from diffusers_infoflow.sampling import DEFAULT_MODEL, DEFAULT_SCHEDULER, DEFAULT_STEPS, SCHEDULERS
+from diffusers_infoflow.sampling import DEFAULT_MODEL, DEFAULT_SCHEDULER, DEFAULT_STEPS, SCHEDULERS, steps_within_calls
 
 
 STEPS = 5  # model calls asked for; multi-call solvers round down to whole steps

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from diffusers_infoflow import get_betas
-from diffusers_infoflow.ablations import steps_within_calls
+from diffusers_infoflow.sampling import steps_within_calls
 from diffusers_infoflow.training import (
     build_arg_parser,
     build_noise_scheduler,

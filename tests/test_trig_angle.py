@@ -11,8 +11,9 @@ import torch
 from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler
 
 from diffusers_infoflow import GaussianDenoiser
-from diffusers_infoflow.ablations import SEED004_TABLE2, ablation_row, steps_for_calls
+from diffusers_infoflow.ablations import SEED004_TABLE2, ablation_row
 from diffusers_infoflow.reference_solvers import sample_trig_angle, sample_trig_multistep
+from diffusers_infoflow.sampling import steps_for_calls
 from diffusers_infoflow.schedulers import TrigAngleRKScheduler
 from diffusers_infoflow.schedulers.scheduling_trig_angle_rk import (
     angle_from_logsnr,
