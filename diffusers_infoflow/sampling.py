@@ -14,7 +14,8 @@ from typing import Optional, Tuple
 
 __all__ = [
     "DEFAULT_MODEL", "DEFAULT_SCHEDULER", "DEFAULT_STEPS", "JOINT_AWARE_SCHEDULERS", "SCHEDULERS", "build_scheduler",
-    "generate", "is_joint_model", "process_state", "sample_batches", "steps_for_calls", "steps_within_calls",
+    "check_pipeline_folder", "generate", "is_joint_model", "process_state", "sample_batches", "steps_for_calls", "steps_within_calls",
+    "training_levels",
 ]
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "assets" / "models" / "mnist-ddpm"
@@ -137,7 +138,24 @@ def is_joint_model(pipeline) -> bool:
     return isinstance(pipeline.unet, JointUNet2DModel) or pipeline.scheduler.config.get("prediction_type") == "joint"
 
 
-def generate(model: str, scheduler_name: str, model_calls: int, num_images: int, seed: int = 0, batch_size: int = 250):
+def check_pipeline_folder(model: str) -> None:
+    """Raises ``ValueError`` unless ``model`` is a saved pipeline folder (one with ``model_index.json``)."""
+    if not (Path(model) / "model_index.json").is_file():
+        raise ValueError(f"model {model!r} is not a saved pipeline folder (no model_index.json in it).")
+
+
+def training_levels(model: str) -> int:
+    """The number of noise levels the saved pipeline ``model`` was trained on (its scheduler's
+    ``num_train_timesteps``): more model calls than this cannot sample a discrete-time model better."""
+    import json
+
+    check_pipeline_folder(model)
+    with open(Path(model) / "scheduler" / "scheduler_config.json") as handle:
+        return int(json.load(handle)["num_train_timesteps"])
+
+
+def generate(model: str, scheduler_name: str, model_calls: int, num_images: int, seed: int = 0, batch_size: int = 250,
+             progress: bool = False):
     """``(images, steps, calls)``: samples in [0, 1] (``(N, C, H, W)`` float, on the CPU) from the saved pipeline
     folder ``model`` with the scheduler ``scheduler_name`` in at most ``model_calls`` model calls; see
     :func:`sample_batches` for the noise and, under ``accelerate launch``, which of the ``num_images`` this
@@ -150,8 +168,7 @@ def generate(model: str, scheduler_name: str, model_calls: int, num_images: int,
     # (importing this package registered JointTrigPipeline with diffusers, so from_pretrained finds joint folders)
     from .pipelines.joint_trig import JointTrigPipeline
 
-    if not (Path(model) / "model_index.json").is_file():
-        raise ValueError(f"--model {model!r} is not a saved pipeline folder (no model_index.json in it).")
+    check_pipeline_folder(model)
     saved = DiffusionPipeline.from_pretrained(model, local_files_only=True)
     scheduler = build_scheduler(scheduler_name, saved.scheduler.config, joint=is_joint_model(saved))
     steps, calls = steps_within_calls(scheduler, model_calls)
@@ -159,7 +176,7 @@ def generate(model: str, scheduler_name: str, model_calls: int, num_images: int,
     # sigma-space schedulers (euler, heun) need and DDPMPipeline skips; a single-head model's output passes
     # through unchanged, a joint model's is split for schedulers that want one head.
     pipeline = JointTrigPipeline(unet=saved.unet, scheduler=scheduler)
-    return sample_batches(pipeline, steps, num_images, seed, batch_size), steps, calls
+    return sample_batches(pipeline, steps, num_images, seed, batch_size, progress), steps, calls
 
 
 def process_state():
@@ -184,10 +201,12 @@ def process_state():
     return state
 
 
-def sample_batches(pipeline, num_inference_steps: int, num_images: int, seed: int = 0, batch_size: int = 250):
+def sample_batches(pipeline, num_inference_steps: int, num_images: int, seed: int = 0, batch_size: int = 250,
+                   progress: bool = False):
     """Samples in [0, 1] (``(N, C, H, W)`` float, on the CPU) from ``pipeline`` (any pipeline that takes
     ``output_type="pt"``), ``batch_size`` at a time; batch ``b`` starts from the noise of ``seed + b·batch_size``
-    (drawn on the CPU), so every scheduler and every device sees the same noise.
+    (drawn on the CPU), so every scheduler and every device sees the same noise. ``progress`` shows diffusers'
+    progress bar of each batch.
 
     Under ``accelerate launch`` the batches are split between the processes
     (``PartialState.split_between_processes``, contiguous and in rank order) and each process returns its own
@@ -197,7 +216,7 @@ def sample_batches(pipeline, num_inference_steps: int, num_images: int, seed: in
 
     state = process_state()
     pipeline.to(state.device)
-    pipeline.set_progress_bar_config(disable=True)
+    pipeline.set_progress_bar_config(disable=not progress)
     size = pipeline.unet.config.sample_size
     chunks = [torch.empty(0, pipeline.unet.config.in_channels, *((size, size) if isinstance(size, int) else size))]
     with state.split_between_processes(list(range(0, num_images, batch_size))) as starts:

@@ -117,14 +117,27 @@ def test_too_few_calls_for_one_step_exit_with_a_message(tmp_path, monkeypatch):
 
 
 def test_careless_sample_arguments_fail_in_one_line_before_any_work(tmp_path):
-    with pytest.raises(SystemExit, match=r"--model '/nonexistent' is not a saved pipeline folder"):
+    with pytest.raises(SystemExit, match=r"model '/nonexistent' is not a saved pipeline folder"):
         main(["sample", "--model", "/nonexistent", "--output", str(tmp_path / "g.png")])
-    with pytest.raises(SystemExit, match=r"--model '.*' is not a saved pipeline folder"):
+    with pytest.raises(SystemExit, match=r"model '.*' is not a saved pipeline folder"):
         main(["sample", "--model", str(tmp_path), "--output", str(tmp_path / "g.png")])
     with pytest.raises(SystemExit, match=r"--output '.*grid.txt' must end in .png"):
         main(["sample", "--output", str(tmp_path / "grid.txt")])
     assert main(["sample", "--steps", "2", "--num-images", "1", "--output", str(tmp_path / "new" / "dir" / "g.png")]) == 0
     assert (tmp_path / "new" / "dir" / "g.png").is_file()
+
+
+def test_a_call_budget_above_the_training_levels_is_capped_with_a_message(tmp_path, capsys):
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 8),
+                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4)
+    DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=12)).save_pretrained(tmp_path / "tiny")
+    argv = ["sample", "--model", str(tmp_path / "tiny"), "--scheduler", "trig-rk4", "--steps", "100000", "--num-images", "1"]
+    assert main(argv + ["--output", str(tmp_path / "g.png")]) == 0
+    out = capsys.readouterr().out
+    assert "--steps 100000 is more than the model's 12 training noise levels; using 12." in out
+    assert "= 9 model calls of 12 requested" in out  # RK4: 3 steps of 4 calls do not fit, 2 steps + the x0 call do
 
 
 SHIPPED = {"mnist-ddpm": "DDPMPipeline", "mnist-joint-trig": "JointTrigPipeline"}

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from ..hub import write_card_evaluation
     from ..metrics.data import load_image_set, load_mnist
     from ..metrics.fid import GenerativeScorer, process_shard
-    from ..sampling import SCHEDULERS, generate, process_state
+    from ..sampling import SCHEDULERS, generate, process_state, training_levels
 
     start = time.perf_counter()
     sampling = {}
@@ -66,6 +66,10 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--scheduler {args.scheduler!r} is not one of {', '.join(SCHEDULERS)}.")
         if is_pipeline and (args.num_images < 2 or args.steps < 1 or args.batch_size < 1):
             raise ValueError(f"--num-images must be >= 2, --steps and --batch-size >= 1, got {args.num_images}, {args.steps} and {args.batch_size}.")
+        if is_pipeline and args.steps > training_levels(args.images):
+            state.print(f"infoflow evaluate: --steps {args.steps} is more than the model's {training_levels(args.images)} "
+                        f"training noise levels; using {training_levels(args.images)}.")
+            args.steps = training_levels(args.images)
         if args.reference is None:
             reference, reference_name = load_mnist("test", args.num_reference), "MNIST test"
         else:
@@ -75,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
         scorer = GenerativeScorer(reference if needs_reference else None, feature_network=args.feature_network,
                                   metrics=args.metrics, seed=args.seed, device=state.device)
         if is_pipeline:
-            images, steps, calls = generate(args.images, args.scheduler, args.steps, args.num_images, args.seed, args.batch_size)
+            images, steps, calls = generate(args.images, args.scheduler, args.steps, args.num_images, args.seed, args.batch_size,
+                                            progress=state.is_main_process)
             sampling = {"scheduler": args.scheduler, "steps": steps, "model_calls": calls, "num_images": args.num_images}
             state.print(f"sampled {args.num_images} images on {state.num_processes} process(es): {args.scheduler}, {steps} steps = {calls} model calls")
         else:

@@ -29,15 +29,20 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from ..data import make_grid
-    from ..sampling import generate
+    from ..sampling import generate, training_levels
 
     if args.steps < 1 or args.num_images < 1:
         raise SystemExit(f"infoflow sample: --steps and --num-images must be >= 1, got {args.steps} and {args.num_images}.")
     if Path(args.output).suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
         raise SystemExit(f"infoflow sample: --output {args.output!r} must end in .png, .jpg or .webp.")
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)  # before sampling, so no work is lost at the end
     try:
-        images, steps, calls = generate(args.model, args.scheduler, args.steps, args.num_images, args.seed, batch_size=args.num_images)
+        levels = training_levels(args.model)
+        if args.steps > levels:
+            print(f"infoflow sample: --steps {args.steps} is more than the model's {levels} training noise levels; using {levels}.")
+            args.steps = levels
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)  # before sampling, so no work is lost at the end
+        images, steps, calls = generate(args.model, args.scheduler, args.steps, args.num_images, args.seed,
+                                        batch_size=args.num_images, progress=True)
     except ValueError as err:
         raise SystemExit(f"infoflow sample: {err}")
     Image.fromarray(make_grid(images * 2 - 1)).save(args.output)
