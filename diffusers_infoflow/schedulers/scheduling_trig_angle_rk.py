@@ -1,128 +1,28 @@
-"""TrigAngleRKScheduler: seed 004's angle-parameterised probability-flow ODE, solved by Euler, RK2, RK4 or a
+"""TrigAngleRKScheduler: the angle-parameterised probability-flow ODE of Zhang & Ehinger, "Improving Denoising
+Diffusion Models via Simultaneous Estimation of Image and Noise" (seed 004), solved by Euler, RK2, RK4, DDIM or a
 multistep exponential integrator.
 
-Seed 004 writes the forward marginal on a quarter circle (eq. 9, SPEC §6)
+The forward marginal lies on a quarter circle, ``x_η = cos η·x0 + sin η·ε`` (``ᾱ = cos² η``, ``λ = log cot² η``),
+so the deterministic reverse process is ``dx/dη = −sin η·x̂0 + cos η·ε̂``, integrated from the start angle to
+η = 0. ``solver="euler"`` is the paper's eq. 13, ``"rk2"``/``"rk4"`` its higher-order solvers, ``"ddim"`` the
+exact rotation ``x_s = cos η_s·x̂0 + sin η_s·ε̂`` (DDIM for an ε model, "DDIM + x̂0, ε̂" for a joint one).
 
-    x_η = cos(η)·x0 + sin(η)·ε,    η ∈ [0, π/2],   i.e.  ᾱ = cos² η,  λ = log(cot² η),
+``solver="multistep"`` uses that ``d(x/σ)/du = x̂0`` for ``u = cot η = e^{λ/2}`` (x0 form; ``d(x/α)/dρ = ε̂`` for
+``ρ = tan η`` in the ε form): order k integrates the Lagrange polynomial in λ through the last k model outputs
+exactly (:func:`lagrange_integral_weights`, the exponential integrator of DPM-Solver++/DEIS), optionally
+corrected with each new output (UniPC's UniC idea, no extra call); a step much longer than the node gaps drops
+its oldest nodes (``MAX_STEP_RATIO``).
 
-so the deterministic reverse process is the ODE (eqs. 10–11, with η as the time variable)
+By default every grid ends at the model's cleanest training level and the last step is one call returning its
+x̂0 there, so every stage queries the model at its own noise level (``final_step="solver"`` is the paper as
+written, with an error floor; ``"extrapolate"`` extrapolates x̂0 to σ = 0 for models whose cleanest level is
+still noisy). The model may be of any checkpoint family (VP, EDM, flow matching, or a joint ``[ε, x0]`` model):
+it is told its own time at the same λ through :class:`~diffusers_infoflow.model_interface.ModelInterface`.
 
-    dx/dη = −sin(η)·x̂0 + cos(η)·ε̂,
-
-integrated from the start angle down to η = 0 (clean). Eq. 13 is its Euler step; RK2 (Heun) and classic RK4
-are the paper's higher-order solvers. The extra solver ``"ddim"`` is the exact rotation
-``x_s = cos(η_s)·x̂0 + sin(η_s)·ε̂`` (seed 004 eqs. 6/8 in angle form): with an ε-only model it *is* DDIM, and
-with a joint model it is the "DDIM + x̂0, ε̂" row of seed 004 Table 2.
-
-**Multistep solver** (``solver="multistep"``, one model call per step, ``solver_order`` = 1, 2 or 3). With the
-integrating factor 1/sin η the ODE is exactly linear in the data prediction: for u = cot η = α/σ = e^{λ/2},
-
-    d(x/σ)/du = x̂0(u),    so    x_s = σ_s·(x_t/σ_t + ∫_{u_t}^{u_s} x̂0 du)                      (x0 form)
-
-(seed 004 eqs. 10–11 rewritten for x/sin η against cot η), and likewise d(x/α)/dρ = ε̂(ρ) with ρ = tan η = 1/u
-(ε form, ``predict_x0=False``; DDIM's and DEIS's variable). Order k replaces x̂0 (or ε̂) by the Lagrange
-polynomial *in λ* (i.e. in log u) through the last k model outputs and integrates it exactly against du
-(:func:`lagrange_integral_weights`, float64, variable steps): the exponential integrator of DPM-Solver++ /
-DEIS. Order 1 (x̂0 held) is exactly ``"ddim"``. The current node enters through ``α_s·x̂0 + σ_s·ε̂`` (so a
-joint model uses both heads there, as ``"ddim"`` does; a single-head model is converted at the level it was
-told) and the older nodes through differences of the integrated head (x0 head or ε head). A polynomial in u
-itself, the plainest reading of the ODE, extrapolates badly over λ-uniform steps (u grows geometrically): on
-the benchmark's Gaussian problem order 3 without corrector has RMS error 9.3 at 10 calls and 8.6e-2 at 20,
-against 4.1e-2 and 1.9e-3 in λ. Warm-up: step i has order min(k, i + 1). With ``use_corrector=True``
-(default, orders 2–3) each new model output also corrects the sample it was evaluated at before the next
-step: the last step is re-integrated with the polynomial through the last k nodes *including* the new one
-(Adams–Moulton style, UniPC's UniC idea with exact weights; no extra call; at 20 calls order 3 goes from
-1.9e-3 to 1.2e-4). In the x0 form a step much longer in λ than the node gaps would extrapolate the
-polynomial far out where the weight du sits (the step's end), so the predictor drops its oldest nodes until
-the gaps and the step are within a factor ``MAX_STEP_RATIO`` = 2 of each other (the ε form's weight dρ sits at
-the step's start: no need); the corrector does the same in both forms, which also keeps a start at λ = −∞
-(``start_angle = π/2``) finite.
-That lowers the order where ``uniform_eta`` steps into the clean end; a fixed lower order at the last steps
-(DPM-Solver's ``lower_order_final``) was measured and only costs accuracy on λ-uniform grids (order 3 with the
-corrector at 20 calls: 3.7e-4 against 1.2e-4), so there is no such option.
-
-**Ending at the clean end.** The training table covers only ``λ ∈ [λ_{T-1}, λ_0]``: the cleanest angle the
-model knows is η_clean (τ = 0; ≈ 0.01 for the linear table). With ``final_step="x0"`` (default) every grid
-ends with η_{N-1} = η_clean, η_N = 0, and the last step is one model call at η_clean returning its x̂0 (the
-exact solution below the table with the model's output held, DDIM's and DPM-Solver's ``final_sigmas_type=
-"zero"`` ending). So all stages of every solver query the model at its own noise level, and the RK solvers
-converge at their full order to x* = x̂0(Φ_{start→η_clean}(x_T)). ``final_step="solver"`` is seed 004 as
-written: the last step is a full solver step down to η = 0, its stages below η_clean tell the model τ = 0 but
-feed it inputs from other noise levels, and ``uniform_eta`` is the paper's grid η_k = η_start·(1 − k/N). That
-leaves an error floor (RK4 on the linear table: 6.7e-4 RMS at 200 and at 800 model calls, against 5.6e-7 and
-1.9e-9 with ``"x0"``); it is kept only to reproduce the paper. (``"ddim"`` and ``"multistep"`` always end
-with x̂0; for them the option changes only the ``uniform_eta`` grid.)
-
-**Any checkpoint family, or a joint model.** The config describes the model (its family's diffusers keys), so
-``TrigAngleRKScheduler.from_config(pipe.scheduler.config)`` is a drop-in for VP (zero-SNR included), EDM and
-flow-matching checkpoints: the solver runs on the angle (VP) state and at angle η the model is told, through
-:class:`~diffusers_infoflow.model_interface.ModelInterface`, its own time at the same log-SNR λ = log cot² η
-(a table's fractional τ with ``ᾱ(τ) = cos² η``, EDM's c_noise, flow matching's t·1000), its input scaled and its
-output read as that family's. ``prediction_type="joint"`` consumes both halves of a ``[ε, x0]`` output
-(``JointUNet2DModel``); single-head models are converted to the pair (x̂0, ε̂) at the level they were told.
-Grid points inside the table are placed exactly on the level of the float32 timestep the model is told (a
-round-off shift), so the model sees each grid sample at its own level (intermediate RK stages keep the
-round-off, which their slopes absorb); otherwise a multistep update, which rebuilds the sample from (x̂0, ε̂),
-would add that round-off at every step (a floor near 1e-7).
-
-**The noisy end**: by default the solve starts at the training schedule's noisiest level (τ = T − 1), as DDPM
-and DDIM do, so the initial N(0, I) draw is (almost exactly) the marginal there. ``start_angle`` up to π/2 is
-allowed: η = π/2 is λ = −∞ exactly, where x = ε and dx/dη = −x̂0; stages above the noisiest training level tell
-the model τ = T − 1 and read its output at that level.
-
-**One model call per `step`.** Multi-stage solvers follow ``HeunDiscreteScheduler``: `timesteps` repeats
-model timesteps stage by stage (RK2: η_i, η_{i+1}; RK4: η_i, η_i + h/2, η_i + h/2, η_{i+1}), `order` is the
-number of stages, `step` returns the next stage's input and keeps the slopes between calls. With
-``final_step="x0"`` the last of the N steps is the single x̂0 call, so ``num_inference_steps = N`` means
-``order·(N − 1) + 1`` model calls (like Heun's 2N − 1); with ``"solver"``, ``order·N``.
-:meth:`~TrigAngleRKScheduler.num_model_calls` gives the count. ``"ddim"`` and ``"multistep"`` have ``order`` 1
-and N calls.
-
-**Step spacing** (`step_spacing`; ``None`` = the solver's default): ``"uniform_eta"`` (N − 1 equal steps in η
-from the start to η_clean; with ``final_step="solver"`` the paper's ``η_k = η_start·(1 − k/N)``),
-``"uniform_logsnr"`` (λ linear from the start to η_clean), ``"karras"`` (Karras et al. 2022 eq. 5 in
-``σ = tan η``, ρ = `karras_rho`, from ``tan η_start`` to ``tan η_clean``) and ``"uniform_timestep"`` (the
-training timestep τ linear from the start's τ to 0: diffusers' ``linspace``/``trailing`` placement, which
-ends on the same levels here), each followed by η = 0.
-Measured on the linear DDPM table with the benchmark's Gaussian problem (``benchmarks/sampler_race.py``: MNIST
-per-pixel mean/variance, RMS error against the exact endpoint x*; model calls 5 / 10 / 20 / 50):
-
-    solver (options)       spacing              5 calls     10 calls     20 calls     50 calls
-    euler                  uniform_eta           8.0e-02      3.5e-02      1.7e-02      7.0e-03
-    euler                  uniform_logsnr        1.5e-01      5.9e-02      2.8e-02      1.1e-02
-    euler                  karras                1.3e-01      7.0e-02      3.3e-02      1.3e-02
-    euler                  uniform_timestep      2.0e-01      7.0e-02      3.4e-02      1.4e-02
-    ddim                   uniform_eta           1.5e-01      7.3e-02      3.6e-02      1.4e-02
-    ddim                   uniform_logsnr        2.3e-01      1.2e-01      6.2e-02      2.5e-02
-    ddim                   karras                2.4e-01      1.4e-01      7.3e-02      2.9e-02
-    ddim                   uniform_timestep      2.4e-01      1.2e-01      6.1e-02      2.5e-02
-    rk2                    uniform_eta           1.2e+00  1.7e-01 (9) 2.5e-02 (19) 4.6e-03 (49)
-    rk2                    uniform_logsnr        1.9e+00  2.1e-01 (9) 2.0e-02 (19) 2.5e-03 (49)
-    rk2                    karras                7.4e+00  2.4e-01 (9) 3.4e-02 (19) 4.0e-03 (49)
-    rk2                    uniform_timestep      5.7e+00  1.2e+00 (9) 1.3e-01 (19) 1.6e-02 (49)
-    rk4                    uniform_eta           2.2e+00  3.7e-01 (9) 4.7e-02 (17) 2.4e-03 (49)
-    rk4                    uniform_logsnr        2.2e+00  5.5e-01 (9) 2.4e-02 (17) 1.6e-04 (49)
-    rk4                    karras                2.2e+00  1.8e+00 (9) 7.1e-02 (17) 5.1e-04 (49)
-    rk4                    uniform_timestep      2.2e+00  1.4e+00 (9) 3.4e-01 (17) 1.6e-02 (49)
-    multistep 3 (default)  uniform_eta           1.1e-01      2.8e-02      8.5e-03      2.2e-03
-    multistep 3 (default)  uniform_logsnr        2.4e-01      1.5e-02      1.2e-04      2.6e-05
-    multistep 3 (default)  karras                1.6e-01      1.8e-01      1.7e-02      2.4e-04
-    multistep 3 (default)  uniform_timestep      2.1e-01      6.1e-02      2.3e-02      6.9e-03
-    multistep 3 ε, no corr uniform_eta           2.9e-02      2.0e-02      7.2e-03      1.2e-03
-    multistep 3 ε, no corr uniform_logsnr        1.1e-01      1.4e-02      1.3e-03      3.7e-05
-    multistep 3 ε, no corr karras                7.9e-02      4.0e-03      1.7e-03      2.1e-04
-    multistep 3 ε, no corr uniform_timestep      6.2e-02      6.3e-02      1.7e-02      4.2e-03
-    multistep 2 (default)  uniform_logsnr        4.5e-02      5.2e-02      5.7e-03      8.8e-05
-
-(in brackets: the actual calls where whole RK steps fit fewer). diffusers' best at each budget, over all
-their settings, in the same race: 3.3e-2, 8.0e-3, 9.7e-4, 1.5e-4 (DPM-Solver++ 2M, then DEIS order 3). The
-errors at 5–10 calls depend on the grid more than on the solver (a different winner at each budget); from
-20 calls on, ``multistep`` with ``uniform_logsnr`` leads, and it is the default spacing of ``"multistep"``,
-``"rk2"`` and ``"rk4"``; ``"uniform_eta"`` stays the default of ``"euler"`` and ``"ddim"``. The earlier claim
-that ``uniform_eta`` is the most accurate for every solver at 8–20 calls does not hold for RK2/RK4 (it held
-only at ≤ 10 calls, and with the old ending). On MNIST's exact empirical denoiser every solver here that
-lands on the reference's training image does so to round-off; at 5 calls ``uniform_timestep`` (x0 form) is
-the spacing that gets all 16 samples there.
+Multi-stage solvers make one model call per ``step`` as ``HeunDiscreteScheduler`` does: ``timesteps`` repeats
+model timesteps stage by stage and ``order`` is the number of stages, so N steps of RK4 take
+``4·(N − 1) + 1`` calls (:meth:`~TrigAngleRKScheduler.num_model_calls`). The measured errors of every solver and
+step spacing are in ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
@@ -169,7 +69,7 @@ SOLVER_ORDERS = (1, 2, 3)
 # within this ratio of each other: far extrapolation of the polynomial (a long step after short ones, e.g.
 # uniform_eta's last step into the clean end) or a node at λ = −∞ (start_angle = π/2) would ruin the step.
 MAX_STEP_RATIO = 2.0
-# `step_spacing=None` picks the solver's measured best (see the module docstring).
+# `step_spacing=None` picks the solver's measured best (benchmarks/README.md).
 DEFAULT_SPACINGS = {"euler": "uniform_eta", "ddim": "uniform_eta", "rk2": "uniform_logsnr", "rk4": "uniform_logsnr", "multistep": "uniform_logsnr"}
 
 # Explicit Runge–Kutta tableaux (Hairer et al. 1993): c = stage nodes as fractions of the step, A = the
