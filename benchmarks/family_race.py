@@ -24,6 +24,7 @@ import diffusers
 import torch
 
 from diffusers_infoflow import EntropyHybridScheduler, GaussianDenoiser, S2NGeneralizedScheduler, TrigAngleRKScheduler
+from diffusers_infoflow.sampling import denoise
 
 
 ROOT = Path(__file__).resolve().parent
@@ -60,13 +61,7 @@ def gaussian(interface) -> GaussianDenoiser:
 
 def run(scheduler, model, noise, set_kwargs) -> Tuple[torch.Tensor, int]:
     scheduler.set_timesteps(**set_kwargs)
-    x = noise * float(getattr(scheduler, "init_noise_sigma", 1.0))
-    calls = 0
-    for t in scheduler.timesteps:
-        scaled = scheduler.scale_model_input(x, t) if hasattr(scheduler, "scale_model_input") else x
-        x = scheduler.step(model(scaled, t).sample, t, x).prev_sample
-        calls += 1
-    return x, calls
+    return denoise(scheduler, model, noise * float(scheduler.init_noise_sigma)), len(scheduler.timesteps)
 
 
 def ladder_kwargs(name: str, n: int, own_ladder: bool = False) -> dict:

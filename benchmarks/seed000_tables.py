@@ -48,6 +48,7 @@ from diffusers_infoflow.entropy import as_discrete_schedule, match_timestep
 from diffusers_infoflow.metrics import GenerativeScorer, load_mnist, restoration_metrics
 from diffusers_infoflow.pipelines import EntropyHybridPipeline, RestorationPipeline
 from diffusers_infoflow.pipelines.entropy_hybrid import as_entropy_hybrid_scheduler
+from diffusers_infoflow.sampling import denoise
 
 
 ROOT = Path(__file__).resolve().parent
@@ -149,10 +150,7 @@ def restore(models: Models, model: Model, x0: torch.Tensor, noise: torch.Tensor,
     scheduler = pipe.scheduler
     noisy = pipe.source_schedule(source).marginal(x0, noise, step - 1)
     scheduler.set_restoration_timesteps(entry, source_schedule=scheduler.train_schedule)
-    image = noisy
-    with torch.no_grad():
-        for t in scheduler.timesteps:
-            image = scheduler.step(unet(scheduler.scale_model_input(image, t), t).sample, t, image, generator=generator).prev_sample
+    image = denoise(scheduler, unet, noisy, generator)
     restored = (image / 2 + 0.5).clamp(0, 1)
     return means(restoration_metrics(x0 / 2 + 0.5, restored)), float(scheduler.timesteps[0]) + 1
 

@@ -14,7 +14,7 @@ from typing import Optional, Tuple
 
 __all__ = [
     "DEFAULT_MODEL", "DEFAULT_SCHEDULER", "DEFAULT_STEPS", "JOINT_AWARE_SCHEDULERS", "SCHEDULERS", "build_scheduler",
-    "check_pipeline_folder", "generate", "is_joint_model", "process_state", "sample_batches", "steps_for_calls", "steps_within_calls",
+    "check_pipeline_folder", "denoise", "generate", "is_joint_model", "process_state", "sample_batches", "steps_for_calls", "steps_within_calls",
     "training_levels",
 ]
 
@@ -136,6 +136,25 @@ def is_joint_model(pipeline) -> bool:
     from .models import JointUNet2DModel
 
     return isinstance(pipeline.unet, JointUNet2DModel) or pipeline.scheduler.config.get("prediction_type") == "joint"
+
+
+def denoise(scheduler, model, sample, generator=None):
+    """diffusers' sampling loop from ``sample`` over ``scheduler.timesteps`` (set beforehand): at each timestep the
+    model's output at ``scheduler.scale_model_input(sample, t)``, then ``scheduler.step``. Returns the last sample.
+
+    Args:
+        scheduler: any diffusers scheduler (ours included) after ``set_timesteps``.
+        model: ``model(x, t)`` returning a tensor or an output with ``.sample``, e.g. a ``UNet2DModel``.
+        sample (`torch.Tensor`): the start, already scaled (e.g. ``noise · scheduler.init_noise_sigma``).
+        generator (`torch.Generator`, *optional*): the noise of stochastic steps.
+    """
+    import torch
+
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            output = model(scheduler.scale_model_input(sample, t), t)
+            sample = scheduler.step(getattr(output, "sample", output), t, sample, generator=generator).prev_sample
+    return sample
 
 
 def check_pipeline_folder(model: str) -> None:

@@ -29,6 +29,7 @@ import torch
 
 from .denoisers import EmpiricalDenoiser
 from .metrics.data import locate_mnist
+from .sampling import denoise
 from .schedulers.scheduling_s2n_generalized import S2NGeneralizedScheduler
 
 
@@ -98,12 +99,8 @@ def sample_final(
     scheduler: S2NGeneralizedScheduler, model: EmpiricalDenoiser, noise: torch.Tensor, nfe: int, seed: int = 0
 ) -> torch.Tensor:
     """Runs ``scheduler`` for ``nfe`` model calls from ``noise`` (unit variance; scaled by init_noise_sigma)."""
-    generator = torch.Generator().manual_seed(seed)
     scheduler.set_timesteps(nfe)
-    x = noise * scheduler.init_noise_sigma
-    for t in scheduler.timesteps:
-        x = scheduler.step(model(scheduler.scale_model_input(x, t), t).sample, t, x, generator=generator).prev_sample
-    return x
+    return denoise(scheduler, model, noise * scheduler.init_noise_sigma, torch.Generator().manual_seed(seed))
 
 
 def nearest_data_distance(samples: torch.Tensor, data: torch.Tensor) -> torch.Tensor:
