@@ -1,4 +1,4 @@
-# Two entry points, each doing its own set-up in a local virtual environment (.venv):
+# Three entry points, each doing its own set-up in a local virtual environment (.venv):
 #   make analyze   – the main job, `infoflow analyze`, on its embedded defaults
 #   make test      – the test suite
 #   make lint      – ruff (diffusers' settings, pyproject.toml)

@@ -79,8 +79,8 @@ def our_samplers(name: str, config: dict, calls: int) -> List[Tuple[str, Callabl
     out = []
     for order, corrector, x0_form, final in itertools.product((1, 2, 3), (True, False), (True, False), ("x0", "extrapolate")):
         for spacing in ("uniform_logsnr", "uniform_eta", "karras", "uniform_timestep"):
-            kw = {"solver": "multistep", "solver_order": order, "use_corrector": corrector, "predict_x0": x0_form, "step_spacing": spacing,
-                      "final_step": final, "clip_sample": False}
+            kw = {"solver": "multistep", "solver_order": order, "use_corrector": corrector, "predict_x0": x0_form,
+                  "step_spacing": spacing, "final_step": final, "clip_sample": False}
             out.append((f"TrigAngleRK multistep o{order}{' +corr' if corrector else ''}{'' if x0_form else ' ε-form'} {spacing} final {final}",
                         lambda kw=kw: TrigAngleRKScheduler.from_config(config, **kw), ladder_kwargs(name, calls, own_ladder=True)))
         if name == "flux1-dev":

@@ -48,7 +48,7 @@ from diffusers_infoflow.entropy import as_discrete_schedule, match_timestep
 from diffusers_infoflow.metrics import GenerativeScorer, load_mnist, restoration_metrics
 from diffusers_infoflow.pipelines import EntropyHybridPipeline, RestorationPipeline
 from diffusers_infoflow.pipelines.entropy_hybrid import as_entropy_hybrid_scheduler
-from diffusers_infoflow.sampling import denoise
+from diffusers_infoflow.sampling import denoise, process_state
 
 
 ROOT = Path(__file__).resolve().parent
@@ -259,6 +259,8 @@ def main() -> None:
             out.with_suffix(".json").write_text(json.dumps(result, indent=1))
         return save
 
+    if process_state().num_processes > 1:
+        raise SystemExit("seed000_tables.py runs in one process (its restoration rows are not split); start it with python.")
     start = time.perf_counter()
     x0 = load_mnist("test", args.num_images, args.data) * 2 - 1
     for key in [t for t in args.tables if t in RESTORATION_TABLES]:

@@ -32,9 +32,9 @@ import torch
 from diffusers import DiffusionPipeline
 
 from diffusers_infoflow.ablations import SEED004_TABLE2
-from diffusers_infoflow.metrics import GenerativeScorer, load_mnist
+from diffusers_infoflow.metrics import GenerativeScorer, load_mnist, process_shard
 from diffusers_infoflow.pipelines.joint_trig import JointTrigPipeline
-from diffusers_infoflow.sampling import sample_batches, steps_within_calls
+from diffusers_infoflow.sampling import process_state, sample_batches, steps_within_calls
 
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -65,8 +65,9 @@ def main() -> None:
     parser.add_argument("--output", default=str(RESULTS / "seed004_ablation"))
     args = parser.parse_args()
 
-    scorer = GenerativeScorer(load_mnist("test", None, args.data), metrics=["fid", "kid", "confident"])
-    floor = scorer.score(load_mnist("train", args.num_samples, args.data))
+    state = process_state()  # under accelerate launch the samples are split between processes
+    scorer = GenerativeScorer(load_mnist("test", None, args.data), metrics=["fid", "kid", "confident"], device=state.device)
+    floor = scorer.score(process_shard(load_mnist("train", args.num_samples, args.data)))
     loaded = {}
     rows, start_all = [], time.perf_counter()
     for row, overrides in ROWS:
@@ -95,7 +96,9 @@ def main() -> None:
                          "budget": budget, "steps": steps, "calls": calls, **scores,
                          "paper_fid": paper[PAPER_BUDGETS.index(budget)] if paper else None,
                          "seconds": time.perf_counter() - start})
-            print(f"{label:22s} {budget:3d} calls ({calls} used): FID {scores['fid']:.2f} ({rows[-1]['seconds']:.0f} s)", flush=True)
+            state.print(f"{label:22s} {budget:3d} calls ({calls} used): FID {scores['fid']:.2f} ({rows[-1]['seconds']:.0f} s)", flush=True)
+    if not state.is_main_process:
+        return
 
     result = {"num_samples": args.num_samples, "calls": args.calls, "clip_sample": args.clip_sample == "on", "floor_same_n": floor, "rows": rows,
               "torch_threads": torch.get_num_threads(), "seconds": time.perf_counter() - start_all}

@@ -14,18 +14,19 @@ from typing import Optional, Tuple
 
 __all__ = [
     "DEFAULT_MODEL", "DEFAULT_SCHEDULER", "DEFAULT_STEPS", "JOINT_AWARE_SCHEDULERS", "SCHEDULERS", "build_scheduler",
-    "check_pipeline_folder", "denoise", "generate", "is_joint_model", "process_state", "sample_batches", "steps_for_calls", "steps_within_calls",
+    "check_pipeline_folder", "denoise", "generate", "is_joint_model", "process_state", "sample_batches", "step_kwargs", "steps_for_calls", "steps_within_calls",
     "training_levels",
 ]
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "assets" / "models" / "mnist-ddpm"
 SCHEDULERS = (
-    "ddpm", "ddim", "entropy-hybrid", "s2n", "s2n-stochastic", "trig-rk4", "trig-multistep", "dpm++2m", "unipc", "euler", "heun",
+    "ddpm", "ddim", "entropy-hybrid", "s2n", "s2n-stochastic", "trig-euler", "trig-rk2", "trig-rk4", "trig-ddim", "trig-multistep",
+    "dpm++2m", "unipc", "euler", "heun",
 )
 # `infoflow sample`'s defaults: the measured best sampler for the default model (benchmarks/results/fid_vs_calls.md).
 DEFAULT_SCHEDULER, DEFAULT_STEPS = "ddim", 50
 # Schedulers that read both heads of a joint [ε, x0] output; the others are given its x0 head.
-JOINT_AWARE_SCHEDULERS = ("trig-rk4", "trig-multistep")
+JOINT_AWARE_SCHEDULERS = tuple(name for name in SCHEDULERS if name.startswith("trig-"))
 
 
 def steps_for_calls(scheduler, model_calls: int) -> int:
@@ -46,9 +47,9 @@ def steps_for_calls(scheduler, model_calls: int) -> int:
     raise ValueError(f"no number of steps of {type(scheduler).__name__} (order {order}) gives exactly {model_calls} model calls.")
 
 
-def steps_within_calls(scheduler, model_calls: int) -> Tuple[int, int]:
-    """``(num_inference_steps, calls)``: the most inference steps whose model calls fit in ``model_calls``, and
-    how many calls they take.
+def steps_within_calls(scheduler, model_calls: int, max_steps: Optional[int] = None) -> Tuple[int, int]:
+    """``(num_inference_steps, calls)``: the most inference steps (at most ``max_steps``) whose model calls fit in
+    ``model_calls``, and how many calls they take.
 
     Calls are counted as ``len(scheduler.timesteps)`` after ``set_timesteps`` (the diffusers loop calls the
     model once per entry), so any scheduler works: ``TrigAngleRKScheduler.num_model_calls`` (RK4: 4·(N − 1) + 1,
@@ -58,6 +59,7 @@ def steps_within_calls(scheduler, model_calls: int) -> Tuple[int, int]:
     """
     if isinstance(model_calls, bool) or not isinstance(model_calls, int) or model_calls < 1:
         raise ValueError(f"model_calls must be a positive integer, got {model_calls!r}.")
+    step_limit = model_calls if max_steps is None else min(model_calls, max_steps)
 
     def calls_of(steps: int) -> Optional[int]:
         try:
@@ -67,7 +69,7 @@ def steps_within_calls(scheduler, model_calls: int) -> Tuple[int, int]:
         return len(scheduler.timesteps)
 
     order = max(1, int(getattr(scheduler, "order", 1)))
-    steps = max(1, model_calls // order)
+    steps = max(1, min(model_calls // order, step_limit))
     calls = calls_of(steps)
     while steps > 1 and (calls is None or calls > model_calls):
         steps -= 1
@@ -75,7 +77,7 @@ def steps_within_calls(scheduler, model_calls: int) -> Tuple[int, int]:
     if calls is None or calls > model_calls:
         one_step = "" if calls is None else f" (one step takes {calls})"
         raise ValueError(f"{model_calls} model call(s) are too few for one step of {type(scheduler).__name__}{one_step}.")
-    while steps < model_calls:  # every step calls the model at least once
+    while steps < step_limit:  # every step calls the model at least once
         more = calls_of(steps + 1)
         if more is None or more > model_calls:
             break
@@ -116,7 +118,7 @@ def build_scheduler(name: str, config, joint: bool = False):
         return S2NGeneralizedScheduler.from_preset("deterministic", config, **overrides)
     if name == "s2n-stochastic":
         return S2NGeneralizedScheduler.from_preset("stochastic", config, **overrides)
-    if name in ("trig-rk4", "trig-multistep"):
+    if name.startswith("trig-"):
         return TrigAngleRKScheduler.from_config(config, solver=name.split("-")[1], **overrides)
     if name == "dpm++2m":
         return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2, **overrides)
@@ -138,6 +140,14 @@ def is_joint_model(pipeline) -> bool:
     return isinstance(pipeline.unet, JointUNet2DModel) or pipeline.scheduler.config.get("prediction_type") == "joint"
 
 
+def step_kwargs(scheduler, generator) -> dict:
+    """``{"generator": generator}`` for schedulers whose ``step`` takes one (the stochastic ones), else ``{}``:
+    diffusers' UniPC, Heun, DEIS and PNDM refuse the keyword."""
+    import inspect
+
+    return {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
+
+
 def denoise(scheduler, model, sample, generator=None):
     """diffusers' sampling loop from ``sample`` over ``scheduler.timesteps`` (set beforehand): at each timestep the
     model's output at ``scheduler.scale_model_input(sample, t)``, then ``scheduler.step``. Returns the last sample.
@@ -150,10 +160,11 @@ def denoise(scheduler, model, sample, generator=None):
     """
     import torch
 
+    extra = step_kwargs(scheduler, generator)
     with torch.no_grad():
         for t in scheduler.timesteps:
             output = model(scheduler.scale_model_input(sample, t), t)
-            sample = scheduler.step(getattr(output, "sample", output), t, sample, generator=generator).prev_sample
+            sample = scheduler.step(getattr(output, "sample", output), t, sample, **extra).prev_sample
     return sample
 
 
@@ -165,18 +176,22 @@ def check_pipeline_folder(model: str) -> None:
 
 def training_levels(model: str) -> int:
     """The number of noise levels the saved pipeline ``model`` was trained on (its scheduler's
-    ``num_train_timesteps``): more model calls than this cannot sample a discrete-time model better."""
+    ``num_train_timesteps``): more steps than this cannot sample a model trained at these levels better."""
     import json
 
     check_pipeline_folder(model)
-    with open(Path(model) / "scheduler" / "scheduler_config.json") as handle:
-        return int(json.load(handle)["num_train_timesteps"])
+    config = Path(model) / "scheduler" / "scheduler_config.json"
+    try:
+        return int(json.loads(config.read_text())["num_train_timesteps"])
+    except (OSError, KeyError, ValueError, TypeError) as err:
+        raise ValueError(f"model {model!r} has no readable scheduler config with num_train_timesteps ({config}: {err}).") from None
 
 
 def generate(model: str, scheduler_name: str, model_calls: int, num_images: int, seed: int = 0, batch_size: int = 250,
-             progress: bool = False):
+             progress: bool = False, max_steps: Optional[int] = None):
     """``(images, steps, calls)``: samples in [0, 1] (``(N, C, H, W)`` float, on the CPU) from the saved pipeline
-    folder ``model`` with the scheduler ``scheduler_name`` in at most ``model_calls`` model calls; see
+    folder ``model`` with the scheduler ``scheduler_name`` in at most ``model_calls`` model calls and ``max_steps``
+    steps; see
     :func:`sample_batches` for the noise and, under ``accelerate launch``, which of the ``num_images`` this
     process draws.
 
@@ -190,7 +205,7 @@ def generate(model: str, scheduler_name: str, model_calls: int, num_images: int,
     check_pipeline_folder(model)
     saved = DiffusionPipeline.from_pretrained(model, local_files_only=True)
     scheduler = build_scheduler(scheduler_name, saved.scheduler.config, joint=is_joint_model(saved))
-    steps, calls = steps_within_calls(scheduler, model_calls)
+    steps, calls = steps_within_calls(scheduler, model_calls, max_steps)
     # JointTrigPipeline runs diffusers' standard loop (init_noise_sigma, scale_model_input, step), which the
     # sigma-space schedulers (euler, heun) need and DDPMPipeline skips; a single-head model's output passes
     # through unchanged, a joint model's is split for schedulers that want one head.
@@ -222,8 +237,8 @@ def process_state():
 
 def sample_batches(pipeline, num_inference_steps: int, num_images: int, seed: int = 0, batch_size: int = 250,
                    progress: bool = False):
-    """Samples in [0, 1] (``(N, C, H, W)`` float, on the CPU) from ``pipeline`` (any pipeline that takes
-    ``output_type="pt"``), ``batch_size`` at a time; batch ``b`` starts from the noise of ``seed + b·batch_size``
+    """Samples in [0, 1] (``(N, C, H, W)`` float, on the CPU) from ``pipeline`` (an unconditional pipeline with a
+    ``unet`` that takes ``output_type="pt"``; moved to this process's device), ``batch_size`` at a time; batch ``b`` starts from the noise of ``seed + b·batch_size``
     (drawn on the CPU), so every scheduler and every device sees the same noise. ``progress`` shows diffusers'
     progress bar of each batch.
 

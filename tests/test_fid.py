@@ -161,9 +161,11 @@ def _tiny_mnist_pipeline(folder):
     DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=100)).save_pretrained(folder)
 
 
-def test_evaluate_under_accelerate_launch_with_two_processes_matches_one(tmp_path):
+@pytest.mark.parametrize("batch_size", [4, 10])
+def test_evaluate_under_accelerate_launch_with_two_processes_matches_one(tmp_path, batch_size):
     """Issue 13: the sample budget split between 2 CPU processes, features gathered, one FID: the same scores as
-    one process with the same seed (batches of 4 over 10 samples: 2 batches on rank 0, 1 on rank 1)."""
+    one process with the same seed (10 samples in batches of 4: 2 batches on rank 0, 1 on rank 1; in one batch
+    of 10: none on rank 1, which still takes part in every gather)."""
     import os
     import subprocess
     import sys
@@ -172,7 +174,7 @@ def test_evaluate_under_accelerate_launch_with_two_processes_matches_one(tmp_pat
 
     _tiny_mnist_pipeline(tmp_path / "model")
     np.savez(tmp_path / "ref.npz", x=np.random.default_rng(0).integers(0, 256, size=(30, 28, 28), dtype=np.uint8))
-    args = ["evaluate", str(tmp_path / "model"), "--scheduler", "ddim", "--steps", "2", "--num-images", "10", "--batch-size", "4",
+    args = ["evaluate", str(tmp_path / "model"), "--scheduler", "ddim", "--steps", "2", "--num-images", "10", "--batch-size", str(batch_size),
             "--reference", str(tmp_path / "ref.npz"), "--metrics", "fid", "kid", "confident"]
     assert main(args + ["--output", str(tmp_path / "one.json")]) == 0
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
@@ -183,5 +185,5 @@ def test_evaluate_under_accelerate_launch_with_two_processes_matches_one(tmp_pat
     assert "on 2 process(es)" in done.stdout
     one, two = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("one", "two"))
     assert (one["num_processes"], two["num_processes"], two["num_images"]) == (1, 2, 10)
-    for key in ("fid", "kid_mean", "kid_std", "confident_fraction", "min_class_fraction"):
+    for key in ("fid", "kid_mean", "kid_std", "confident_fraction", "min_class_fraction", "class_fractions"):
         assert two[key] == pytest.approx(one[key], rel=1e-5, abs=1e-9), key

@@ -63,6 +63,7 @@ def test_joint_output_dir_loads_as_joint_trig_pipeline_and_samples(joint_uninter
     card = (out / "README.md").read_text()
     assert "joint [ε, x0] prediction" in card and "joint-prediction" in card
     assert "import diffusers_infoflow" in card and "--scheduler trig-rk4" in card
+    assert "## Training recipe" not in card  # no --card_notes, no section
     # the grid used as many whole rk4 steps as fit in --card_inference_steps 10 model calls
     steps, calls = steps_within_calls(TrigAngleRKScheduler.from_config(pipeline.scheduler.config), 10)
     assert (out / "samples.png").is_file() and f"TrigAngleRKScheduler (rk4) with {steps} steps = {calls} model calls" in card

@@ -16,7 +16,7 @@ import shlex
 import time
 from pathlib import Path
 
-from ..metrics.fid import GENERATIVE_METRICS
+from ..metrics.fid import GENERATIVE_METRICS, REFERENCE_METRICS
 from ..sampling import DEFAULT_SCHEDULER, DEFAULT_STEPS
 
 
@@ -40,9 +40,9 @@ def register(subparsers) -> None:
     parser.add_argument("--reference-key", default=None, help="array name inside an .npz reference")
     parser.add_argument("--num-reference", type=int, default=10000, help="use the first N reference images")
     parser.add_argument("--feature-network", choices=["mnist", "inception"], default="mnist", help="feature network (inception needs its weights on disk)")
-    parser.add_argument("--metrics", nargs="+", choices=list(GENERATIVE_METRICS), default=list(GENERATIVE_METRICS),
-                        help="'confident': the fraction of images the classifier is confident on (max-softmax > 0.9) and "
-                             "the share of the rarest predicted class")
+    parser.add_argument("--metrics", nargs="+", choices=list(GENERATIVE_METRICS), default=None,
+                        help="default: all that the feature network supports. 'confident' (MNIST network only): the fraction "
+                             "of images the classifier is confident on (max-softmax > 0.9) and the share of the rarest digit")
     parser.add_argument("--seed", type=int, default=0, help="seed of KID/IS subsets")
     parser.add_argument("--output", default="infoflow-evaluate.json", help="JSON file for the scores")
     parser.set_defaults(func=run)
@@ -66,21 +66,23 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--scheduler {args.scheduler!r} is not one of {', '.join(SCHEDULERS)}.")
         if is_pipeline and (args.num_images < 2 or args.steps < 1 or args.batch_size < 1):
             raise ValueError(f"--num-images must be >= 2, --steps and --batch-size >= 1, got {args.num_images}, {args.steps} and {args.batch_size}.")
-        if is_pipeline and args.steps > training_levels(args.images):
-            state.print(f"infoflow evaluate: --steps {args.steps} is more than the model's {training_levels(args.images)} "
-                        f"training noise levels; using {training_levels(args.images)}.")
-            args.steps = training_levels(args.images)
-        if args.reference is None:
-            reference, reference_name = load_mnist("test", args.num_reference), "MNIST test"
-        else:
-            reference = load_image_set(args.reference, key=args.reference_key)[: args.num_reference]
-            reference_name = args.reference
-        needs_reference = {"fid", "kid"} & set(args.metrics)
-        scorer = GenerativeScorer(reference if needs_reference else None, feature_network=args.feature_network,
-                                  metrics=args.metrics, seed=args.seed, device=state.device)
+        levels = training_levels(args.images) if is_pipeline else None
+        if is_pipeline and args.steps > levels:
+            state.print(f"infoflow evaluate: --steps {args.steps} model calls are more than the model's {levels} training "
+                        f"noise levels; at most {levels} steps are taken.")
+        metrics = args.metrics or (GENERATIVE_METRICS if args.feature_network == "mnist" else ("fid", "kid", "is"))
+        reference, reference_name = None, None
+        if set(REFERENCE_METRICS) & set(metrics):
+            if args.reference is None:
+                reference, reference_name = load_mnist("test", args.num_reference), "MNIST test"
+            else:
+                reference = load_image_set(args.reference, key=args.reference_key)[: args.num_reference]
+                reference_name = args.reference
+        scorer = GenerativeScorer(reference, feature_network=args.feature_network, metrics=metrics, seed=args.seed,
+                                  device=state.device)
         if is_pipeline:
             images, steps, calls = generate(args.images, args.scheduler, args.steps, args.num_images, args.seed, args.batch_size,
-                                            progress=state.is_main_process)
+                                            progress=state.is_main_process, max_steps=levels)
             sampling = {"scheduler": args.scheduler, "steps": steps, "model_calls": calls, "num_images": args.num_images}
             state.print(f"sampled {args.num_images} images on {state.num_processes} process(es): {args.scheduler}, {steps} steps = {calls} model calls")
         else:
@@ -96,12 +98,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name:18s} {value:.6g}" if isinstance(value, float) else f"{name:18s} {value}")
     if args.update_card:
         parts = ["infoflow", "evaluate", str(args.images), "--scheduler", args.scheduler, "--steps", str(args.steps),
-                 "--num-images", str(args.num_images), "--batch-size", str(args.batch_size), "--seed", str(args.seed), "--metrics", *args.metrics]
+                 "--num-images", str(args.num_images), "--batch-size", str(args.batch_size), "--seed", str(args.seed), "--metrics", *metrics]
         if args.reference is not None:
             parts += ["--reference", str(args.reference)]
         command = shlex.join(parts + ["--num-reference", str(args.num_reference), "--update-card"])
         print(f"updated {write_card_evaluation(args.images, report, command)}")
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=1))
     print(f"Wrote {args.output} in {time.perf_counter() - start:.1f} s")
     return 0

@@ -38,13 +38,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         levels = training_levels(args.model)
         if args.steps > levels:
-            print(f"infoflow sample: --steps {args.steps} is more than the model's {levels} training noise levels; using {levels}.")
-            args.steps = levels
+            print(f"infoflow sample: --steps {args.steps} model calls are more than the model's {levels} training noise "
+                  f"levels; at most {levels} steps are taken.")
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)  # before sampling, so no work is lost at the end
         images, steps, calls = generate(args.model, args.scheduler, args.steps, args.num_images, args.seed,
-                                        batch_size=args.num_images, progress=True)
+                                        batch_size=args.num_images, progress=True, max_steps=levels)
     except ValueError as err:
-        raise SystemExit(f"infoflow sample: {err}")
+        raise SystemExit(f"infoflow sample: {err}") from None
     Image.fromarray(make_grid(images * 2 - 1)).save(args.output)
     step_text = f"{steps} step{'s' if steps != 1 else ''}"
     note = "" if calls == args.steps else f" of {args.steps} requested"

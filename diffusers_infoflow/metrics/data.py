@@ -22,18 +22,17 @@ PathLike = Union[str, Path]
 
 
 def locate_mnist(explicit: Optional[PathLike] = None) -> Path:
-    """The MNIST ``.npz`` (keys ``x_train, y_train, x_test, y_test``): ``explicit``, else ``$INFOFLOW_MNIST``, else
-    ``../shared/data/mnist.npz`` next to the current directory or to this repository.
+    """The MNIST ``.npz`` (keys ``x_train, y_train, x_test, y_test``): ``explicit``, else ``$INFOFLOW_MNIST`` (either
+    must exist), else ``../shared/data/mnist.npz`` next to the current directory or to this repository.
 
     Raises:
         FileNotFoundError: naming every place that was tried.
     """
-    if explicit is not None:
-        candidates = [Path(explicit)]
+    if explicit is not None or os.environ.get(MNIST_ENV_VAR):  # a path given is the only one tried
+        candidates = [Path(explicit if explicit is not None else os.environ[MNIST_ENV_VAR])]
     else:
-        candidates = [Path(os.environ[MNIST_ENV_VAR])] if os.environ.get(MNIST_ENV_VAR) else []
         repo_root = Path(__file__).resolve().parents[2]
-        candidates += [Path.cwd().parent / "shared" / "data" / "mnist.npz", repo_root.parent / "shared" / "data" / "mnist.npz"]
+        candidates = [Path.cwd().parent / "shared" / "data" / "mnist.npz", repo_root.parent / "shared" / "data" / "mnist.npz"]
     for candidate in candidates:
         if candidate.is_file():
             return candidate

@@ -7,10 +7,10 @@ gather them across processes; we only supply the feature network:
 * ``"mnist"`` (default, offline): the penultimate layer of the packaged MNIST classifier
   (:mod:`diffusers_infoflow.metrics.features`); its logits for IS and for ``"confident"``.
 * ``"inception"``: torchmetrics' FID Inception-v3, only when torch-fidelity and its weights are present.
-* any ``nn.Module`` mapping a float ``(N, C, H, W)`` batch in [0, 1] to ``(N, F)`` features (IS is then skipped).
+* any ``nn.Module`` mapping a float ``(N, C, H, W)`` batch in [0, 1] to ``(N, F)`` features (FID and KID only).
 
-``"confident"`` is what a person sees in a grid: the fraction of images the classifier is confident on
-(max-softmax > 0.9) and the share of the rarest predicted class (0.1 each for uniform digits).
+``"confident"`` (MNIST network only) is what a person sees in a grid: the fraction of images the digit classifier
+is confident on (max-softmax > 0.9) and the share of the rarest predicted digit (0.1 each for uniform digits).
 
 Under ``accelerate launch`` each process scores its own share of the images; the statistics are gathered when
 scores are computed, so every process gets the scores of the whole set. Numbers from the MNIST network are not
@@ -29,9 +29,10 @@ from torch import nn
 from .features import inception_feature_extractor, mnist_feature_extractor
 
 
-__all__ = ["CONFIDENCE_THRESHOLD", "GENERATIVE_METRICS", "GenerativeScorer", "generative_scores", "process_shard"]
+__all__ = ["CONFIDENCE_THRESHOLD", "GENERATIVE_METRICS", "REFERENCE_METRICS", "GenerativeScorer", "generative_scores", "process_shard"]
 
 GENERATIVE_METRICS = ("fid", "kid", "is", "confident")
+REFERENCE_METRICS = ("fid", "kid")  # the metrics that compare with a reference set
 CONFIDENCE_THRESHOLD = 0.9
 FeatureNetwork = Union[str, nn.Module]
 
@@ -86,6 +87,13 @@ def _summed_over_processes(counts: torch.Tensor) -> torch.Tensor:
     return counts
 
 
+def _default_device(reference: Optional[torch.Tensor]) -> torch.device:
+    """This process's GPU under NCCL (whose collectives take no CPU tensors), else the reference's device or the CPU."""
+    if _distributed() and torch.distributed.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return reference.device if reference is not None else torch.device("cpu")
+
+
 def _global_count(count: int, device: torch.device) -> int:
     return int(_summed_over_processes(torch.tensor(count, device=device)))
 
@@ -104,7 +112,7 @@ class GenerativeScorer:
             ``min(kid_subset_size, N_images, N_reference)``), ``"is"`` and ``"confident"`` (both need logits).
         batch_size: images per feature-network call.
         seed: seeds KID's and IS's random subsets (torchmetrics draws them from torch's global RNG, which is forked).
-        device: where the feature network runs (default: the reference's device).
+        device: where the feature network runs (default: this process's GPU under NCCL, else the reference's device).
     """
 
     def __init__(
@@ -130,19 +138,21 @@ class GenerativeScorer:
         unknown = set(metrics) - set(GENERATIVE_METRICS)
         if unknown or not metrics:
             raise ValueError(f"`metrics` must be a non-empty subset of {GENERATIVE_METRICS}, got {list(metrics)!r}.")
-        needs_reference = {"fid", "kid"} & set(metrics)
+        needs_reference = set(REFERENCE_METRICS) & set(metrics)
         if needs_reference and reference is None:
             raise ValueError(f"{sorted(needs_reference)} need a `reference` image set.")
+        if "confident" in metrics and feature_network != "mnist":
+            raise ValueError("'confident' counts digit classes: it needs feature_network='mnist'; drop it from `metrics`.")
         want_logits = bool({"is", "confident"} & set(metrics))
         features, logits = _feature_networks(feature_network, want_logits)
         if want_logits and logits is None:
-            raise ValueError("IS and 'confident' need class logits: use feature_network='mnist' or 'inception', or drop them from `metrics`.")
+            raise ValueError("IS needs class logits: use feature_network='mnist' or 'inception', or drop it from `metrics`.")
         self.metrics, self.batch_size, self.seed = tuple(metrics), batch_size, seed
-        self.device = torch.device(device) if device is not None else (reference.device if reference is not None else torch.device("cpu"))
+        self.device = torch.device(device) if device is not None else _default_device(reference)
         self.kid_subset_size = kid_subset_size
         self.num_images = 0
         self.image_shape = None
-        self._class_counts = None  # (2, classes): top-1 counts of all images and of confident ones
+        self._class_counts = None  # top-1 count of each class, then the count of confident images
         # torchmetrics warns that KID and IS keep every feature in memory: intended, features are small here.
         warnings.filterwarnings("ignore", message=".*will save all extracted features in buffer.*")
         self._scorers: Dict[str, nn.Module] = {}  # torchmetrics metrics
@@ -174,7 +184,10 @@ class GenerativeScorer:
         """Adds ``images`` (this process's share; float ``(N, C, H, W)`` in [0, 1]) to the set being scored."""
         _check_images("images", images)
         if self.image_shape is not None and tuple(images.shape[1:]) != self.image_shape:
-            raise ValueError(f"`images` {tuple(images.shape[1:])} and `reference` {self.image_shape} differ in image shape.")
+            raise ValueError(f"`images` {tuple(images.shape[1:])} differ in shape from the reference and earlier images {self.image_shape}.")
+        self.image_shape = tuple(images.shape[1:])
+        if len(images) == 0 and self._updated:
+            return  # one empty tensor per process is all a gather needs (torchmetrics mishandles several)
         for batch in images.split(self.batch_size):
             batch = batch.to(self.device)
             for name, scorer in self._scorers.items():
@@ -182,22 +195,22 @@ class GenerativeScorer:
             if self._classifier is not None:
                 self._count_classes(batch)
         self.num_images += len(images)
+        self._updated = True
 
     def _count_classes(self, batch: torch.Tensor) -> None:
-        """Adds the batch's top-1 classes, all and confident ones, to the per-class counts."""
+        """Adds the batch's top-1 classes and its confident images to the counts."""
         with torch.no_grad():
             probabilities = self._classifier(batch).float().softmax(-1)
         top, label = probabilities.max(-1)
-        num_classes = self._class_counts.shape[1]
-        self._class_counts[0] += torch.bincount(label, minlength=num_classes)
-        self._class_counts[1] += torch.bincount(label[top > CONFIDENCE_THRESHOLD], minlength=num_classes)
+        self._class_counts[:-1] += torch.bincount(label, minlength=len(self._class_counts) - 1)
+        self._class_counts[-1] += (top > CONFIDENCE_THRESHOLD).sum()
 
     def _forget_images(self) -> None:
         for scorer in self._scorers.values():
             scorer.reset()  # FID and KID keep their reference features (reset_real_features=False)
-        self.num_images = 0
+        self.num_images, self._updated = 0, False
         if self._classifier is not None:
-            self._class_counts = torch.zeros(2, self._classifier.num_features, dtype=torch.long, device=self.device)
+            self._class_counts = torch.zeros(self._classifier.num_features + 1, dtype=torch.long, device=self.device)
 
     def compute(self) -> Dict[str, object]:
         """Scores of all images given to :meth:`update` (on every process), then forgets them (not the reference).
@@ -206,12 +219,16 @@ class GenerativeScorer:
             ``{"fid", "kid_mean", "kid_std", "is_mean", "is_std", "confident_fraction", "min_class_fraction",
             "class_fractions"}`` for the requested metrics, plus ``"num_images"`` and ``"num_reference"``.
         """
+        if not self._updated and self.image_shape is not None:
+            # a process without images still takes part in every gather, with one empty tensor of the right rank
+            self.update(torch.empty(0, *self.image_shape, device=self.device))
         num_images = _global_count(self.num_images, self.device)
-        if num_images < 2:
-            raise ValueError(f"`images` needs at least 2 images for a covariance, got {num_images}.")
+        needed = 2 if set(REFERENCE_METRICS) & set(self.metrics) else 1
+        if num_images < needed:
+            raise ValueError(f"`images` needs at least {needed} image(s) for {', '.join(self.metrics)}, got {num_images}.")
         result: Dict[str, object] = {"num_images": num_images, "num_reference": self.num_reference}
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
+            torch.default_generator.manual_seed(self.seed)  # the subsets of KID and IS come from the CPU generator
             if "fid" in self._scorers:
                 result["fid"] = float(self._scorers["fid"].compute())
             if "kid" in self._scorers:
@@ -223,8 +240,8 @@ class GenerativeScorer:
                 result.update(is_mean=float(is_mean), is_std=float(is_std))
         if self._classifier is not None:
             counts = _summed_over_processes(self._class_counts).double()
-            shares = counts[0] / num_images
-            result.update(confident_fraction=float(counts[1].sum() / num_images), min_class_fraction=float(shares.min()),
+            shares = counts[:-1] / num_images
+            result.update(confident_fraction=float(counts[-1] / num_images), min_class_fraction=float(shares.min()),
                           class_fractions=[round(float(share), 4) for share in shares])
         self._forget_images()
         return result
@@ -236,8 +253,11 @@ class GenerativeScorer:
 
 
 def generative_scores(images: torch.Tensor, reference: Optional[torch.Tensor], **scorer_options) -> Dict[str, object]:
-    """The scores of one image set against ``reference`` (both float ``(N, C, H, W)`` in [0, 1]); the options are
-    :class:`GenerativeScorer`'s, which scores many sets against one reference and runs across processes."""
+    """The scores of one image set against ``reference`` (both float ``(N, C, H, W)`` in [0, 1]) in one process; the
+    options are :class:`GenerativeScorer`'s, which scores many sets against one reference and runs across processes."""
+    if _distributed():
+        raise ValueError("generative_scores scores a whole set in one process; under torch.distributed use GenerativeScorer "
+                         "with each process's share of the images.")
     _check_images("images", images)
     if reference is not None and tuple(images.shape[1:]) != tuple(reference.shape[1:]):
         raise ValueError(f"`images` {tuple(images.shape[1:])} and `reference` {tuple(reference.shape[1:])} differ in image shape.")
