@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)  # before sampling, so no work is lost at the end
         images, steps, calls = generate(args.model, args.scheduler, args.steps, args.num_images, args.seed,
                                         batch_size=args.num_images, progress=True, max_steps=levels)
-    except ValueError as err:
+    except (ValueError, OSError) as err:  # OSError: a pipeline folder with missing or unreadable weights
         raise SystemExit(f"infoflow sample: {err}") from None
     Image.fromarray(make_grid(images * 2 - 1)).save(args.output)
     step_text = f"{steps} step{'s' if steps != 1 else ''}"
