@@ -16,7 +16,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "--scheduler", choices=SCHEDULERS, default=DEFAULT_SCHEDULER,
         help="ddpm, ddim, entropy-hybrid; s2n / s2n-stochastic (S2NGeneralizedScheduler presets 'deterministic' / "
-             "'stochastic'); trig-rk4 / trig-multistep (TrigAngleRKScheduler, RK4 or the order-3 multistep solver); diffusers' dpm++2m, unipc, euler, heun.",
+             "'stochastic'); trig-euler / trig-rk2 / trig-rk4 / trig-ddim / trig-multistep (TrigAngleRKScheduler's solvers); "
+             "diffusers' dpm++2m, unipc, euler, heun. Default: entropy-hybrid, the measured best for the default model.",
     )
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="number of model calls (rounded down to whole steps of multi-call solvers).")
     p.add_argument("--num-images", "--num_images", dest="num_images", type=int, default=16, help="tiles of the grid.")
