@@ -13,7 +13,7 @@ from typing import Optional, Tuple
 
 
 __all__ = [
-    "DEFAULT_MODEL", "DEFAULT_SCHEDULER", "DEFAULT_STEPS", "JOINT_AWARE_SCHEDULERS", "SCHEDULERS", "build_scheduler",
+    "DEFAULT_MODEL", "DEFAULT_SCHEDULER", "DEFAULT_STEPS", "JOINT_AWARE_SCHEDULERS", "SCHEDULERS", "budget_note", "build_scheduler",
     "check_pipeline_folder", "denoise", "generate", "is_joint_model", "process_state", "sample_batches", "step_kwargs", "steps_for_calls", "steps_within_calls",
     "training_levels",
 ]
@@ -188,13 +188,20 @@ def training_levels(model: str) -> int:
         raise ValueError(f"model {model!r} has no readable scheduler config with num_train_timesteps ({config}: {err}).") from None
 
 
+def budget_note(model_calls: int, levels: int) -> Optional[str]:
+    """The message for a call budget above the model's ``levels`` training noise levels (where the steps are capped
+    at ``levels``), else ``None``."""
+    if model_calls <= levels:
+        return None
+    return f"--steps {model_calls} model calls are more than the model's {levels} training noise levels; at most {levels} steps are taken."
+
+
 def generate(model: str, scheduler_name: str, model_calls: int, num_images: int, seed: int = 0, batch_size: int = 250,
              progress: bool = False, max_steps: Optional[int] = None):
     """``(images, steps, calls)``: samples in [0, 1] (``(N, C, H, W)`` float, on the CPU) from the saved pipeline
     folder ``model`` with the scheduler ``scheduler_name`` in at most ``model_calls`` model calls and ``max_steps``
-    steps; see
-    :func:`sample_batches` for the noise and, under ``accelerate launch``, which of the ``num_images`` this
-    process draws.
+    steps; see :func:`sample_batches` for the noise and, under ``accelerate launch``, which of the ``num_images``
+    this process draws.
 
     Raises ``ValueError`` when ``model`` is not a saved pipeline folder or not even one step fits in ``model_calls``.
     """

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from ..hub import write_card_evaluation
     from ..metrics.data import load_image_set, load_mnist
     from ..metrics.fid import GenerativeScorer, process_shard
-    from ..sampling import SCHEDULERS, generate, process_state, training_levels
+    from ..sampling import SCHEDULERS, budget_note, generate, process_state, training_levels
 
     start = time.perf_counter()
     sampling = {}
@@ -67,9 +67,8 @@ def run(args: argparse.Namespace) -> int:
         if is_pipeline and (args.num_images < 2 or args.steps < 1 or args.batch_size < 1):
             raise ValueError(f"--num-images must be >= 2, --steps and --batch-size >= 1, got {args.num_images}, {args.steps} and {args.batch_size}.")
         levels = training_levels(args.images) if is_pipeline else None
-        if is_pipeline and args.steps > levels:
-            state.print(f"infoflow evaluate: --steps {args.steps} model calls are more than the model's {levels} training "
-                        f"noise levels; at most {levels} steps are taken.")
+        if is_pipeline and budget_note(args.steps, levels):
+            state.print(f"infoflow evaluate: {budget_note(args.steps, levels)}")
         metrics = args.metrics or (GENERATIVE_METRICS if args.feature_network == "mnist" else ("fid", "kid", "is"))
         reference, reference_name = None, None
         if set(REFERENCE_METRICS) & set(metrics):

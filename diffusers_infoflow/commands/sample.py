@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from ..data import make_grid
-    from ..sampling import generate, training_levels
+    from ..sampling import budget_note, generate, training_levels
 
     if args.steps < 1 or args.num_images < 1:
         raise SystemExit(f"infoflow sample: --steps and --num-images must be >= 1, got {args.steps} and {args.num_images}.")
@@ -38,9 +38,8 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"infoflow sample: --output {args.output!r} must end in .png, .jpg or .webp.")
     try:
         levels = training_levels(args.model)
-        if args.steps > levels:
-            print(f"infoflow sample: --steps {args.steps} model calls are more than the model's {levels} training noise "
-                  f"levels; at most {levels} steps are taken.")
+        if budget_note(args.steps, levels):
+            print(f"infoflow sample: {budget_note(args.steps, levels)}")
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)  # before sampling, so no work is lost at the end
         images, steps, calls = generate(args.model, args.scheduler, args.steps, args.num_images, args.seed,
                                         batch_size=args.num_images, progress=True, max_steps=levels)
