@@ -80,6 +80,7 @@ import numpy as np
 import torch
 from diffusers import (
     DDIMScheduler,
+    DDPMScheduler,
     DEISMultistepScheduler,
     DPMSolverMultistepScheduler,
     DPMSolverSinglestepScheduler,
@@ -91,7 +92,7 @@ from diffusers import (
 )
 from diffusers.utils import logging as diffusers_logging
 
-from diffusers_infoflow import EmpiricalDenoiser, GaussianDenoiser, get_schedule
+from diffusers_infoflow import EmpiricalDenoiser, GaussianDenoiser, calibrate_information_curve, get_schedule
 from diffusers_infoflow.reference_solvers import sample_trig_angle
 from diffusers_infoflow.schedulers import EntropyHybridScheduler, S2NGeneralizedScheduler, TrigAngleRKScheduler
 from diffusers_infoflow.schedulers.scheduling_trig_angle_rk import angle_from_logsnr
@@ -115,6 +116,7 @@ class Problem:
     target: Optional[torch.Tensor] = None
     info: Dict = field(default_factory=dict)
     nearest: Optional[torch.Tensor] = None  # empirical problem: index of the data point each target sample is
+    information_curve: Optional[Dict] = None  # the denoiser's measured mmse curve, for the information rungs
 
 
 class CountingModel:
@@ -173,14 +175,24 @@ def reference_dpmpp(denoiser, x_T: torch.Tensor):
     return z_last, x
 
 
-def mnist_or_none(split_limit: int):
+def mnist_or_none(split_limit: int, resolution: int = 28):
+    """The first `split_limit` MNIST training images in [-1, 1], area-resized to `resolution` (None without the file)."""
     try:
         from diffusers_infoflow.metrics import load_mnist
 
-        return load_mnist("train", split_limit).double() * 2 - 1
+        images = load_mnist("train", split_limit).double() * 2 - 1
     except (FileNotFoundError, OSError, ValueError) as err:
         print(f"[sampler_race] MNIST not available ({err}).", flush=True)
         return None
+    if resolution != images.shape[-1]:
+        images = torch.nn.functional.interpolate(images, size=(resolution, resolution), mode="area")
+    return images
+
+
+def calibrate(problem: Problem, data: torch.Tensor) -> None:
+    """The denoiser's mmse curve on a data batch (48 levels, one batched call each): the information rungs' input."""
+    problem.information_curve = calibrate_information_curve(problem.denoiser, DDPMScheduler(**BASE), data, num_levels=48, batch_size=len(data))
+    problem.info["calibration_calls"] = 48
 
 
 def gaussian_problem(batch: int, seed: int) -> Problem:
@@ -196,6 +208,7 @@ def gaussian_problem(batch: int, seed: int) -> Problem:
         what = "x0 ~ N(0, diag(v)), v log-uniform in [1e-4, 1] (MNIST file missing)"
     den = GaussianDenoiser(mean, var, schedule, prediction_type="epsilon")
     x_T = torch.randn((batch, 1, 28, 28), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    calibration_data = mean + var.sqrt() * torch.randn((256, 1, 28, 28), generator=torch.Generator().manual_seed(seed + 7), dtype=torch.float64)
     z0 = den.ode_solution(x_T, T_MAX, 0)
     target = denoise_at_t0(den, z0)
     # Context: the same ODE continued to clean data (λ = +∞): x = μ + sqrt(v)·(z_T − α_T μ)/sqrt(α_T² v + σ_T²).
@@ -208,18 +221,20 @@ def gaussian_problem(batch: int, seed: int) -> Problem:
         "rms_target_vs_ode_to_lambda_inf": rms(target, to_clean),
         "rms_target_vs_state_at_t0_without_D0": rms(target, z0),
     }
-    return Problem("gaussian", what, den, x_T, target, info)
+    problem = Problem("gaussian", what, den, x_T, target, info)
+    calibrate(problem, calibration_data)
+    return problem
 
 
-def empirical_problem(batch: int, seed: int, num_data: int, ref_steps: int) -> Optional[Problem]:
-    data = mnist_or_none(num_data)
+def empirical_problem(batch: int, seed: int, num_data: int, ref_steps: int, resolution: int = 28) -> Optional[Problem]:
+    data = mnist_or_none(num_data, resolution)
     if data is None:
         print("[sampler_race] skipping problem (b), EmpiricalDenoiser on MNIST: no data "
               "(put mnist.npz at /work/shared/data/ or set $INFOFLOW_MNIST).", flush=True)
         return None
     schedule = get_schedule("linear", T)
     den = EmpiricalDenoiser(data.float(), schedule, prediction_type="epsilon")
-    x_T = torch.randn((batch, 1, 28, 28), generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
+    x_T = torch.randn((batch, 1, resolution, resolution), generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
     start = time.perf_counter()
     z0, ref = reference_rk4(den, x_T, ref_steps)
     z0_half, ref_half = reference_rk4(den, x_T, ref_steps // 2)
@@ -233,12 +248,14 @@ def empirical_problem(batch: int, seed: int, num_data: int, ref_steps: int) -> O
         "rms_state_at_t0_ref_vs_rk4_half_grid": rms(z0, z0_half),
         "rms_state_at_t0_ref_vs_dpmpp3m_1000_steps": rms(z0, z0_dpm),
         "target_rms": rms(ref, torch.zeros_like(ref)),
-        "target_max_rms_distance_to_nearest_data_point": float(dist.max()) / math.sqrt(784),
-        "median_rms_distance_between_data_points": float(torch.cdist(den.data[:200], den.data[:200]).median()) / math.sqrt(784),
+        "target_max_rms_distance_to_nearest_data_point": float(dist.max()) / resolution,
+        "median_rms_distance_between_data_points": float(torch.cdist(den.data[:200], den.data[:200]).median()) / resolution,
         "reference_seconds": time.perf_counter() - start,
     }
-    problem = Problem("empirical", f"EmpiricalDenoiser of MNIST train[:{len(data)}] in [-1,1]", den, x_T, ref, info)
+    name = f"mnist{len(data)}@{resolution}"
+    problem = Problem(name, f"EmpiricalDenoiser of MNIST train[:{len(data)}] in [-1,1] at {resolution}×{resolution}", den, x_T, ref, info)
     problem.nearest = nearest  # the data point each target sample is
+    calibrate(problem, data[torch.randperm(len(data), generator=torch.Generator().manual_seed(seed + 7))[:256]])
     return problem
 
 
@@ -263,20 +280,21 @@ class Config:
     plus_d0: bool = False  # one more (counted) call at t = 0 returning x̂0
     set_steps: Optional[Callable[[object, int], None]] = None
     step_kwargs: Dict = field(default_factory=dict)
+    uses_curve: bool = False  # `make` takes the problem's information curve
 
     def model_timesteps(self, sched):
         return sched.timesteps
 
-    def prepare(self, n: int):
-        sched = self.make()
+    def prepare(self, n: int, problem: Problem):
+        sched = self.make(problem.information_curve) if self.uses_curve else self.make()
         if self.set_steps is None:
             sched.set_timesteps(n)
         else:
             self.set_steps(sched, n)
         return sched
 
-    def calls(self, n: int) -> int:
-        return len(self.model_timesteps(self.prepare(n))) + int(self.plus_d0)
+    def calls(self, n: int, problem: Problem) -> int:
+        return len(self.model_timesteps(self.prepare(n, problem))) + int(self.plus_d0)
 
 
 def _custom_to_zero(sched, n):
@@ -362,47 +380,56 @@ def builtin_configs() -> List[Config]:
     return cfgs
 
 
+# (measure, power) of the information rungs raced: power 0 would be uniform in λ, 1 the measure itself.
+INFORMATION_VARIANTS = (("information", 0.25), ("information", 0.5), ("information", 1.0), ("mmse_decrease", 0.25), ("mmse_decrease", 0.5))
+
+
 def our_configs() -> List[Config]:
     cfgs: List[Config] = []
+
+    def add(family, cls, setting, kwargs):
+        cfgs.append(Config(family, setting, lambda kw={**BASE, **kwargs}: cls(**kw), ours=True))
+
+    def add_information(family, cls, setting, kwargs, spacing_key):
+        for measure, power in INFORMATION_VARIANTS:
+            kw = {**BASE, **kwargs, spacing_key: "information", "information_measure": measure, "information_power": power}
+            cfgs.append(Config(family, f"{setting}information ({measure}^{power})",
+                               lambda curve, kw=kw: cls(**kw, information_curve=curve), ours=True, uses_curve=True))
+
     for spacing in ("linspace", "trailing", "leading"):
-        kw = {**BASE, "eta": 0.0, "timestep_spacing": spacing}
-        cfgs.append(Config("EntropyHybrid (η=0)", spacing, lambda kw=kw: EntropyHybridScheduler(**kw), ours=True))
-    for gamma in ("preset", -0.05, 0.0, 0.05, 0.1):
+        add("EntropyHybrid (η=0)", EntropyHybridScheduler, spacing, {"eta": 0.0, "timestep_spacing": spacing})
+    for spacing in ("linspace", "trailing", "logsnr", "karras"):
+        cfgs.append(Config("S2N (ρ=0)", f"from_preset('deterministic') (γ=0.026), {spacing}", ours=True,
+                           make=lambda sp=spacing: S2NGeneralizedScheduler.from_preset("deterministic", {**BASE, "timestep_spacing": sp})))
+    for gamma in (-0.05, 0.0, 0.05, 0.1):
         for spacing in ("linspace", "trailing", "logsnr", "karras"):
-            if gamma == "preset":
-                def make(sp=spacing):
-                    return S2NGeneralizedScheduler.from_preset("deterministic", {**BASE, "timestep_spacing": sp})
-                setting = f"from_preset('deterministic') (γ=0.026), {spacing}"
-            else:
-                def make(g=gamma, sp=spacing):
-                    return S2NGeneralizedScheduler(**BASE, gamma=g, sde_rho=0.0, timestep_spacing=sp)
-                setting = f"γ={gamma}, {spacing}"
-            cfgs.append(Config("S2N (ρ=0)", setting, make, ours=True))
+            add("S2N (ρ=0)", S2NGeneralizedScheduler, f"γ={gamma}, {spacing}", {"gamma": gamma, "sde_rho": 0.0, "timestep_spacing": spacing})
+        if gamma >= 0:
+            add_information("S2N (ρ=0)", S2NGeneralizedScheduler, f"γ={gamma}, ", {"gamma": gamma, "sde_rho": 0.0}, "timestep_spacing")
     spacings = ("uniform_eta", "uniform_logsnr", "karras", "uniform_timestep")
     for solver in ("euler", "rk2", "rk4", "ddim"):
         for spacing in spacings:
-            kw = {**BASE, "solver": solver, "step_spacing": spacing}
-            cfgs.append(Config(f"TrigAngleRK {solver}", spacing, lambda kw=kw: TrigAngleRKScheduler(**kw), ours=True))
+            add(f"TrigAngleRK {solver}", TrigAngleRKScheduler, spacing, {"solver": solver, "step_spacing": spacing})
+        add_information(f"TrigAngleRK {solver}", TrigAngleRKScheduler, "", {"solver": solver}, "step_spacing")
     for order in (2, 3):
-        for spacing in spacings:
-            for predict_x0 in (True, False):
-                for corrector in (True, False):
-                    kw = {**BASE, "solver": "multistep", "solver_order": order, "step_spacing": spacing,
-                          "predict_x0": predict_x0, "use_corrector": corrector}
-                    setting = f"{spacing}, {'x0' if predict_x0 else 'ε'} form, corrector={'on' if corrector else 'off'}"
-                    cfgs.append(Config(f"TrigAngleRK multistep order {order}", setting,
-                                       lambda kw=kw: TrigAngleRKScheduler(**kw), ours=True))
+        for predict_x0 in (True, False):
+            for corrector in (True, False):
+                kw = {"solver": "multistep", "solver_order": order, "predict_x0": predict_x0, "use_corrector": corrector}
+                form = f"{'x0' if predict_x0 else 'ε'} form, corrector={'on' if corrector else 'off'}"
+                for spacing in spacings:
+                    add(f"TrigAngleRK multistep order {order}", TrigAngleRKScheduler, f"{spacing}, {form}", {**kw, "step_spacing": spacing})
+                add_information(f"TrigAngleRK multistep order {order}", TrigAngleRKScheduler, f"{form}, ", kw, "step_spacing")
     return cfgs
 
 
 # ---------------------------------------------------------------------------------------------- running
 
 
-def steps_for_budget(cfg: Config, budget: int):
+def steps_for_budget(cfg: Config, budget: int, problem: Problem):
     """The largest N whose call count is <= budget (searching down from N = budget), with that count."""
     for n in range(budget, 0, -1):
         try:
-            calls = cfg.calls(n)
+            calls = cfg.calls(n, problem)
         except Exception:  # some spacings need N >= 2, some N are refused
             continue
         if calls <= budget:
@@ -411,7 +438,7 @@ def steps_for_budget(cfg: Config, budget: int):
 
 
 def run(cfg: Config, problem: Problem, n: int) -> Dict:
-    sched = cfg.prepare(n)
+    sched = cfg.prepare(n, problem)
     model = CountingModel(problem.denoiser)
     if cfg.space == "ve":
         sigma_max = float(sched.sigmas[0])
@@ -452,7 +479,7 @@ def race(problem: Problem, configs: List[Config], budgets: List[int]) -> List[Di
     for cfg in configs:
         for budget in budgets:
             row = {"family": cfg.family, "setting": cfg.setting, "ours": cfg.ours, "budget": budget}
-            n, calls = steps_for_budget(cfg, budget)
+            n, calls = steps_for_budget(cfg, budget, problem)
             if n is None:
                 row.update(rms_error=None, error="no N gives <= budget calls")
             else:
@@ -478,6 +505,7 @@ def best_table(rows: List[Dict], budgets: List[int]) -> Dict[str, Dict[int, Dict
     return best
 
 
+BAR = 0.7  # issue 14's target: our best RMS at most this times the best built-in's (ties at round-off count)
 FLOOR = 1e-9  # errors below this are round-off (the empirical problem snaps to data points): compared as equal
 
 
@@ -524,7 +552,7 @@ def investigate_gaussian(problem: Problem, budgets: List[int]) -> Dict:
     runs += [(f"multistep order 3 uniform_logsnr N={n}", {"solver": "multistep", "solver_order": 3}, n) for n in (12, 50, 200)]
     for label, extra, n in runs:
         cfg = Config("t", label, lambda extra=extra: TrigAngleRKScheduler(**BASE, step_spacing="uniform_logsnr", **extra))
-        sched_ = cfg.prepare(n)
+        sched_ = cfg.prepare(n, problem)
         model = CountingModel(problem.denoiser)
         x = problem.x_T.clone()
         for t in sched_.timesteps:
@@ -581,9 +609,41 @@ def verdict(best: Dict[str, Dict[int, Dict]], budgets: List[int]) -> List[Dict]:
             "ours_over_builtin": ratio,
             "verdict": text,
         }
+        v["meets_bar"] = ratio <= BAR or text.startswith("tie")
         if "same_data_point" in ro:
             v["same_data_point_ours_builtin"] = [ro["same_data_point"], rb["same_data_point"]]
+            v["meets_bar"] = v["meets_bar"] and ro["same_data_point"] >= rb["same_data_point"]
         out.append(v)
+    return out
+
+
+def fixed_settings(problems: Dict[str, Dict], budgets: List[int]) -> Dict[str, Dict]:
+    """Per side, the one setting (family + setting, the same at every budget and on every problem) with the smallest
+    geometric-mean RMS over all (problem, budget) cells, among the settings raced on every problem; and its cells.
+
+    The per-cell best of the tables above picks a setting per problem and budget with hindsight; a user picks one
+    setting beforehand, and this is the best such choice for each side."""
+    cells: Dict[tuple, Dict] = {}
+    for pname, pres in problems.items():
+        for r in pres["all_runs"]:
+            if r.get("rms_error") is None or not r.get("start_ok") or r["calls"] > r["budget"] or r["budget"] not in budgets:
+                continue
+            cells.setdefault((r["ours"], r["family"], r["setting"]), {})[(pname, r["budget"])] = r
+    wanted = {(p, b) for p in problems for b in budgets}
+    out = {}
+    for ours in (True, False):
+        scored = []
+        for (side_, family, setting), runs in cells.items():
+            if side_ != ours or set(runs) != wanted:
+                continue
+            score = sum(math.log(max(r["rms_error"], FLOOR)) for r in runs.values()) / len(runs)
+            scored.append((score, family, setting, runs))
+        if scored:
+            score, family, setting, runs = min(scored, key=lambda item: item[0])
+            out["ours" if ours else "builtin"] = {
+                "family": family, "setting": setting, "geometric_mean_rms": math.exp(score),
+                "cells": {f"{p}|{b}": {k: runs[(p, b)].get(k) for k in ("rms_error", "calls", "same_data_point")} for p, b in sorted(runs)},
+            }
     return out
 
 
@@ -601,6 +661,41 @@ def markdown(results: Dict, budgets: List[int]) -> str:
              "family's best setting at that budget, with its actual calls in brackets. ★ = ours, unmarked = "
              "diffusers 0.42 built-ins. **bold** = best of ★ and best built-in per column. Linear-β DDPM table, "
              "T = 1000, every run starts at t = 999 from the same x_T, float64 (diffusers' own tables are float32).", ""]
+    lines += ["## Summary: our best over the best built-in", "",
+              f"RMS ratio per problem and budget (< 1: ours ahead; ✓ = at most {BAR} or a tie at round-off, with at least "
+              "as many samples on the reference's training image), and [ours/built-in] samples on that image.", "",
+              "| problem | " + " | ".join(f"{b} calls" for b in budgets) + " |", "|" + "---|" * (len(budgets) + 1)]
+    for pname, pres in results["problems"].items():
+        by_budget = {v["budget"]: v for v in pres["verdict"]}
+        cells = []
+        for b in budgets:
+            v = by_budget.get(b)
+            if v is None:
+                cells.append("—")
+                continue
+            same = "[%d/%d]" % tuple(v["same_data_point_ours_builtin"]) if "same_data_point_ours_builtin" in v else ""
+            cells.append(f"{v['ours_over_builtin']:.3g}{' ✓' if v['meets_bar'] else ''} {same}".strip())
+        lines.append(f"| {pname} | " + " | ".join(cells) + " |")
+    lines.append("")
+    fixed = results.get("fixed_settings", {})
+    if len(fixed) == 2:
+        lines += ["## One setting per side, chosen once for every problem and budget", "",
+                  "The setting of each side with the smallest geometric-mean RMS over all cells (among the settings raced "
+                  f"on every problem): ★ {fixed['ours']['family']} [{fixed['ours']['setting']}] against "
+                  f"{fixed['builtin']['family']} [{fixed['builtin']['setting']}]. Cells: RMS ours / built-in, "
+                  "[samples on the reference's image, ours/built-in].", "",
+                  "| problem | " + " | ".join(f"{b} calls" for b in budgets) + " |", "|" + "---|" * (len(budgets) + 1)]
+        for pname in results["problems"]:
+            row = []
+            for b in budgets:
+                o, d = (fixed[k]["cells"].get(f"{pname}|{b}") for k in ("ours", "builtin"))
+                if o is None or d is None:
+                    row.append("—")
+                    continue
+                same = f" [{o['same_data_point']}/{d['same_data_point']}]" if o.get("same_data_point") is not None else ""
+                row.append(f"{o['rms_error']:.2e} / {d['rms_error']:.2e}{same}")
+            lines.append(f"| {pname} | " + " | ".join(row) + " |")
+        lines.append("")
     for pname, pres in results["problems"].items():
         best = pres["best"]
         lines += [f"## Problem: {pname}", "", pres["description"], ""]
@@ -703,23 +798,35 @@ def plot(results: Dict, budgets: List[int], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--budgets", type=int, nargs="+", default=[5, 10, 20, 50])
+    parser.add_argument("--budgets", type=int, nargs="+", default=[5, 10, 15, 20, 50])
     parser.add_argument("--problems", nargs="+", default=["gaussian", "empirical"], choices=["gaussian", "empirical"])
-    parser.add_argument("--batch", type=int, default=16, help="samples of the Gaussian problem")
-    parser.add_argument("--empirical-batch", type=int, default=16, help="samples of the empirical problem")
-    parser.add_argument("--num-data", type=int, default=1000, help="MNIST images of the empirical denoiser")
-    parser.add_argument("--ref-steps", type=int, default=500, help="RK4 steps of the fine reference (4 calls each)")
+    parser.add_argument("--batch", type=int, default=128, help="samples of every problem")
+    parser.add_argument("--sets", nargs="+", default=["64@28", "512@28", "4096@28", "64@16", "1024@16"],
+                        help="the empirical problems, SIZE@RESOLUTION: the first SIZE MNIST training images at RESOLUTION²")
+    parser.add_argument("--ref-steps", type=int, default=400, help="RK4 steps of the fine reference (4 calls each)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="only a few samplers (development)")
     parser.add_argument("--empirical-grid", choices=["top3", "all"], default="top3",
-                        help="settings run on problem (b): 'top3' = all of ours + each built-in family's 3 best settings "
-                        "per budget on problem (a) (the empirical denoiser is ~50x dearer per call); 'all' = everything")
+                        help="settings run on the empirical sets after the first: 'top3' = all of ours + each built-in "
+                        "family's 3 best settings per budget on any problem raced before (the Gaussian and the first set "
+                        "run everything); 'all' = everything everywhere")
     parser.add_argument("--output-dir", default=None, help="default: benchmarks/results (a temp dir with --quick)")
+    parser.add_argument("--render-only", action="store_true", help="rewrite the .md/.png (and the fixed-setting summary) "
+                        "from the output directory's sampler_race.json without racing")
     args = parser.parse_args()
     if args.output_dir is None:
         import tempfile
 
         args.output_dir = str(Path(tempfile.gettempdir()) / "sampler_race_quick") if args.quick else str(RESULTS)
+    if args.render_only:
+        out = Path(args.output_dir)
+        results = json.loads((out / "sampler_race.json").read_text())
+        results["fixed_settings"] = fixed_settings(results["problems"], results["budgets"])
+        (out / "sampler_race.json").write_text(json.dumps(results, indent=1))
+        (out / "sampler_race.md").write_text(markdown(results, results["budgets"]))
+        plot(results, results["budgets"], out / "sampler_race.png")
+        print(f"rewrote {out}/sampler_race.{{json,md,png}}")
+        return
     warnings.filterwarnings("ignore")
     diffusers_logging.set_verbosity_error()
     # One thread: the tensors are small, and torch's logsigmoid (used by DiscreteSchedule.log_alpha) enters a
@@ -734,26 +841,37 @@ def main() -> None:
     results = {"budgets": args.budgets, "num_train_timesteps": T, "beta_schedule": "linear(1e-4, 0.02)",
                "target": "x* = D_0(Φ_{999→0}(x_T)): exact PF-ODE from t=999 to t=0, then the exact x̂0 at t=0",
                "problems": {}, "configs": len(configs)}
-    for pname in args.problems:
+    jobs = [("gaussian", None)] if "gaussian" in args.problems else []
+    if "empirical" in args.problems:
+        for spec in args.sets:
+            size, _, res = spec.partition("@")
+            if not (size.isdigit() and res.isdigit() and int(size) > 0 and int(res) > 0):
+                parser.error(f"--sets entries are SIZE@RESOLUTION, e.g. 512@28; got {spec!r}")
+            jobs.append(("empirical", (int(size), int(res))))
+    followup = set()
+    for kind, spec in jobs:
         start = time.perf_counter()
-        if pname == "gaussian":
+        if kind == "gaussian":
             problem = gaussian_problem(args.batch, args.seed)
-            problem.info["batch"] = args.batch
             problem.info["reference_checks"] = validate_references(problem, args.ref_steps)
+            configs_b = configs
         else:
-            problem = empirical_problem(args.empirical_batch, args.seed, args.num_data, args.ref_steps)
+            problem = empirical_problem(args.batch, args.seed, spec[0], args.ref_steps, spec[1])
             if problem is None:
                 results["problems_skipped"] = ["empirical: MNIST data missing"]
-                continue
-            if args.empirical_grid == "top3" and "gaussian" in results["problems"]:
-                keep = followup_settings(results["problems"]["gaussian"]["all_runs"])
-                configs_b = [c for c in configs if (c.family, c.setting) in keep]
-                problem.info["settings_run"] = f"{len(configs_b)} of {len(configs)} (ours: all; built-ins: top 3 per family and budget on problem (a))"
+                break
+            first_set = not any(name.startswith("mnist") for name in results["problems"])
+            if args.empirical_grid == "top3" and not first_set:
+                configs_b = [c for c in configs if c.ours or (c.family, c.setting) in followup]
+                problem.info["settings_run"] = (f"{len(configs_b)} of {len(configs)} (ours: all; built-ins: top 3 per family "
+                                                "and budget on any problem raced before)")
             else:
                 configs_b = configs
-            problem.info["batch"] = args.empirical_batch
+        problem.info["batch"] = args.batch
+        pname = problem.name
         print(f"[{pname}] {problem.description}\n[{pname}] info: {json.dumps(problem.info)}", flush=True)
-        rows = race(problem, configs if pname == "gaussian" else configs_b, args.budgets)
+        rows = race(problem, configs_b, args.budgets)
+        followup |= followup_settings(rows)
         investigation = investigate_gaussian(problem, args.budgets) if pname == "gaussian" and not args.quick else None
         best = best_table(rows, args.budgets)
         verdicts = verdict(best, args.budgets)
@@ -773,6 +891,7 @@ def main() -> None:
         for v in verdicts:
             print(f"[{pname}] {v['budget']:>3} calls: ours {v['best_ours_rms']:.3e} ({v['best_ours']}) vs built-in "
                   f"{v['best_builtin_rms']:.3e} ({v['best_builtin']}) -> {v['verdict']}", flush=True)
+    results["fixed_settings"] = fixed_settings(results["problems"], args.budgets)
     results["seconds_total"] = time.perf_counter() - t0
     results["torch_threads"] = torch.get_num_threads()
     results["machine"] = platform.machine()

@@ -20,6 +20,7 @@ from .schedules import (
     get_betas,
     get_schedule,
 )
+from .step_placement import InformationCurve, calibrate_information_curve
 
 
 __version__ = "0.1.0"
@@ -56,12 +57,14 @@ __all__ = [
     "EmpiricalDenoiser",
     "EntropyHybridScheduler",
     "GaussianDenoiser",
+    "InformationCurve",
     "JointHeadAdapter",
     "JointTrigPipeline",
     "JointUNet2DModel",
     "NoiseSchedule",
     "S2NGeneralizedScheduler",
     "TrigAngleRKScheduler",
+    "calibrate_information_curve",
     "gaussian_entropy",
     "get_betas",
     "get_schedule",

@@ -16,6 +16,7 @@ COMMANDS = [
     "sweep",
     "curves",
     "evaluate",
+    "calibrate",
 ]
 
 

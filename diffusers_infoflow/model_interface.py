@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -92,7 +92,7 @@ SOURCE_SAMPLER_KEYS = frozenset({
     # our own schedulers' sampler options, when converting between them
     "eta", "sampling_schedule", "sampling_num_timesteps", "sampling_schedule_params", "segments", "segment_models",
     "fractional_timesteps", "gamma", "delta", "sde_rho", "variant", "solver", "step_spacing", "karras_rho",
-    "start_angle", "final_step", "use_corrector",
+    "start_angle", "final_step", "use_corrector", "information_curve", "information_measure", "information_power",
 })
 # Values of source keys that would change the maths and that no scheduler here implements.
 REFUSED_VALUES: Dict[str, Tuple[Any, ...]] = {
@@ -474,10 +474,13 @@ class ModelInterface:
 
     # ------------------------------------------------------------------ native ladders
 
-    def spaced_logsnrs(self, num_inference_steps: int, spacing: str, rho: float = 7.0) -> torch.Tensor:
+    def spaced_logsnrs(
+        self, num_inference_steps: int, spacing: str, rho: float = 7.0, place: Optional[Callable[[int, float, float], torch.Tensor]] = None
+    ) -> torch.Tensor:
         """`num_inference_steps` rungs (λ, noisiest first) over the ladder range: uniform in λ (`logsnr`), Karras
-        et al. (2022) eq. 5 in σ̃ = e^{−λ/2} with exponent `rho` (`karras`), or uniform in the schedule's own time
-        (`time`). A pure-noise end (λ = −∞) is the first rung and the others are spaced from the next level."""
+        et al. (2022) eq. 5 in σ̃ = e^{−λ/2} with exponent `rho` (`karras`), uniform in the schedule's own time
+        (`time`), or `place(n, λ_noisy, λ_clean)` (`information`: rungs from a measured mmse curve). A pure-noise
+        end (λ = −∞) is the first rung and the others are spaced from the next level."""
         n = num_inference_steps
         noisy, clean = self.logsnr_range
         if spacing == "time":
@@ -497,8 +500,10 @@ class ModelInterface:
             s_max, s_min = math.exp(-start / 2) ** (1 / rho), math.exp(-clean / 2) ** (1 / rho)
             lam = -2.0 * rho * torch.log(s_max + ramp * (s_min - s_max))
             lam[0], lam[-1] = start, clean
+        elif spacing == "information" and place is not None:
+            lam = place(m, start, clean)
         else:
-            raise ValueError(f"spacing must be 'logsnr', 'karras' or 'time', got {spacing!r}.")
+            raise ValueError(f"spacing must be 'logsnr', 'karras', 'time' or 'information' (with `place`), got {spacing!r}.")
         return torch.cat([torch.tensor([noisy], dtype=torch.float64), lam]) if pure_noise else lam
 
     def native_logsnrs(

@@ -13,16 +13,22 @@ from typing import Optional, Tuple
 
 
 __all__ = [
-    "DEFAULT_MODEL", "DEFAULT_SCHEDULER", "DEFAULT_STEPS", "JOINT_AWARE_SCHEDULERS", "SCHEDULERS", "budget_note", "build_scheduler",
-    "check_pipeline_folder", "denoise", "generate", "is_joint_model", "process_state", "sample_batches", "step_kwargs", "steps_for_calls", "steps_within_calls",
-    "training_levels",
+    "DEFAULT_MODEL", "DEFAULT_SCHEDULER", "DEFAULT_STEPS", "INFORMATION_SAMPLER", "INFORMATION_SUBFOLDER", "JOINT_AWARE_SCHEDULERS", "SCHEDULERS",
+    "budget_note", "build_scheduler", "calibrate_pipeline", "check_pipeline_folder", "denoise", "generate", "information_scheduler",
+    "is_joint_model", "process_state", "sample_batches", "step_kwargs", "steps_for_calls", "steps_within_calls", "training_levels",
 ]
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "assets" / "models" / "mnist-ddpm"
 SCHEDULERS = (
     "ddpm", "ddim", "entropy-hybrid", "s2n", "s2n-stochastic", "trig-euler", "trig-rk2", "trig-rk4", "trig-ddim", "trig-multistep",
-    "dpm++2m", "unipc", "euler", "heun",
+    "trig-information", "dpm++2m", "unipc", "euler", "heun",
 )
+# `trig-information`: TrigAngleRKScheduler's multistep solver on rungs placed by the model's measured mmse curve, saved
+# in the model folder by `infoflow calibrate` (calibrate_pipeline); the measure and power won on the shipped model
+# (benchmarks/results/fid_race.md), the solver settings in the exact-denoiser race (benchmarks/results/sampler_race.md).
+INFORMATION_SUBFOLDER = "scheduler_information"
+INFORMATION_SAMPLER = {"solver": "multistep", "solver_order": 3, "predict_x0": True, "use_corrector": True,
+                       "step_spacing": "information", "information_measure": "mmse_decrease", "information_power": 0.5}
 # `infoflow sample`'s defaults, measured on the default model (benchmarks/results/fid_vs_calls.md): the highest
 # confident fraction of any sampler and budget, with an FID below the real-data floor at that N.
 DEFAULT_SCHEDULER, DEFAULT_STEPS = "entropy-hybrid", 20
@@ -111,6 +117,8 @@ def build_scheduler(name: str, config, joint: bool = False):
 
     if name not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {name!r}; choose from {', '.join(SCHEDULERS)}.")
+    if name == "trig-information":
+        raise ValueError("trig-information is the model's calibrated sampler: load it with information_scheduler(model).")
     if joint:
         overrides = {"prediction_type": "joint" if name in JOINT_AWARE_SCHEDULERS else "sample"}
     else:
@@ -211,14 +219,49 @@ def generate(model: str, scheduler_name: str, model_calls: int, num_images: int,
     from .pipelines.joint_trig import JointTrigPipeline
 
     check_pipeline_folder(model)
+    if scheduler_name == "trig-information":
+        scheduler = information_scheduler(model)  # first: a model without one fails before loading its weights
     saved = DiffusionPipeline.from_pretrained(model, local_files_only=True)
-    scheduler = build_scheduler(scheduler_name, saved.scheduler.config, joint=is_joint_model(saved))
+    if scheduler_name != "trig-information":
+        scheduler = build_scheduler(scheduler_name, saved.scheduler.config, joint=is_joint_model(saved))
     steps, calls = steps_within_calls(scheduler, model_calls, max_steps)
     # JointTrigPipeline runs diffusers' standard loop (init_noise_sigma, scale_model_input, step), which the
     # sigma-space schedulers (euler, heun) need and DDPMPipeline skips; a single-head model's output passes
     # through unchanged, a joint model's is split for schedulers that want one head.
     pipeline = JointTrigPipeline(unet=saved.unet, scheduler=scheduler)
     return sample_batches(pipeline, steps, num_images, seed, batch_size, progress), steps, calls
+
+
+def information_scheduler(model: str):
+    """The information-placed sampler saved in the pipeline folder `model` by :func:`calibrate_pipeline`.
+
+    Raises ``ValueError`` when the folder has none, naming the command that makes one."""
+    from .schedulers import TrigAngleRKScheduler
+
+    check_pipeline_folder(model)
+    if not (Path(model) / INFORMATION_SUBFOLDER / "scheduler_config.json").is_file():
+        raise ValueError(f"model {model!r} has no calibrated information sampler ({INFORMATION_SUBFOLDER}/); make one with `infoflow calibrate {model}`.")
+    return TrigAngleRKScheduler.from_pretrained(model, subfolder=INFORMATION_SUBFOLDER)
+
+
+def calibrate_pipeline(model: str, data, num_levels: int = 32, seed: int = 0):
+    """Measures the mmse curve of the saved pipeline `model` on `data` (clean images in its training range, one batch)
+    and saves :data:`INFORMATION_SAMPLER` with that curve in ``model/scheduler_information``. Returns the scheduler.
+
+    A joint ``[ε, x0]`` model is read through both heads, as the trig solvers sample it (its x0 head gives x̂0)."""
+    from diffusers import DiffusionPipeline
+
+    from .pipelines.joint_trig import JointTrigPipeline  # noqa: F401  (registers the joint pipeline with diffusers)
+    from .schedulers import TrigAngleRKScheduler
+    from .step_placement import calibrate_information_curve
+
+    check_pipeline_folder(model)
+    saved = DiffusionPipeline.from_pretrained(model, local_files_only=True)
+    base = build_scheduler("trig-multistep", saved.scheduler.config, joint=is_joint_model(saved))
+    curve = calibrate_information_curve(saved.unet, base, data, num_levels=num_levels, batch_size=len(data), seed=seed)
+    scheduler = TrigAngleRKScheduler.from_config(base.config, **INFORMATION_SAMPLER, information_curve=curve)
+    scheduler.save_pretrained(Path(model) / INFORMATION_SUBFOLDER)
+    return scheduler
 
 
 def process_state():

@@ -39,7 +39,34 @@ def joint_folder(tmp_path_factory):
     )
     path = tmp_path_factory.mktemp("joint_model")
     JointTrigPipeline(unet=unet, scheduler=TrigAngleRKScheduler(prediction_type="joint")).save_pretrained(path)
+    images = np.random.default_rng(0).random((16, 8, 8), dtype=np.float32)
+    np.save(tmp_path_factory.mktemp("calibration") / "images.npy", images)
+    assert main(["calibrate", str(path), "--data", str(tmp_path_factory.getbasetemp() / "calibration0" / "images.npy"),
+                 "--num-images", "16", "--levels", "6"]) == 0
     return path
+
+
+def test_calibrate_saves_the_information_sampler_and_sample_uses_it(joint_folder, tmp_path, capsys):
+    from diffusers_infoflow import TrigAngleRKScheduler
+    from diffusers_infoflow.sampling import INFORMATION_SAMPLER, information_scheduler
+
+    saved = TrigAngleRKScheduler.from_pretrained(joint_folder, subfolder="scheduler_information")
+    assert saved.config.prediction_type == "joint" and len(saved.config.information_curve["logsnr"]) == 6
+    assert all(saved.config[key] == value for key, value in INFORMATION_SAMPLER.items())
+    loaded = information_scheduler(str(joint_folder))
+    loaded.set_timesteps(6)
+    saved.set_timesteps(6)
+    assert torch.equal(loaded.timesteps, saved.timesteps)
+    bare = tmp_path / "bare"
+    import shutil
+
+    shutil.copytree(joint_folder, bare, ignore=shutil.ignore_patterns("scheduler_information"))
+    with pytest.raises(SystemExit, match="infoflow calibrate"):
+        main(["sample", "--model", str(bare), "--scheduler", "trig-information", "--output", str(tmp_path / "g.png")])
+    with pytest.raises(SystemExit, match="--num-images and --levels must be >= 2"):
+        main(["calibrate", str(bare), "--levels", "1"])
+    with pytest.raises(SystemExit, match="not a saved pipeline folder"):
+        main(["calibrate", str(tmp_path), "--data", str(tmp_path)])
 
 
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
@@ -74,9 +101,13 @@ def test_joint_models_give_trig_rk4_both_heads_and_the_others_the_x0_head():
 
     config = TrigAngleRKScheduler(prediction_type="joint", solver="ddim").config
     for name in SCHEDULERS:
+        if name == "trig-information":  # saved in the model folder (test_calibrate_saves_the_information_sampler...)
+            with pytest.raises(ValueError, match="information_scheduler"):
+                build_scheduler(name, config, joint=True)
+            continue
         scheduler = build_scheduler(name, config, joint=True)
         assert scheduler.config.prediction_type == ("joint" if name in JOINT_AWARE_SCHEDULERS else "sample"), name
-    assert JOINT_AWARE_SCHEDULERS == ("trig-euler", "trig-rk2", "trig-rk4", "trig-ddim", "trig-multistep")
+    assert JOINT_AWARE_SCHEDULERS == ("trig-euler", "trig-rk2", "trig-rk4", "trig-ddim", "trig-multistep", "trig-information")
     assert build_scheduler("trig-rk4", config, joint=True).config.solver == "rk4"
     assert build_scheduler("s2n-stochastic", config, joint=True).config.sde_rho == 1.0
     ddpm_config = {"num_train_timesteps": 1000, "prediction_type": "v_prediction"}

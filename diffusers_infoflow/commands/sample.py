@@ -17,6 +17,7 @@ def register(subparsers) -> None:
         "--scheduler", choices=SCHEDULERS, default=DEFAULT_SCHEDULER,
         help="ddpm, ddim, entropy-hybrid; s2n / s2n-stochastic (S2NGeneralizedScheduler presets 'deterministic' / "
              "'stochastic'); trig-euler / trig-rk2 / trig-rk4 / trig-ddim / trig-multistep (TrigAngleRKScheduler's solvers); "
+             "trig-information (the multistep solver on rungs placed by the model's mmse curve, saved by `infoflow calibrate`); "
              "diffusers' dpm++2m, unipc, euler, heun. Default: entropy-hybrid, the measured best for the default model.",
     )
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="number of model calls (rounded down to whole steps of multi-call solvers).")

@@ -88,6 +88,11 @@ class ModelInterfaceMixin:
         """The level λ the model is told at call `index` of the current ladder."""
         raise NotImplementedError
 
+    def _place_by_information(self, num_rungs: int, start: float, end: float) -> torch.Tensor:
+        """`num_rungs` levels from λ = `start` to `end` placed by the config's `information_curve` (the `information`
+        spacing; `self.information` is set from the config by `step_placement.information_placement`)."""
+        return self.information.place(num_rungs, start, end, self.config.information_measure, self.config.information_power)
+
     def scale_model_input(self, sample: torch.Tensor, timestep: Optional[Union[float, torch.Tensor]] = None) -> torch.Tensor:
         """What the model sees of the sample at `timestep`: EDM's c_in scaling, unchanged for other families."""
         if self.interface.preconditioning == "none":

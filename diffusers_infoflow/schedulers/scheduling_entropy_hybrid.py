@@ -41,12 +41,13 @@ from ..schedules import (
     NoiseSchedule,
     family_params,
 )
+from ..step_placement import InformationMeasure, information_placement
 from ._common import ModelInterfaceMixin, StepIndexMixin, check_model_output
 
 
 logger = logging.get_logger(__name__)
 
-TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
+TIMESTEP_SPACINGS = ("leading", "trailing", "linspace", "information")
 
 
 @dataclass
@@ -94,8 +95,12 @@ class EntropyHybridScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin
         clip_sample (`bool`, defaults to `False`): clamp x̂0 to `[-clip_sample_range, clip_sample_range]`.
         clip_sample_range (`float`, defaults to 1.0): the clamp bound.
         timestep_spacing (`str`, defaults to `"leading"`): `leading`, `trailing` or `linspace`, as in diffusers
-            (for a `discrete` model or sampling schedule; EDM and flow models walk their native ladders).
+            (for a `discrete` model or sampling schedule; EDM and flow models walk their native ladders), or
+            `information`: the model's own levels placed by its measured mmse curve (`information_curve`; not with
+            `sampling_schedule` or `segments`).
         steps_offset (`int`, defaults to 0): added to `leading` timesteps, as in diffusers.
+        information_curve, information_measure, information_power: the `information` rungs, as in
+            :class:`~diffusers_infoflow.schedulers.TrigAngleRKScheduler`.
         eta (`float`, defaults to 1.0): stochasticity in [0, 1]; 1 = ancestral DDPM (seed 000), 0 = DDIM.
         sampling_schedule (`str`, *optional*): the schedule whose noise levels the sampler walks; `None` = the
             training schedule.
@@ -146,8 +151,11 @@ class EntropyHybridScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin
         prediction_type: Optional[Literal["epsilon", "sample", "v_prediction", "joint", "flow_prediction"]] = None,
         clip_sample: bool = False,
         clip_sample_range: float = 1.0,
-        timestep_spacing: Literal["leading", "trailing", "linspace"] = "leading",
+        timestep_spacing: Literal["leading", "trailing", "linspace", "information"] = "leading",
         steps_offset: int = 0,
+        information_curve: Optional[Dict[str, List[float]]] = None,
+        information_measure: InformationMeasure = "mmse_decrease",
+        information_power: float = 0.5,
         eta: float = 1.0,
         sampling_schedule: Optional[str] = None,
         sampling_num_timesteps: Optional[int] = None,
@@ -167,6 +175,9 @@ class EntropyHybridScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin
             raise ValueError(f"clip_sample_range must be > 0, got {clip_sample_range!r}.")
         if thresholding:
             raise ValueError("thresholding=True is not supported by EntropyHybridScheduler; use clip_sample.")
+        self.information = information_placement("timestep_spacing", timestep_spacing, information_curve, information_measure, information_power)
+        if timestep_spacing == "information" and (segments or sampling_schedule is not None):
+            raise ValueError("timestep_spacing='information' places the model's own levels; it cannot be combined with `segments` or `sampling_schedule`.")
         if segment_models and not segments:
             raise ValueError("segment_models=True needs `segments`.")
         if noise_family != "discrete" and (segment_models or not fractional_timesteps):
@@ -260,6 +271,10 @@ class EntropyHybridScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin
             self._set_ladder(self._segment_points(num_inference_steps), device)
             return
         sched = self._sampling_schedule
+        if sched is None and self.config.timestep_spacing == "information" and timesteps is None and sigmas is None and mu is None:
+            self._check_num_steps(num_inference_steps, self.config.num_train_timesteps)
+            self._set_ladder([(self.interface.spaced_logsnrs(num_inference_steps, "information", place=self._place_by_information), 0, None)], device)
+            return
         if sched is None:
             lam = self.interface.native_logsnrs(num_inference_steps, timesteps=timesteps, sigmas=sigmas, mu=mu)
             self._set_ladder([(lam, 0, None)], device)

@@ -37,11 +37,12 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from ..model_interface import NOISE_FAMILIES, ModelInterface
 from ..schedules import NoiseSchedule
+from ..step_placement import InformationMeasure, information_placement
 from ._common import ModelInterfaceMixin, StepIndexMixin, check_finite
 
 
 VARIANTS = ("corollary1", "non_markovian")
-SPACINGS = ("leading", "trailing", "linspace", "logsnr", "karras")
+SPACINGS = ("leading", "trailing", "linspace", "logsnr", "karras", "information")
 
 
 @dataclass
@@ -92,10 +93,13 @@ class S2NGeneralizedScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixi
             EDM's F-network. `None` = `flow_prediction` for `flow`, else `epsilon`.
         timestep_spacing (`str`, *optional*): the rungs. `leading`, `trailing`, `linspace` as diffusers (for
             `flow`, `linspace` is FlowMatchEulerDiscreteScheduler's shifted ladder; for analytic families,
-            uniform in their time), `logsnr` (uniform in λ) and `karras` (σ̃ Karras-spaced with exponent `rho`).
+            uniform in their time), `logsnr` (uniform in λ), `karras` (σ̃ Karras-spaced with exponent `rho`) and
+            `information` (placed by the model's measured mmse curve, `information_curve`).
             `None` = `leading` for tables, `linspace` for flow matching, EDM's own (`karras`, or `logsnr` with
             `sigma_schedule="exponential"`) otherwise.
         steps_offset (`int`, defaults to 0): added to `leading` timesteps, as in diffusers.
+        information_curve, information_measure, information_power: the `information` rungs, as in
+            :class:`~diffusers_infoflow.schedulers.TrigAngleRKScheduler`.
         gamma (`float`, defaults to 0.0): Corollary 1's γ (> −1; γ = −1 is singular and for γ < −1 the last
             rung to λ = +∞ diverges).
         delta (`float`, defaults to 1.0): Corollary 1's δ (> 0, so the last rung adds no noise).
@@ -149,8 +153,11 @@ class S2NGeneralizedScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixi
         time_shift_type: Literal["exponential", "linear"] = "exponential",
         preconditioning: Optional[Literal["none", "edm"]] = None,
         prediction_type: Optional[Literal["epsilon", "sample", "v_prediction", "joint", "flow_prediction"]] = None,
-        timestep_spacing: Optional[Literal["leading", "trailing", "linspace", "logsnr", "karras"]] = None,
+        timestep_spacing: Optional[Literal["leading", "trailing", "linspace", "logsnr", "karras", "information"]] = None,
         steps_offset: int = 0,
+        information_curve: Optional[Dict[str, List[float]]] = None,
+        information_measure: InformationMeasure = "mmse_decrease",
+        information_power: float = 0.5,
         gamma: float = 0.0,
         delta: float = 1.0,
         sde_rho: float = 0.0,
@@ -174,6 +181,7 @@ class S2NGeneralizedScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixi
         if timestep_spacing not in SPACINGS or (noise_family not in ("discrete",) and timestep_spacing in ("leading", "trailing")):
             allowed = SPACINGS if noise_family == "discrete" else SPACINGS[2:]
             raise ValueError(f"timestep_spacing must be one of {allowed} for noise_family={noise_family!r}, got {timestep_spacing!r}.")
+        self.information = information_placement("timestep_spacing", timestep_spacing, information_curve, information_measure, information_power)
         # Store the resolved choices, so that a saved config reloads to the same sampler.
         self.register_to_config(noise_family=noise_family, timestep_spacing=timestep_spacing)
         self.interface = ModelInterface.from_config(self.config)
@@ -258,7 +266,9 @@ class S2NGeneralizedScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixi
         else:
             if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
                 raise ValueError(f"num_inference_steps must be a positive integer, got {num_inference_steps!r}.")
-            lam = self.interface.spaced_logsnrs(num_inference_steps, {"linspace": "time"}.get(spacing, spacing), self.config.rho)
+            lam = self.interface.spaced_logsnrs(
+                num_inference_steps, {"linspace": "time"}.get(spacing, spacing), self.config.rho, self._place_by_information
+            )
         told, lam = self.interface.model_timesteps(lam)
         self.timesteps = told.to(device)
         # Rung levels in float64, with the clean end (λ = +∞, α = 1, σ = 0) appended.

@@ -1,0 +1,131 @@
+"""Benchmark (issue 14, item 4): FID at few model calls on a shipped model, our best samplers against diffusers' best.
+
+Ours is the model's calibrated information sampler (``infoflow calibrate`` saved it in ``MODEL/scheduler_information``:
+TrigAngleRK's multistep solver on rungs placed by the model's measured mmse curve), as shipped and with the other
+measures/powers of the exact-denoiser race; diffusers' built-ins are built ``from_config`` of the model's saved
+scheduler config with the settings that won their families in that race (``benchmarks/sampler_race.py``,
+multimodal sets): ``trailing`` spacing, which starts at t = T − 1 (the saved DDPM config's ``leading`` would not).
+
+Every candidate draws the same noise per batch (``sampling.sample_batches``), every model call is counted
+(``len(timesteps)``), and the scores are FID / KID / confident fraction with the shipped MNIST feature network
+against MNIST test images whose features are computed once; the floor is MNIST train at the same N.
+
+    python benchmarks/fid_race.py [--model DIR] [--calls 5 10 20] [--num-samples 500]
+    ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 benchmarks/fid_race.py
+
+Writes ``benchmarks/results/fid_race.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+from diffusers import DiffusionPipeline, DPMSolverMultistepScheduler, UniPCMultistepScheduler
+
+from diffusers_infoflow import TrigAngleRKScheduler
+from diffusers_infoflow.metrics import GenerativeScorer, load_mnist, process_shard
+from diffusers_infoflow.pipelines.joint_trig import JointTrigPipeline
+from diffusers_infoflow.sampling import (
+    DEFAULT_MODEL,
+    information_scheduler,
+    process_state,
+    sample_batches,
+    steps_within_calls,
+)
+
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+# name -> (ours, factory(training scheduler config, calibrated information sampler))
+CANDIDATES = {
+    "trig-information (shipped)": (True, lambda cfg, info: info),
+    "trig-information mmse_decrease^0.25": (True, lambda cfg, info: TrigAngleRKScheduler.from_config(
+        info.config, information_measure="mmse_decrease", information_power=0.25)),
+    "trig-information mmse_decrease^0.5": (True, lambda cfg, info: TrigAngleRKScheduler.from_config(
+        info.config, information_measure="mmse_decrease", information_power=0.5)),
+    "unipc bh2-3 trailing": (False, lambda cfg, info: UniPCMultistepScheduler.from_config(
+        cfg, solver_type="bh2", solver_order=3, timestep_spacing="trailing")),
+    "unipc bh1-3 trailing": (False, lambda cfg, info: UniPCMultistepScheduler.from_config(
+        cfg, solver_type="bh1", solver_order=3, timestep_spacing="trailing")),
+    "dpm++3m trailing": (False, lambda cfg, info: DPMSolverMultistepScheduler.from_config(
+        cfg, algorithm_type="dpmsolver++", solver_order=3, timestep_spacing="trailing")),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=str(DEFAULT_MODEL))
+    parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
+    parser.add_argument("--calls", type=int, nargs="+", default=[5, 10, 20])
+    parser.add_argument("--num-samples", type=int, default=500)
+    parser.add_argument("--num-reference", type=int, default=10000)
+    parser.add_argument("--batch-size", type=int, default=250)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", default=None, help="MNIST .npz (default: $INFOFLOW_MNIST or ../shared/data/mnist.npz)")
+    parser.add_argument("--output", default=str(RESULTS / "fid_race"))
+    args = parser.parse_args()
+
+    state = process_state()
+    saved = DiffusionPipeline.from_pretrained(args.model, local_files_only=True)
+    config, information = saved.scheduler.config, information_scheduler(args.model)
+    scorer = GenerativeScorer(load_mnist("test", args.num_reference, args.data), metrics=["fid", "kid", "confident"], device=state.device)
+    floor = scorer.score(process_shard(load_mnist("train", args.num_samples, args.data)))
+    rows = []
+    for name in args.candidates:
+        ours, factory = CANDIDATES[name]
+        for budget in args.calls:
+            scheduler = factory(config, information)
+            steps, calls = steps_within_calls(scheduler, budget)
+            tick = time.perf_counter()
+            images = sample_batches(JointTrigPipeline(unet=saved.unet, scheduler=scheduler), steps, args.num_samples, args.seed, args.batch_size)
+            scores = scorer.score(images.clamp(0, 1))
+            rows.append({"sampler": name, "ours": ours, "budget": budget, "steps": steps, "calls": calls,
+                         "first_timestep": float(scheduler.timesteps[0]), **scores, "seconds": time.perf_counter() - tick})
+            state.print(f"{name:36s} {budget:3d} calls ({calls} used): FID {scores['fid']:.2f}, KID {scores['kid_mean']:.2f}, "
+                        f"confident {scores['confident_fraction']:.1%}")
+    if not state.is_main_process:
+        return
+    result = {"model": str(args.model), "num_samples": args.num_samples, "num_reference": args.num_reference,
+              "floor_same_n": floor, "rows": rows, "information_sampler": dict(information.config),
+              "num_processes": state.num_processes}
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=1))
+    out.with_suffix(".md").write_text(markdown(result, args.calls))
+    print(f"wrote {out}.json/.md")
+
+
+def markdown(result, budgets) -> str:
+    cells = {(r["sampler"], r["budget"]): r for r in result["rows"]}
+    names = list(dict.fromkeys(r["sampler"] for r in result["rows"]))
+    lines = ["# FID race at few model calls", "",
+             f"`python benchmarks/fid_race.py` on `{Path(result['model']).name}`: {result['num_samples']} samples per cell, "
+             f"the same noise for every sampler, MNIST feature network against {result['num_reference']} test images. "
+             f"Floor (MNIST train, same N): FID **{result['floor_same_n']['fid']:.2f}**, confident "
+             f"{result['floor_same_n']['confident_fraction']:.1%}. ★ = ours. Cells: FID / KID / confident (calls used). "
+             f"Ours: the model's `scheduler_information` ({len(result['information_sampler']['information_curve']['logsnr'])}-level "
+             "mmse curve from `infoflow calibrate`).", "",
+             "| sampler | " + " | ".join(f"{b} calls" for b in budgets) + " |", "|---|" + "---|" * len(budgets)]
+    for name in names:
+        row = []
+        for b in budgets:
+            r = cells.get((name, b))
+            row.append("–" if r is None else f"{r['fid']:.2f} / {r['kid_mean']:.2f} / {r['confident_fraction']:.1%} ({r['calls']})")
+        ours = next(r["ours"] for r in result["rows"] if r["sampler"] == name)
+        lines.append(f"| {'★ ' if ours else ''}{name} | " + " | ".join(row) + " |")
+    lines += ["", "Best per side (FID):", "", "| calls | best ours | FID | best built-in | FID |", "|---|---|---|---|---|"]
+    for b in budgets:
+        side = {k: [r for r in result["rows"] if r["budget"] == b and r["ours"] == k] for k in (True, False)}
+        if side[True] and side[False]:
+            o, d = (min(side[k], key=lambda r: r["fid"]) for k in (True, False))
+            lines.append(f"| {b} | {o['sampler']} | {o['fid']:.2f} | {d['sampler']} | {d['fid']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    torch.set_grad_enabled(False)
+    main()

@@ -1,0 +1,182 @@
+"""Step placement from information: sampling rungs placed by a model's measured mmse curve.
+
+The I-MMSE relation (SPEC §4) gives the information a model's channel gains per unit of log-SNR,
+``dI/dλ = ½·e^λ·mmse(λ)``. A short calibration run measures ``mmse(λ)`` of a model on a data batch
+(:func:`calibrate_information_curve`); :class:`InformationCurve` stores it in a scheduler config (so it
+round-trips with ``save_pretrained``) and places N rungs at equal increments of ``∫ w(λ)^p dλ`` with
+
+* ``measure="information"``: ``w = dI/dλ``, the information gained (p = 1: equal information per step);
+* ``measure="mmse_decrease"``: ``w = −d mmse/dλ``, how fast the posterior narrows, a proxy of how fast x̂0
+  moves along the ODE (for Gaussian data ``E‖dx̂0/dλ‖²`` is ``−d mmse/dλ`` times ``(1 − ᾱ-like) / 4`` per pixel).
+
+The power p interpolates between log-SNR-uniform rungs (p = 0) and the measure itself (p = 1).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Literal, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+
+
+__all__ = ["INFORMATION_MEASURES", "InformationCurve", "calibrate_information_curve"]
+
+InformationMeasure = Literal["information", "mmse_decrease"]
+INFORMATION_MEASURES = ("information", "mmse_decrease")
+_FINE_GRID = 4096  # points of the quadrature that inverts the cumulative weight
+
+
+class InformationCurve:
+    """A model's mmse per dimension at increasing log-SNRs, and the rungs it places.
+
+    Args:
+        logsnr (`Sequence[float]`): strictly increasing finite λ knots.
+        mmse (`Sequence[float]`): ``E‖x0 − x̂0(z_λ)‖² / D`` at each knot (≥ 0); linear in between.
+    """
+
+    def __init__(self, logsnr: Sequence[float], mmse: Sequence[float]):
+        lam = torch.as_tensor(np.asarray(logsnr, dtype=np.float64))
+        err = torch.as_tensor(np.asarray(mmse, dtype=np.float64))
+        if lam.ndim != 1 or lam.shape != err.shape or len(lam) < 2:
+            raise ValueError(f"information_curve needs 'logsnr' and 'mmse' lists of the same length >= 2, got {tuple(lam.shape)} and {tuple(err.shape)}.")
+        if not (torch.isfinite(lam).all() and torch.isfinite(err).all()) or (err < 0).any() or (lam[1:] <= lam[:-1]).any():
+            raise ValueError("information_curve needs finite, strictly increasing 'logsnr' and finite 'mmse' >= 0.")
+        self.logsnr = lam
+        # The exact mmse never increases with λ; a Monte Carlo estimate may wiggle, which would give negative
+        # decrease rates: keep the running minimum from the noisy end.
+        self.mmse = torch.cummin(err, dim=0).values
+
+    @classmethod
+    def from_config(cls, value: Mapping[str, Any]) -> "InformationCurve":
+        """From a scheduler config's `information_curve` entry, ``{"logsnr": [...], "mmse": [...]}``."""
+        if not isinstance(value, Mapping) or set(value) != {"logsnr", "mmse"}:
+            raise ValueError(
+                "information_curve must be a dict with exactly the keys 'logsnr' and 'mmse' "
+                f"(made by diffusers_infoflow.calibrate_information_curve), got {value!r:.120}."
+            )
+        return cls(value["logsnr"], value["mmse"])
+
+    def to_config(self) -> Dict[str, List[float]]:
+        """The JSON-ready entry for a scheduler config."""
+        return {"logsnr": [float(v) for v in self.logsnr], "mmse": [float(v) for v in self.mmse]}
+
+    def weight(self, logsnr: torch.Tensor, measure: InformationMeasure = "information") -> torch.Tensor:
+        """``dI/dλ`` or ``−d mmse/dλ`` (per dimension) at `logsnr`; mmse is held constant outside the knots."""
+        lam = torch.as_tensor(logsnr, dtype=torch.float64)
+        knots = self.logsnr.numpy()
+        if measure == "information":
+            mmse = torch.from_numpy(np.interp(lam.numpy(), knots, self.mmse.numpy()))
+            return 0.5 * torch.exp(lam) * mmse
+        if measure == "mmse_decrease":
+            slopes = (self.mmse[:-1] - self.mmse[1:]) / (self.logsnr[1:] - self.logsnr[:-1])
+            middles = 0.5 * (self.logsnr[1:] + self.logsnr[:-1])
+            rate = np.interp(lam.numpy(), middles.numpy(), slopes.numpy(), left=0.0, right=0.0)
+            return torch.from_numpy(rate)
+        raise ValueError(f"information_measure must be one of {INFORMATION_MEASURES}, got {measure!r}.")
+
+    def place(self, num_rungs: int, start: float, end: float, measure: InformationMeasure = "information", power: float = 1.0) -> torch.Tensor:
+        """`num_rungs` levels from λ = `start` (noisiest) to `end` (cleanest), at equal increments of ∫ w(λ)^power dλ.
+
+        A weight of exactly zero (a flat stretch of the curve) would leave a stretch no rung may enter; a floor of
+        1e-6 of the mean weight keeps the ladder strictly increasing there.
+        """
+        if not (math.isfinite(start) and math.isfinite(end) and start < end):
+            raise ValueError(f"need finite start < end, got {start!r} and {end!r}.")
+        if not (isinstance(power, (int, float)) and 0.0 <= power <= 2.0):
+            raise ValueError(f"information_power must be a number in [0, 2], got {power!r}.")
+        if num_rungs == 1:
+            return torch.tensor([start], dtype=torch.float64)
+        grid = torch.linspace(start, end, _FINE_GRID, dtype=torch.float64)
+        density = self.weight(grid, measure).clamp(min=0.0) ** power
+        density = density + 1e-6 * float(density.mean()) + 1e-300
+        cumulative = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumulative_trapezoid(density, grid)])
+        targets = torch.linspace(0.0, float(cumulative[-1]), num_rungs, dtype=torch.float64)
+        lam = torch.from_numpy(np.interp(targets.numpy(), cumulative.numpy(), grid.numpy()))
+        lam[0], lam[-1] = start, end
+        return lam
+
+
+def calibrate_information_curve(
+    model: torch.nn.Module,
+    scheduler,
+    data: torch.Tensor,
+    num_levels: int = 48,
+    batch_size: int = 64,
+    seed: int = 0,
+) -> Dict[str, List[float]]:
+    """Measures `model`'s mmse curve on a data batch: `num_levels` levels uniform in λ over the model's range.
+
+    Each level noises the whole batch with the family's forward marginal, asks the model at that level (its own
+    timestep and input scaling, any checkpoint family) and compares the x̂0 it implies with the data:
+    ``num_levels · ceil(len(data) / batch_size)`` model calls. The mmse is capped at the data's variance per
+    dimension, the error of the best constant guess E[x0], which no Bayes denoiser exceeds: at the noisiest levels an
+    ε-model's x̂0 = (x − σ·ε̂)/α divides its small ε errors by a tiny α and would report several times that.
+
+    Args:
+        model: called as ``model(model_input, timestep).sample`` (a `UNet2DModel`, an exact denoiser, ...).
+        scheduler: the model's scheduler (a diffusers scheduler or one of ours); its config says the family.
+        data: clean samples `(N, C, H, W)` in the model's data range.
+        num_levels: knots of the curve.
+        batch_size: samples per model call.
+        seed: seeds the noise.
+
+    Returns:
+        `{"logsnr": [...], "mmse": [...]}`, the value of a scheduler's `information_curve` config entry.
+    """
+    from .model_interface import ModelInterface, finite_noisy_logsnr
+    from .schedulers import TrigAngleRKScheduler
+
+    if not isinstance(data, torch.Tensor) or data.ndim != 4 or len(data) == 0 or not torch.isfinite(data).all():
+        raise ValueError(f"`data` must be a finite tensor (N, C, H, W) with N >= 1, got {getattr(data, 'shape', type(data).__name__)}.")
+    if isinstance(num_levels, bool) or not isinstance(num_levels, int) or num_levels < 2:
+        raise ValueError(f"num_levels must be an integer >= 2, got {num_levels!r}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    interface = getattr(scheduler, "interface", None)
+    if not isinstance(interface, ModelInterface):  # a diffusers scheduler: read its config the one checked way
+        interface = TrigAngleRKScheduler.from_config(scheduler.config).interface
+    levels = torch.linspace(finite_noisy_logsnr(interface), interface.logsnr_range[1], num_levels, dtype=torch.float64)
+    param = next(model.parameters(), None) if hasattr(model, "parameters") else None
+    device = param.device if param is not None else data.device
+    dtype = param.dtype if param is not None and param.dtype.is_floating_point else data.dtype
+    generator = torch.Generator().manual_seed(seed)
+    prior_variance = float(data.to(torch.float64).flatten(1).var(0, unbiased=len(data) > 1).mean())
+    knots, mmse = [], []
+    with torch.no_grad():
+        for lam in levels:
+            told, snapped = interface.model_timesteps(lam.view(1))
+            level = float(snapped[0])
+            total = 0.0
+            for x0 in data.split(batch_size):
+                noise = torch.randn(x0.shape, generator=generator, dtype=torch.float64)
+                state = interface.add_noise(x0.to(torch.float64), noise, told)
+                model_input = interface.scale_model_input(state, level)
+                timestep = told.to(device).expand(len(x0))
+                out = model(model_input.to(device, dtype), timestep).sample
+                x0_hat, _ = interface.predictions(out.to(torch.float64).cpu(), state, level)
+                total += float((x0_hat - x0.to(torch.float64)).pow(2).sum())
+            if not knots or level > knots[-1]:  # a table may snap two nearby levels onto one timestep
+                knots.append(level)
+                mmse.append(min(total / data.numel(), prior_variance))
+    return {"logsnr": knots, "mmse": mmse}
+
+
+def information_placement(
+    spacing_key: str, spacing: Optional[str], curve: Optional[Mapping[str, Any]], measure: str, power: float
+) -> Optional[InformationCurve]:
+    """A scheduler's checked information options: the curve when given, and a clear error for a config that asks
+    for `spacing="information"` without one or gives a measure or power outside the allowed ones."""
+    if measure not in INFORMATION_MEASURES:
+        raise ValueError(f"information_measure must be one of {INFORMATION_MEASURES}, got {measure!r}.")
+    if isinstance(power, bool) or not isinstance(power, (int, float)) or not 0.0 <= power <= 2.0:
+        raise ValueError(f"information_power must be a number in [0, 2], got {power!r}.")
+    if curve is None:
+        if spacing == "information":
+            raise ValueError(
+                f"{spacing_key}='information' needs `information_curve`: measure the model's with "
+                "diffusers_infoflow.calibrate_information_curve(model, scheduler, data) and pass it."
+            )
+        return None
+    return InformationCurve.from_config(curve)

@@ -1,0 +1,143 @@
+"""Information-placed steps: the calibrated mmse curve against Gaussian closed forms, the rungs it places, and the
+`information` spacing of our schedulers (config round trips, checkpoint families, clear errors)."""
+
+import math
+
+import pytest
+import torch
+from diffusers import DDPMScheduler, EDMEulerScheduler, FlowMatchEulerDiscreteScheduler
+
+from diffusers_infoflow import (
+    EntropyHybridScheduler,
+    GaussianDenoiser,
+    InformationCurve,
+    S2NGeneralizedScheduler,
+    TrigAngleRKScheduler,
+    calibrate_information_curve,
+)
+from diffusers_infoflow.metrics import gaussian_information, gaussian_mmse
+
+
+VARIANCE = torch.tensor([0.01, 0.05, 0.2, 0.5, 1.0, 2.0], dtype=torch.float64).repeat(4).view(1, 4, 6)
+MEAN = torch.zeros(1, 4, 6, dtype=torch.float64)
+
+
+def _data(n=512, seed=0):
+    return MEAN + VARIANCE.sqrt() * torch.randn((n, *VARIANCE.shape), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def _exact_curve(lo=-12.0, hi=12.0, knots=400):
+    lam = torch.linspace(lo, hi, knots, dtype=torch.float64)
+    return InformationCurve(lam, gaussian_mmse(VARIANCE, lam) / VARIANCE.numel())
+
+
+@pytest.mark.parametrize("source", [DDPMScheduler(), EDMEulerScheduler(), FlowMatchEulerDiscreteScheduler(shift=3.0)], ids=["ddpm", "edm", "flow"])
+def test_calibrated_curve_is_the_gaussian_mmse(source):
+    """Any checkpoint family: the model is asked in its own units, and the measured curve is the closed form."""
+    scheduler = TrigAngleRKScheduler.from_config(source.config)
+    model = GaussianDenoiser(MEAN, VARIANCE, scheduler.interface)
+    curve = calibrate_information_curve(model, source, _data(), num_levels=12, batch_size=200)
+    lam = torch.tensor(curve["logsnr"], dtype=torch.float64)
+    assert len(lam) == 12 and (lam[1:] > lam[:-1]).all()
+    noisy, clean = scheduler.interface.logsnr_range
+    assert lam[-1] == pytest.approx(clean, abs=1e-6) and (not math.isfinite(noisy) or lam[0] == pytest.approx(noisy, abs=1e-6))
+    exact = gaussian_mmse(VARIANCE, lam) / VARIANCE.numel()
+    torch.testing.assert_close(torch.tensor(curve["mmse"], dtype=torch.float64), exact, rtol=0.06, atol=0.0)
+
+
+def test_equal_information_rungs_split_the_closed_form_information_equally():
+    curve = _exact_curve()
+    lam = curve.place(9, -10.0, 9.0, "information", 1.0)
+    gains = torch.diff(gaussian_information(VARIANCE, lam))
+    torch.testing.assert_close(gains, torch.full_like(gains, float(gains.mean())), rtol=2e-3, atol=0.0)
+    assert lam[0] == -10.0 and lam[-1] == 9.0
+
+
+def test_power_zero_is_uniform_in_logsnr_and_mmse_decrease_follows_the_narrowing():
+    curve = _exact_curve()
+    for measure in ("information", "mmse_decrease"):
+        torch.testing.assert_close(curve.place(7, -10.0, 9.0, measure, 0.0), torch.linspace(-10.0, 9.0, 7, dtype=torch.float64), rtol=0, atol=1e-9)
+    # −d mmse/dλ peaks where the posterior narrows (λ ≈ −log v, here −4.6 … 0.7): the rungs crowd there
+    lam = curve.place(12, -10.0, 9.0, "mmse_decrease", 1.0)
+    inside = ((lam > -5.5) & (lam < 1.5)).sum()
+    assert inside >= 7, lam
+
+
+def test_curve_config_round_trip_and_monotone_cleanup():
+    curve = InformationCurve([-2.0, 0.0, 2.0], [0.5, 0.6, 0.1])  # a Monte Carlo wiggle upwards
+    assert curve.to_config() == {"logsnr": [-2.0, 0.0, 2.0], "mmse": [0.5, 0.5, 0.1]}
+    assert InformationCurve.from_config(curve.to_config()).to_config() == curve.to_config()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [[1, 2], {"logsnr": [0.0, 1.0]}, {"logsnr": [0.0, 1.0], "mmse": [1.0]}, {"logsnr": [1.0, 0.0], "mmse": [1.0, 0.5]},
+     {"logsnr": [0.0, 1.0], "mmse": [1.0, -0.5]}, {"logsnr": [0.0, float("nan")], "mmse": [1.0, 0.5]},
+     {"logsnr": [0.0, 1.0], "mmse": [1.0, 0.5], "extra": 1}],
+)
+def test_bad_curves_are_refused(value):
+    with pytest.raises(ValueError, match="information_curve"):
+        TrigAngleRKScheduler(solver="multistep", step_spacing="information", information_curve=value)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"step_spacing": "information"}, "needs `information_curve`"),
+    ({"step_spacing": "information", "information_curve": _exact_curve().to_config(), "information_measure": "entropy"}, "information_measure"),
+    ({"step_spacing": "information", "information_curve": _exact_curve().to_config(), "information_power": -1.0}, "information_power"),
+    ({"step_spacing": "information", "information_curve": _exact_curve().to_config(), "information_power": True}, "information_power"),
+])
+def test_bad_information_options_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TrigAngleRKScheduler(solver="multistep", **kwargs)
+    spacing = kwargs.pop("step_spacing")
+    with pytest.raises(ValueError, match=match):
+        S2NGeneralizedScheduler(timestep_spacing=spacing, **kwargs)
+
+
+@pytest.mark.parametrize("cls, spacing_key", [(TrigAngleRKScheduler, "step_spacing"), (S2NGeneralizedScheduler, "timestep_spacing")])
+def test_information_spacing_round_trips_and_uses_the_curve(tmp_path, cls, spacing_key):
+    curve = _exact_curve()
+    options = {spacing_key: "information", "information_curve": curve.to_config(), "information_measure": "mmse_decrease", "information_power": 0.5}
+    if cls is TrigAngleRKScheduler:
+        options["solver"] = "multistep"  # one call per step: timesteps are the rungs
+    scheduler = cls.from_config(DDPMScheduler().config, **options)
+    scheduler.set_timesteps(10)
+    lam_noisy, lam_clean = scheduler.interface.logsnr_range
+    expected = scheduler.interface.model_timesteps(curve.place(10, lam_noisy, lam_clean, "mmse_decrease", 0.5))[0]
+    torch.testing.assert_close(scheduler.timesteps[:10].double(), expected.double(), rtol=0, atol=1e-3)
+    assert scheduler.timesteps[0] == 999 and scheduler.timesteps[9] == 0
+    scheduler.save_pretrained(tmp_path)
+    reloaded = cls.from_pretrained(tmp_path)
+    assert reloaded.config.information_curve == curve.to_config() and reloaded.config[spacing_key] == "information"
+    reloaded.set_timesteps(10)
+    assert torch.equal(reloaded.timesteps, scheduler.timesteps)
+    # other spacings ignore a stored curve
+    plain = cls.from_config(reloaded.config, **{spacing_key: "karras" if cls is S2NGeneralizedScheduler else "uniform_logsnr"})
+    plain.set_timesteps(10)
+    assert not torch.equal(plain.timesteps, scheduler.timesteps)
+
+
+def test_information_rungs_from_pure_noise_on_a_flow_model():
+    source = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    scheduler = TrigAngleRKScheduler.from_config(source.config, solver="multistep")
+    model = GaussianDenoiser(MEAN, VARIANCE, scheduler.interface)
+    curve = calibrate_information_curve(model, source, _data(256), num_levels=16, batch_size=256)
+    info = TrigAngleRKScheduler.from_config(source.config, solver="multistep", step_spacing="information", information_curve=curve)
+    info.set_timesteps(8)
+    assert info.timesteps[0] == pytest.approx(1000.0) and (info.timesteps[1:] < info.timesteps[:-1]).all()
+    x = torch.randn((4, *MEAN.shape), generator=torch.Generator().manual_seed(3), dtype=torch.float64) * info.init_noise_sigma
+    for t in info.timesteps:
+        x = info.step(model(info.scale_model_input(x, t), t).sample, t, x).prev_sample
+    assert torch.isfinite(x).all()
+
+
+def test_entropy_hybrid_information_spacing_walks_the_models_levels():
+    curve = _exact_curve()
+    scheduler = EntropyHybridScheduler.from_config(DDPMScheduler().config, eta=0.0, timestep_spacing="information", information_curve=curve.to_config())
+    scheduler.set_timesteps(12)
+    expected = scheduler.interface.model_timesteps(curve.place(12, *scheduler.interface.logsnr_range, "mmse_decrease", 0.5))[0]
+    torch.testing.assert_close(scheduler.timesteps.double(), expected.double(), rtol=0, atol=1e-3)
+    with pytest.raises(ValueError, match="cannot be combined"):
+        EntropyHybridScheduler(timestep_spacing="information", information_curve=curve.to_config(), sampling_schedule="cosine")
+    with pytest.raises(ValueError, match="needs `information_curve`"):
+        EntropyHybridScheduler(timestep_spacing="information")
