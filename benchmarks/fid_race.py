@@ -45,21 +45,25 @@ CANDIDATES = {
     "trig-information (shipped)": (True, lambda cfg, info: info),
     "trig-information mmse_decrease^0.25": (True, lambda cfg, info: TrigAngleRKScheduler.from_config(
         info.config, information_measure="mmse_decrease", information_power=0.25)),
-    "trig-information mmse_decrease^0.5": (True, lambda cfg, info: TrigAngleRKScheduler.from_config(
-        info.config, information_measure="mmse_decrease", information_power=0.5)),
+    "trig-information information^0.25": (True, lambda cfg, info: TrigAngleRKScheduler.from_config(
+        info.config, information_measure="information", information_power=0.25)),
+    # the same solver on the other ladders
+    "trig-multistep uniform_logsnr": (True, lambda cfg, info: TrigAngleRKScheduler.from_config(info.config, step_spacing="uniform_logsnr")),
+    "trig-multistep uniform_timestep": (True, lambda cfg, info: TrigAngleRKScheduler.from_config(info.config, step_spacing="uniform_timestep")),
+    "trig-multistep karras": (True, lambda cfg, info: TrigAngleRKScheduler.from_config(info.config, step_spacing="karras")),
     "unipc bh2-3 trailing": (False, lambda cfg, info: UniPCMultistepScheduler.from_config(
         cfg, solver_type="bh2", solver_order=3, timestep_spacing="trailing")),
-    "unipc bh1-3 trailing": (False, lambda cfg, info: UniPCMultistepScheduler.from_config(
-        cfg, solver_type="bh1", solver_order=3, timestep_spacing="trailing")),
-    "dpm++3m trailing": (False, lambda cfg, info: DPMSolverMultistepScheduler.from_config(
-        cfg, algorithm_type="dpmsolver++", solver_order=3, timestep_spacing="trailing")),
+    "unipc bh2-2 trailing": (False, lambda cfg, info: UniPCMultistepScheduler.from_config(
+        cfg, solver_type="bh2", solver_order=2, timestep_spacing="trailing")),
+    "dpm++2m trailing": (False, lambda cfg, info: DPMSolverMultistepScheduler.from_config(
+        cfg, algorithm_type="dpmsolver++", solver_order=2, timestep_spacing="trailing")),
 }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(DEFAULT_MODEL))
-    parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
+    parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))  # quote names with spaces
     parser.add_argument("--calls", type=int, nargs="+", default=[5, 10, 20])
     parser.add_argument("--num-samples", type=int, default=500)
     parser.add_argument("--num-reference", type=int, default=10000)
