@@ -51,6 +51,7 @@ CANDIDATES = {
     "trig-multistep uniform_logsnr": (True, lambda cfg, info: TrigAngleRKScheduler.from_config(info.config, step_spacing="uniform_logsnr")),
     "trig-multistep uniform_timestep": (True, lambda cfg, info: TrigAngleRKScheduler.from_config(info.config, step_spacing="uniform_timestep")),
     "trig-multistep karras": (True, lambda cfg, info: TrigAngleRKScheduler.from_config(info.config, step_spacing="karras")),
+    "trig-multistep searched (GITS-style)": (True, lambda cfg, info: SearchedLadderScheduler.from_config(info.config)),
     "unipc bh2-3 trailing": (False, lambda cfg, info: UniPCMultistepScheduler.from_config(
         cfg, solver_type="bh2", solver_order=3, timestep_spacing="trailing")),
     "unipc bh2-2 trailing": (False, lambda cfg, info: UniPCMultistepScheduler.from_config(
@@ -58,6 +59,58 @@ CANDIDATES = {
     "dpm++2m trailing": (False, lambda cfg, info: DPMSolverMultistepScheduler.from_config(
         cfg, algorithm_type="dpmsolver++", solver_order=2, timestep_spacing="trailing")),
 }
+
+
+class SearchedLadderScheduler(TrigAngleRKScheduler):
+    """TrigAngleRK's multistep solver on a ladder found by :func:`searched_ladders` for each number of calls."""
+
+    ladders: dict = {}
+
+    def set_timesteps(self, num_inference_steps=None, device=None, timesteps=None, sigmas=None, mu=None):
+        if timesteps is None and num_inference_steps in self.ladders:
+            timesteps = self.ladders[num_inference_steps]
+        super().set_timesteps(None if timesteps is not None else num_inference_steps, device, timesteps, sigmas, mu)
+
+
+def searched_ladders(unet, information, budgets, grid: int = 100, batch: int = 64, seed: int = 1) -> dict:
+    """GITS-style dynamic-programming ladders (Chen et al., 2024, "On the Trajectory Regularity of ODE-based Diffusion
+    Sampling"): a teacher trajectory on `grid` λ-uniform rungs from noise of its own seed, the cost of a DDIM step from
+    teacher rung i to rung j its squared distance to the teacher at j, and per budget the path of that many calls from
+    the noisiest to the cleanest rung with the least total cost. Costs `grid` batched model calls."""
+    from diffusers_infoflow.model_interface import finite_noisy_logsnr
+
+    interface = information.interface
+    lam = torch.linspace(finite_noisy_logsnr(interface), interface.logsnr_range[1], grid, dtype=torch.float64)
+    teacher = TrigAngleRKScheduler.from_config(information.config, step_spacing="uniform_logsnr")
+    teacher.set_timesteps(timesteps=interface.model_timesteps(lam)[0].tolist())
+    size = unet.config.sample_size
+    x = torch.randn((batch, unet.config.in_channels, size, size), generator=torch.Generator().manual_seed(seed)) * teacher.init_noise_sigma
+    states, x0s = [], []
+    for t in teacher.timesteps:
+        out = teacher.step(unet(teacher.scale_model_input(x, t), t).sample, t, x)
+        states.append(x.double())
+        x0s.append(out.pred_original_sample.double())
+        x = out.prev_sample
+    levels = interface.logsnr_from_model_timesteps(teacher.timesteps)
+    alpha, sigma = torch.sigmoid(levels).sqrt(), torch.sigmoid(-levels).sqrt()
+    cost = torch.full((grid, grid), float("inf"), dtype=torch.float64)
+    for i in range(grid - 1):
+        for j in range(i + 1, grid):
+            ddim = sigma[j] / sigma[i] * states[i] + (alpha[j] - sigma[j] / sigma[i] * alpha[i]) * x0s[i]
+            cost[i, j] = float((ddim - states[j]).pow(2).mean())
+    ladders = {}
+    for calls in budgets:
+        best = torch.full((calls, grid), float("inf"), dtype=torch.float64)  # best[k, j]: k jumps from rung 0 to j
+        parent = torch.zeros((calls, grid), dtype=torch.long)
+        best[0, 0] = 0.0
+        for k in range(1, calls):
+            total = best[k - 1][:, None] + cost
+            best[k], parent[k] = total.min(0)
+        path = [grid - 1]
+        for k in range(calls - 1, 0, -1):
+            path.append(int(parent[k, path[-1]]))
+        ladders[calls] = teacher.timesteps[list(reversed(path))].tolist()
+    return ladders
 
 
 def main() -> None:
@@ -71,11 +124,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", default=None, help="MNIST .npz (default: $INFOFLOW_MNIST or ../shared/data/mnist.npz)")
     parser.add_argument("--output", default=str(RESULTS / "fid_race"))
+    parser.add_argument("--merge", action="store_true", help="keep the other candidates' rows of an existing OUTPUT.json "
+                        "(same model, samples and reference) and add or replace this run's")
     args = parser.parse_args()
 
     state = process_state()
     saved = DiffusionPipeline.from_pretrained(args.model, local_files_only=True)
     config, information = saved.scheduler.config, information_scheduler(args.model)
+    if any("searched" in name for name in args.candidates):
+        SearchedLadderScheduler.ladders = searched_ladders(saved.unet, information, args.calls)
     scorer = GenerativeScorer(load_mnist("test", args.num_reference, args.data), metrics=["fid", "kid", "confident"], device=state.device)
     floor = scorer.score(process_shard(load_mnist("train", args.num_samples, args.data)))
     rows = []
@@ -98,8 +155,16 @@ def main() -> None:
               "num_processes": state.num_processes}
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if args.merge and out.with_suffix(".json").is_file():
+        earlier = json.loads(out.with_suffix(".json").read_text())
+        if any(earlier[k] != result[k] for k in ("model", "num_samples", "num_reference")):
+            raise SystemExit(f"--merge: {out}.json was made with another model, sample count or reference.")
+        result["rows"] = [r for r in earlier["rows"] if r["sampler"] not in args.candidates] + rows
+        result["calls"] = sorted(set(earlier.get("calls", [])) | set(args.calls))
+    else:
+        result["calls"] = args.calls
     out.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    out.with_suffix(".md").write_text(markdown(result, args.calls))
+    out.with_suffix(".md").write_text(markdown(result, result["calls"]))
     print(f"wrote {out}.json/.md")
 
 

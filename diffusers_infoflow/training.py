@@ -486,6 +486,11 @@ def train(args: argparse.Namespace) -> str:
     acc_logger = get_logger(__name__)
     project_config = ProjectConfiguration(project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, args.logging_dir))
     report_to = None if args.report_to == "none" else args.report_to
+    if report_to == "all":
+        from accelerate.tracking import get_available_trackers
+
+        # accelerate warns on every run when "all" finds no tracker installed; then log to the console only
+        report_to = "all" if get_available_trackers() else None
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
@@ -605,6 +610,8 @@ def train(args: argparse.Namespace) -> str:
         from .hub import write_model_card
 
         write_model_card(args.output_dir, args, final_loss=last_loss, num_processes=world, total_steps=max_steps)
+        accelerator.print(f"saved the pipeline and its model card to {args.output_dir} (load it with "
+                          f"DiffusionPipeline.from_pretrained({args.output_dir!r}))")
         if args.push_to_hub:
             from .hub import push_folder
 

@@ -82,7 +82,7 @@ def test_loaders(tmp_path, digit_like_images):
         to_unit_images(np.zeros((2, 5)))
 
 
-def test_evaluate_command(tmp_path, mnist_path, digit_like_images):
+def test_evaluate_command(tmp_path, mnist_path, digit_like_images, capsys):
     from diffusers_infoflow.cli import main
 
     with np.load(mnist_path) as mnist:
@@ -92,6 +92,8 @@ def test_evaluate_command(tmp_path, mnist_path, digit_like_images):
     scores = json.loads(out.read_text())
     assert scores["reference"] == "MNIST test" and scores["num_reference"] == 300
     assert 0 <= scores["fid"] < 50
+    printed = capsys.readouterr().out
+    assert "Fréchet distance of mnist features (squared feature units" in printed and "unbiased MMD² of mnist features" in printed
 
 
 def test_evaluate_samples_a_pipeline_folder(tmp_path):

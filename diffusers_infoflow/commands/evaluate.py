@@ -20,6 +20,21 @@ from ..metrics.fid import GENERATIVE_METRICS, REFERENCE_METRICS
 from ..sampling import DEFAULT_SCHEDULER, DEFAULT_STEPS
 
 
+# What each printed score is, in its unit (FID and KID are squared distances in the feature network's space).
+SCORE_UNITS = {
+    "fid": "Fréchet distance of {network} features (squared feature units; lower is better)",
+    "kid_mean": "kernel inception distance, unbiased MMD² of {network} features (squared feature units; lower is better)",
+    "kid_std": "its standard deviation over the random subsets",
+    "is_mean": "Inception score (exp of nats, 1 to the number of classes; higher is better)",
+    "is_std": "its standard deviation over the splits",
+    "confident_fraction": "share of images the MNIST classifier gives max-softmax > 0.9 (real test digits: 0.965)",
+    "min_class_fraction": "share of the rarest predicted digit (0.1 if every digit is as common)",
+    "class_fractions": "share of each predicted digit 0-9",
+    "num_images": "images scored",
+    "num_reference": "reference images",
+}
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "evaluate",
@@ -94,7 +109,9 @@ def run(args: argparse.Namespace) -> int:
     report = {"images": str(args.images), **sampling, "reference": reference_name, "feature_network": args.feature_network,
               "num_processes": state.num_processes, **scores}
     for name, value in scores.items():
-        print(f"{name:18s} {value:.6g}" if isinstance(value, float) else f"{name:18s} {value}")
+        text = f"{value:.6g}" if isinstance(value, float) else str(value)
+        unit = SCORE_UNITS.get(name, "").format(network=args.feature_network)
+        print(f"{name:18s} {text:12s} {unit}".rstrip())
     if args.update_card:
         parts = ["infoflow", "evaluate", str(args.images), "--scheduler", args.scheduler, "--steps", str(args.steps),
                  "--num-images", str(args.num_images), "--batch-size", str(args.batch_size), "--seed", str(args.seed), "--metrics", *metrics]
