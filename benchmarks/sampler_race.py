@@ -770,17 +770,25 @@ def plot(results: Dict, budgets: List[int], path: Path) -> None:
     probs = list(results["problems"].items())
     from matplotlib.ticker import NullFormatter
 
-    fig, axes = plt.subplots(1, len(probs), figsize=(10.5 * len(probs), 6.5), squeeze=False)
+    columns = min(3, len(probs))
+    rows = math.ceil(len(probs) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(8.5 * columns, 5.5 * rows), squeeze=False)
+    for ax in axes.flat[len(probs):]:
+        ax.set_visible(False)
     style = {"ours": ("-", "o", 2.2), "builtin": ("--", "x", 1.2)}
-    for ax, (pname, pres) in zip(axes[0], probs):
+    families = sorted({fam for _, pres in probs for fam in pres["best"]})  # one colour per family in every panel
+    cmap = plt.get_cmap("tab20")
+    legend = {}
+    for ax, (pname, pres) in zip(axes.flat, probs):
         best = pres["best"]
-        cmap = plt.get_cmap("tab20")
-        for i, fam in enumerate(sorted(best)):
+        for fam in sorted(best):
+            i = families.index(fam)
             d = best[fam]
             k = side(next(iter(d.values())))
             pts = sorted((r["calls"], max(r["rms_error"], FLOOR)) for r in d.values())
             ls, mk, lw = style[k]
-            ax.plot([q[0] for q in pts], [q[1] for q in pts], ls, marker=mk, lw=lw, color=cmap(i % 20), label=MARK[k] + fam)
+            (line,) = ax.plot([q[0] for q in pts], [q[1] for q in pts], ls, marker=mk, lw=lw, color=cmap(i % 20))
+            legend.setdefault(MARK[k] + fam, line)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xticks(budgets)
@@ -788,11 +796,11 @@ def plot(results: Dict, budgets: List[int], path: Path) -> None:
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("model calls")
         ax.set_ylabel(f"RMS error vs exact ODE endpoint (floored at {FLOOR:g})")
-        ax.set_title(f"{pname}: best setting per sampler\n(ours solid, diffusers dashed)")
+        ax.set_title(f"{pname}: best setting per sampler (★ ours solid, diffusers dashed)")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.legend(list(legend.values()), list(legend), fontsize=9, loc="center right")
+    fig.tight_layout(rect=(0, 0, 0.84, 1))
+    fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
@@ -822,7 +830,7 @@ def main() -> None:
         out = Path(args.output_dir)
         results = json.loads((out / "sampler_race.json").read_text())
         results["fixed_settings"] = fixed_settings(results["problems"], results["budgets"])
-        (out / "sampler_race.json").write_text(json.dumps(results, indent=1))
+        (out / "sampler_race.json").write_text(json.dumps(results, separators=(",", ":")))
         (out / "sampler_race.md").write_text(markdown(results, results["budgets"]))
         plot(results, results["budgets"], out / "sampler_race.png")
         print(f"rewrote {out}/sampler_race.{{json,md,png}}")
@@ -898,7 +906,7 @@ def main() -> None:
     results["command"] = " ".join(["python"] + sys.argv)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "sampler_race.json").write_text(json.dumps(results, indent=1))
+    (out / "sampler_race.json").write_text(json.dumps(results, separators=(",", ":")))
     (out / "sampler_race.md").write_text(markdown(results, args.budgets))
     if results["problems"]:
         plot(results, args.budgets, out / "sampler_race.png")

@@ -24,11 +24,13 @@ SCHEDULERS = (
     "trig-information", "dpm++2m", "unipc", "euler", "heun",
 )
 # `trig-information`: TrigAngleRKScheduler's multistep solver on rungs placed by the model's measured mmse curve, saved
-# in the model folder by `infoflow calibrate` (calibrate_pipeline); the measure and power won on the shipped model
-# (benchmarks/results/fid_race.md), the solver settings in the exact-denoiser race (benchmarks/results/sampler_race.md).
+# in the model folder by `infoflow calibrate` (calibrate_pipeline). The measure, the power and the trailing end won
+# on the shipped model (benchmarks/results/fid_race.md), the solver settings in the exact-denoiser race
+# (benchmarks/results/sampler_race.md).
 INFORMATION_SUBFOLDER = "scheduler_information"
 INFORMATION_SAMPLER = {"solver": "multistep", "solver_order": 3, "predict_x0": True, "use_corrector": True,
-                       "step_spacing": "information", "information_measure": "mmse_decrease", "information_power": 0.5}
+                       "step_spacing": "information", "information_measure": "mmse_decrease", "information_power": 0.5,
+                       "ladder_end": "trailing"}
 # `infoflow sample`'s defaults, measured on the default model (benchmarks/results/fid_vs_calls.md): the highest
 # confident fraction of any sampler and budget, with an FID below the real-data floor at that N.
 DEFAULT_SCHEDULER, DEFAULT_STEPS = "entropy-hybrid", 20

@@ -14,6 +14,7 @@ from diffusers_infoflow import (
     S2NGeneralizedScheduler,
     TrigAngleRKScheduler,
     calibrate_information_curve,
+    get_schedule,
 )
 from diffusers_infoflow.metrics import gaussian_information, gaussian_mmse
 
@@ -141,3 +142,23 @@ def test_entropy_hybrid_information_spacing_walks_the_models_levels():
         EntropyHybridScheduler(timestep_spacing="information", information_curve=curve.to_config(), sampling_schedule="cosine")
     with pytest.raises(ValueError, match="needs `information_curve`"):
         EntropyHybridScheduler(timestep_spacing="information")
+
+
+def test_trailing_ladder_ends_with_the_x0_of_the_last_call_before_the_clean_end():
+    curve = _exact_curve().to_config()
+    clean = TrigAngleRKScheduler(solver="multistep", step_spacing="information", information_curve=curve)
+    trailing = TrigAngleRKScheduler.from_config(clean.config, ladder_end="trailing")
+    clean.set_timesteps(6)
+    trailing.set_timesteps(5)
+    # the N trailing rungs are the first N of the N + 1 clean ones: the clean end is not called
+    torch.testing.assert_close(trailing.timesteps, clean.timesteps[:5])
+    model = GaussianDenoiser(MEAN, VARIANCE, get_schedule("linear", 1000))
+    x = torch.randn((3, *MEAN.shape), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for i, t in enumerate(trailing.timesteps):
+        out = trailing.step(model(x, t).sample, t, x)
+        x = out.prev_sample
+    assert torch.equal(x, out.pred_original_sample)  # the last step returns the x̂0 of the last rung
+    with pytest.raises(ValueError, match="ladder_end"):
+        TrigAngleRKScheduler(ladder_end="leading")
+    with pytest.raises(ValueError, match="needs final_step='x0'"):
+        TrigAngleRKScheduler(ladder_end="trailing", final_step="solver")

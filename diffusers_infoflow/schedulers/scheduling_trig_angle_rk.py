@@ -61,10 +61,12 @@ Solver = Literal["euler", "rk2", "rk4", "ddim", "multistep"]
 StepSpacing = Literal["uniform_eta", "uniform_logsnr", "karras", "uniform_timestep", "information"]
 PredictionType = Literal["epsilon", "sample", "v_prediction", "joint", "flow_prediction"]
 FinalStep = Literal["x0", "extrapolate", "solver"]
+LadderEnd = Literal["clean", "trailing"]
 
 SOLVERS = ("euler", "rk2", "rk4", "ddim", "multistep")
 STEP_SPACINGS = ("uniform_eta", "uniform_logsnr", "karras", "uniform_timestep", "information")
 FINAL_STEPS = ("x0", "extrapolate", "solver")
+LADDER_ENDS = ("clean", "trailing")
 SOLVER_ORDERS = (1, 2, 3)
 # The multistep solver uses k nodes only while the steps between them and the new step have lengths in λ
 # within this ratio of each other: far extrapolation of the polynomial (a long step after short ones, e.g.
@@ -185,6 +187,9 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         start_angle (`float`, *optional*): the start angle in radians, in (0, π/2]; `None` = the angle of the
             training schedule's noisiest timestep. `uniform_logsnr` and `karras` need it below π/2,
             `uniform_timestep` within the training table.
+        ladder_end (`str`, defaults to `"clean"`): `clean` = the last rung is the model's cleanest level; `trailing` =
+            the N rungs are the starts of N equal intervals of the spacing that end there, and the last step returns
+            the x̂0 of the last rung (diffusers' `trailing` with a zero final σ): no call is spent where x̂0 ≈ x.
         final_step (`str`, defaults to `"x0"`): `x0` = the solve ends at the model's cleanest level and the last
             step returns the model's x̂0 there (one call); `extrapolate` (`ddim`/`multistep`) = the same call, with
             x̂0 extrapolated to σ = 0 from the last two calls (Richardson in σ̃² = e^{−λ}, since along the flow
@@ -237,6 +242,7 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         information_power: float = 0.5,
         start_angle: Optional[float] = None,
         final_step: FinalStep = "x0",
+        ladder_end: LadderEnd = "clean",
         solver_order: int = 3,
         predict_x0: bool = True,
         use_corrector: bool = True,
@@ -251,6 +257,10 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
             raise ValueError(f"step_spacing must be one of {STEP_SPACINGS} or None (the solver's default), got {step_spacing!r}.")
         if final_step not in FINAL_STEPS:
             raise ValueError(f"final_step must be one of {FINAL_STEPS}, got {final_step!r}.")
+        if ladder_end not in LADDER_ENDS:
+            raise ValueError(f"ladder_end must be one of {LADDER_ENDS}, got {ladder_end!r}.")
+        if ladder_end == "trailing" and final_step == "solver":
+            raise ValueError("ladder_end='trailing' ends with the x̂0 of the last call; it needs final_step='x0' or 'extrapolate'.")
         if final_step == "extrapolate" and solver not in ("ddim", "multistep"):
             raise ValueError(f"final_step='extrapolate' needs a one-call-per-step solver ('ddim' or 'multistep'), got solver={solver!r}.")
         if isinstance(solver_order, bool) or solver_order not in SOLVER_ORDERS:
@@ -360,6 +370,12 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         """The N + 1 angles η_0 = start > ... > η_N = 0 of `step_spacing` (float64)."""
         if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be a positive integer, got {num_inference_steps!r}.")
+        if self.config.ladder_end == "trailing":  # the N rungs start N intervals of the spacing; the clean end is not called
+            grid = self._spaced_angles(num_inference_steps + 1)
+            return torch.cat([grid[:-2], grid[-1:]])
+        return self._spaced_angles(num_inference_steps)
+
+    def _spaced_angles(self, num_inference_steps: int) -> torch.Tensor:
         n, start = num_inference_steps, self.start_angle
         spacing = self.step_spacing
         clean = self.train_angle_range[0]
