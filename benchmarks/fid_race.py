@@ -43,14 +43,17 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # name -> (ours, factory(training scheduler config, calibrated information sampler))
 CANDIDATES = {
     "trig-information (shipped)": (True, lambda cfg, info: info),
+    "trig-information, clean end": (True, lambda cfg, info: TrigAngleRKScheduler.from_config(info.config, ladder_end="clean")),
     "trig-information mmse_decrease^0.25": (True, lambda cfg, info: TrigAngleRKScheduler.from_config(
         info.config, information_measure="mmse_decrease", information_power=0.25)),
     "trig-information information^0.25": (True, lambda cfg, info: TrigAngleRKScheduler.from_config(
         info.config, information_measure="information", information_power=0.25)),
-    # the same solver on the other ladders
-    "trig-multistep uniform_logsnr": (True, lambda cfg, info: TrigAngleRKScheduler.from_config(info.config, step_spacing="uniform_logsnr")),
-    "trig-multistep uniform_timestep": (True, lambda cfg, info: TrigAngleRKScheduler.from_config(info.config, step_spacing="uniform_timestep")),
-    "trig-multistep karras": (True, lambda cfg, info: TrigAngleRKScheduler.from_config(info.config, step_spacing="karras")),
+    # the same solver on the other ladders, ending at the clean level
+    "trig-multistep uniform_logsnr": (True, lambda cfg, info: TrigAngleRKScheduler.from_config(info.config, step_spacing="uniform_logsnr", ladder_end="clean")),
+    "trig-multistep uniform_timestep": (True, lambda cfg, info: TrigAngleRKScheduler.from_config(info.config, step_spacing="uniform_timestep", ladder_end="clean")),
+    "trig-multistep karras": (True, lambda cfg, info: TrigAngleRKScheduler.from_config(info.config, step_spacing="karras", ladder_end="clean")),
+    "trig-multistep uniform_timestep, trailing": (True, lambda cfg, info: TrigAngleRKScheduler.from_config(
+        info.config, step_spacing="uniform_timestep", ladder_end="trailing")),
     "trig-multistep searched (GITS-style)": (True, lambda cfg, info: SearchedLadderScheduler.from_config(info.config)),
     "unipc bh2-3 trailing": (False, lambda cfg, info: UniPCMultistepScheduler.from_config(
         cfg, solver_type="bh2", solver_order=3, timestep_spacing="trailing")),
@@ -170,7 +173,8 @@ def main() -> None:
 
 def markdown(result, budgets) -> str:
     cells = {(r["sampler"], r["budget"]): r for r in result["rows"]}
-    names = list(dict.fromkeys(r["sampler"] for r in result["rows"]))
+    ours = {r["sampler"]: r["ours"] for r in result["rows"]}
+    names = sorted(dict.fromkeys(r["sampler"] for r in result["rows"]), key=lambda name: not ours[name])  # ours first
     lines = ["# FID race at few model calls", "",
              f"`python benchmarks/fid_race.py` on `{Path(result['model']).name}`: {result['num_samples']} samples per cell, "
              f"the same noise for every sampler, MNIST feature network against {result['num_reference']} test images. "
@@ -184,8 +188,7 @@ def markdown(result, budgets) -> str:
         for b in budgets:
             r = cells.get((name, b))
             row.append("–" if r is None else f"{r['fid']:.2f} / {r['kid_mean']:.2f} / {r['confident_fraction']:.1%} ({r['calls']})")
-        ours = next(r["ours"] for r in result["rows"] if r["sampler"] == name)
-        lines.append(f"| {'★ ' if ours else ''}{name} | " + " | ".join(row) + " |")
+        lines.append(f"| {'★ ' if ours[name] else ''}{name} | " + " | ".join(row) + " |")
     lines += ["", "Best per side (FID):", "", "| calls | best ours | FID | best built-in | FID |", "|---|---|---|---|---|"]
     for b in budgets:
         side = {k: [r for r in result["rows"] if r["budget"] == b and r["ours"] == k] for k in (True, False)}

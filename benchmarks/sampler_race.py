@@ -1,66 +1,25 @@
-"""Benchmark (issue 6, item 1): deterministic-sampler accuracy race on exact denoisers.
+"""Benchmark: deterministic-sampler accuracy on exact denoisers, ours against diffusers' built-ins.
 
-Every sampler integrates the probability-flow ODE of an exact ε-denoiser (no training, known ground truth),
-called like a diffusers UNet with diffusers' integer (or fractional) timesteps of the linear-β DDPM table,
-T = 1000 (``get_schedule("linear", 1000)``; λ piecewise linear between integer timesteps). We measure the RMS
-error (over all pixels of all samples) of the final sample against the exact ODE endpoint at 5, 10, 20 and
-50 **model calls** (counted by a wrapper around the model, not steps; the best N with calls <= budget is used).
+Every sampler integrates the probability-flow ODE of an exact ε-denoiser, called like a diffusers UNet on the
+linear-β DDPM table (T = 1000), from the same pure-noise draw x_T at t = 999 (``randn · init_noise_sigma`` in the
+sampler's own units; a run whose first call is elsewhere is excluded). The target is
+``x* = D_0(Φ_{999→0}(x_T))``: the exact ODE to the cleanest level t = 0, then the exact x̂0 there (what a
+pipeline returns in the limit of many steps). Budgets count **model calls** (a counting wrapper); each family
+gets its best setting per budget; samplers that stop at t = 0 get one more counted call returning x̂0 ("+D0").
 
-**The target (one for everybody).** Every sampler starts from the same draw ``x_T ~ N(0, I)`` (float64),
-placed at the noisiest training level, diffusers timestep ``t = T-1 = 999`` (λ_min = λ(999) ≈ -10.1). The
-target is
+Problems, ``--batch`` samples each: Gaussian data with MNIST's per-pixel mean and variance (x* in closed form),
+and the ``EmpiricalDenoiser`` of the first SIZE MNIST training images at RESOLUTION² (``--sets``), whose x* is a
+training image, from a fine RK4 reference checked against DPM-Solver++ 3M on 1,000 steps; there the table also
+counts the samples that end on the reference's image. Our information-placed rungs use the denoiser's mmse curve
+measured on 256 of its data points (``calibrate_information_curve``). The first multimodal set races every
+setting; later ones race ours and each built-in family's three best per budget so far (``--empirical-grid``).
 
-    x* = D_0( Φ_{999→0}(x_T) ),
+    python benchmarks/sampler_race.py                # everything (about 40 min on one core)
+    python benchmarks/sampler_race.py --merge        # race only settings added since the saved results
+    python benchmarks/sampler_race.py --quick        # a handful of samplers, for development (writes to /tmp)
+    python benchmarks/sampler_race.py --render-only  # rewrite the tables and plot from the saved JSON
 
-where Φ_{999→0} is the exact probability-flow ODE map from t = 999 to the cleanest training level t = 0
-(ᾱ_0 = 1 − 1e-4, λ_max ≈ 9.21) and D_0(z) = E[x0 | z_{t=0} = z] is the exact denoiser (x̂0 prediction) at
-t = 0. This is what a diffusers pipeline returns in the limit of infinitely many steps when the last model
-call is at t = 0 and the final update goes to clean data with the x̂0 prediction there (DDIM with
-``set_alpha_to_one=True``, Euler/DPM-Solver with ``final_sigmas_type="zero"`` and a last call at t = 0; our
-EntropyHybrid/S2N rungs ending at t = 0; every TrigAngleRK solver, whose default ``final_step="x0"`` ends
-with one call at t = 0 returning x̂0).
-Samplers that end *at* the t = 0 level instead (``set_alpha_to_one=False``, ``final_sigmas_type="sigma_min"``,
-DEIS) get the setting "+D0": one more model call (counted) at t = 0 that returns x̂0. We also report the
-distance of x* to the ODE continued all the way to clean data (λ = +∞), only as context.
-
-* Problem (a) Gaussian: x0 ~ N(μ, diag(v)) with μ, v the per-pixel mean and variance of MNIST (train, first
-  10,000, scaled to [-1, 1]), v floored at 1e-4 (= σ² of the t = 0 level; MNIST's border pixels have v = 0),
-  1×28×28; ``GaussianDenoiser``; x* in closed form (``GaussianDenoiser.ode_solution`` then the posterior mean).
-  Without the MNIST file a log-uniform spread v ∈ [1e-4, 1], μ = 0, is used instead.
-* Problem (b) empirical: ``EmpiricalDenoiser`` of the first 1,000 MNIST training images in [-1, 1]; x* from
-  a fine reference: classic RK4 in the angle η = atan(e^{-λ/2}) on a grid uniform in λ from λ(999) to λ(0)
-  (``reference_solvers.sample_trig_angle`` with the exact posterior mean), then D_0. Its agreement with a
-  second, independent reference (diffusers' DPM-Solver++(3M) on all 1000 integer timesteps 999..0 with
-  final_sigmas_type="zero") and with RK4 on half the grid is reported (before and after D_0), and both
-  references are also validated on problem (a) against the closed form. Skipped with a message if the MNIST
-  file is missing. Caveat, measured: this denoiser's posterior collapses onto one training image long before
-  t = 0, so every x* *is* a training image and D_0 snaps onto it; final errors are either round-off (~1e-16,
-  the sampler reached the same image) or ~0.1–1 (another image). The table therefore also gives [k/B], the
-  samples that end on the reference's image; errors below 1e-9 count as ties. Problem (b) runs every setting
-  of ours and, per built-in family, the 3 best settings per budget on problem (a) (``--empirical-grid all``
-  runs everything; the empirical denoiser costs ~50× more per call).
-
-**TrigAngleRK.** Its solvers euler/rk2/rk4/ddim (each over the four step spacings) and the multistep
-exponential integrator (``solver="multistep"``, orders 2 and 3, x0 or ε form, with or without the corrector,
-the same four spacings) run as the library ships them. The investigation compares the library's ending
-(``final_step="x0"``: the solve stops at the cleanest training level and returns the model's x̂0 there) with
-seed 004's as written (``final_step="solver"``: a last RK step down to η = 0 whose stages below the table
-re-query the model on inputs of other noise levels, an error floor).
-
-**Fairness rules.** Same x_T for everyone; sigma-space schedulers (Euler, Heun, LMS) get
-``x_T·sqrt(1 + σ_max²)`` with σ_max their own first sigma (so ``scale_model_input`` hands the model exactly
-x_T; diffusers' ``init_noise_sigma`` for linspace/trailing spacing is σ_max, 2e-5 off). Every run must call the
-model first at t = 999 (checked; runs that start elsewhere, e.g. ``leading`` spacing, are recorded as
-``start_ok: false`` and excluded). Each diffusers solver is tried over its spacing/sigma options
-(linspace/trailing, Karras, exponential, Lu λ-uniform, custom timesteps 999→0), final-step options and
-orders; per budget the best setting is kept and recorded. Everything runs in float64 except where diffusers
-computes in float32 itself (float32 ᾱ tables, Euler's upcast): this sets their error floor near 1e-6–1e-5.
-
-    python benchmarks/sampler_race.py                      # full race, both problems (≈ 3.5 min on 2 busy cores)
-    python benchmarks/sampler_race.py --quick              # a handful of samplers, for development (writes to /tmp)
-    python benchmarks/sampler_race.py --budgets 5 10 --problems gaussian
-
-Writes ``benchmarks/results/sampler_race.{json,md,png}`` and prints a verdict per budget.
+Writes ``benchmarks/results/sampler_race.{json,md,png}``; the discussion is in ``benchmarks/README.md`` §1.
 """
 
 from __future__ import annotations
@@ -416,9 +375,12 @@ def our_configs() -> List[Config]:
             for corrector in (True, False):
                 kw = {"solver": "multistep", "solver_order": order, "predict_x0": predict_x0, "use_corrector": corrector}
                 form = f"{'x0' if predict_x0 else 'ε'} form, corrector={'on' if corrector else 'off'}"
-                for spacing in spacings:
-                    add(f"TrigAngleRK multistep order {order}", TrigAngleRKScheduler, f"{spacing}, {form}", {**kw, "step_spacing": spacing})
-                add_information(f"TrigAngleRK multistep order {order}", TrigAngleRKScheduler, f"{form}, ", kw, "step_spacing")
+                for end in ("clean", "trailing"):  # trailing: the last call is not at the clean end
+                    family, kw_end = f"TrigAngleRK multistep order {order}", {**kw, "ladder_end": end}
+                    suffix = ", trailing" if end == "trailing" else ""
+                    for spacing in spacings:
+                        add(family, TrigAngleRKScheduler, f"{spacing}, {form}{suffix}", {**kw_end, "step_spacing": spacing})
+                    add_information(family, TrigAngleRKScheduler, f"{form}{suffix}, ", kw_end, "step_spacing")
     return cfgs
 
 
@@ -647,6 +609,25 @@ def fixed_settings(problems: Dict[str, Dict], budgets: List[int]) -> Dict[str, D
     return out
 
 
+LADDERS = ("information", "uniform_logsnr", "karras", "uniform_eta", "uniform_timestep")
+
+
+def ladder_comparison(problems: Dict[str, Dict], budgets: List[int]) -> Dict[str, Dict[str, Dict]]:
+    """For our multistep solver (any order, form, corrector and end): the best RMS per problem and budget on each
+    kind of ladder, so information-placed rungs are compared with the others on the same solver."""
+    out: Dict[str, Dict[str, Dict]] = {}
+    for pname, pres in problems.items():
+        for r in pres["all_runs"]:
+            if (r.get("rms_error") is None or not r.get("start_ok") or r["calls"] > r["budget"]
+                    or not r["family"].startswith("TrigAngleRK multistep")):
+                continue
+            ladder = next(name for name in LADDERS if name in r["setting"])
+            cell = out.setdefault(pname, {}).setdefault(str(r["budget"]), {})
+            if ladder not in cell or r["rms_error"] < cell[ladder]["rms_error"]:
+                cell[ladder] = {"rms_error": r["rms_error"], "same_data_point": r.get("same_data_point"), "setting": r["setting"]}
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- reporting
 
 MARK = {"ours": "★ ", "builtin": ""}
@@ -694,6 +675,24 @@ def markdown(results: Dict, budgets: List[int]) -> str:
                     continue
                 same = f" [{o['same_data_point']}/{d['same_data_point']}]" if o.get("same_data_point") is not None else ""
                 row.append(f"{o['rms_error']:.2e} / {d['rms_error']:.2e}{same}")
+            lines.append(f"| {pname} | " + " | ".join(row) + " |")
+        lines.append("")
+    ladders = results.get("ladder_comparison", {})
+    if ladders:
+        lines += ["## Ladders for our multistep solver", "",
+                  "Best RMS of `TrigAngleRKScheduler(solver=\"multistep\")` (any order, form, corrector, end) per kind of "
+                  "rungs: information-placed (from the denoiser's measured mmse curve) / the best of the others (which).", "",
+                  "| problem | " + " | ".join(f"{b} calls" for b in budgets) + " |", "|" + "---|" * (len(budgets) + 1)]
+        for pname, cells in ladders.items():
+            row = []
+            for b in budgets:
+                cell = cells.get(str(b), {})
+                others = [(v["rms_error"], name) for name, v in cell.items() if name != "information"]
+                if "information" not in cell or not others:
+                    row.append("—")
+                    continue
+                rms_other, name = min(others)
+                row.append(f"{cell['information']['rms_error']:.2e} / {rms_other:.2e} ({name})")
             lines.append(f"| {pname} | " + " | ".join(row) + " |")
         lines.append("")
     for pname, pres in results["problems"].items():
@@ -819,6 +818,8 @@ def main() -> None:
                         "family's 3 best settings per budget on any problem raced before (the Gaussian and the first set "
                         "run everything); 'all' = everything everywhere")
     parser.add_argument("--output-dir", default=None, help="default: benchmarks/results (a temp dir with --quick)")
+    parser.add_argument("--merge", action="store_true", help="keep the runs of the output directory's sampler_race.json "
+                        "(same budgets) and race only the settings it lacks, e.g. after adding options")
     parser.add_argument("--render-only", action="store_true", help="rewrite the .md/.png (and the fixed-setting summary) "
                         "from the output directory's sampler_race.json without racing")
     args = parser.parse_args()
@@ -830,6 +831,7 @@ def main() -> None:
         out = Path(args.output_dir)
         results = json.loads((out / "sampler_race.json").read_text())
         results["fixed_settings"] = fixed_settings(results["problems"], results["budgets"])
+        results["ladder_comparison"] = ladder_comparison(results["problems"], results["budgets"])
         (out / "sampler_race.json").write_text(json.dumps(results, separators=(",", ":")))
         (out / "sampler_race.md").write_text(markdown(results, results["budgets"]))
         plot(results, results["budgets"], out / "sampler_race.png")
@@ -842,6 +844,11 @@ def main() -> None:
     torch.set_num_threads(1)
     t0 = time.perf_counter()
 
+    merged_from = {}
+    if args.merge:
+        merged_from = json.loads((Path(args.output_dir) / "sampler_race.json").read_text())
+        if merged_from["budgets"] != args.budgets:
+            parser.error(f"--merge needs the budgets of the saved race, {merged_from['budgets']}")
     configs = our_configs() + builtin_configs()
     if args.quick:
         keep = {"EntropyHybrid (η=0)", "TrigAngleRK rk4", "TrigAngleRK multistep order 3", "DPM++ 3M", "UniPC bh2", "DDIM"}
@@ -878,9 +885,17 @@ def main() -> None:
         problem.info["batch"] = args.batch
         pname = problem.name
         print(f"[{pname}] {problem.description}\n[{pname}] info: {json.dumps(problem.info)}", flush=True)
-        rows = race(problem, configs_b, args.budgets)
+        earlier = merged_from.get("problems", {}).get(pname)
+        if earlier is not None:  # --merge: race only the settings this problem has not seen, keep the rest
+            seen = {(r["family"], r["setting"]) for r in earlier["all_runs"]}
+            configs_b = [c for c in configs_b if (c.family, c.setting) not in seen]
+            print(f"[{pname}] --merge: {len(configs_b)} new settings", flush=True)
+        rows = (earlier["all_runs"] if earlier is not None else []) + race(problem, configs_b, args.budgets)
         followup |= followup_settings(rows)
-        investigation = investigate_gaussian(problem, args.budgets) if pname == "gaussian" and not args.quick else None
+        if earlier is not None:
+            investigation = earlier["investigation"]
+        else:
+            investigation = investigate_gaussian(problem, args.budgets) if pname == "gaussian" and not args.quick else None
         best = best_table(rows, args.budgets)
         verdicts = verdict(best, args.budgets)
         excluded = sorted({f"{r['family']} [{r['setting']}]" + (f" ({r['error']})" if r.get('error') else " (starts at t=%g)" % r['first_timestep'])
@@ -900,10 +915,14 @@ def main() -> None:
             print(f"[{pname}] {v['budget']:>3} calls: ours {v['best_ours_rms']:.3e} ({v['best_ours']}) vs built-in "
                   f"{v['best_builtin_rms']:.3e} ({v['best_builtin']}) -> {v['verdict']}", flush=True)
     results["fixed_settings"] = fixed_settings(results["problems"], args.budgets)
+    results["ladder_comparison"] = ladder_comparison(results["problems"], args.budgets)
     results["seconds_total"] = time.perf_counter() - t0
     results["torch_threads"] = torch.get_num_threads()
     results["machine"] = platform.machine()
     results["command"] = " ".join(["python"] + sys.argv)
+    if merged_from:
+        results["command"] = f"{merged_from['command']} && {results['command']}"
+        results["seconds_total"] += merged_from.get("seconds_total", 0.0)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "sampler_race.json").write_text(json.dumps(results, separators=(",", ":")))

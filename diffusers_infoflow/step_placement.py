@@ -7,7 +7,8 @@ round-trips with ``save_pretrained``) and places N rungs at equal increments of 
 
 * ``measure="information"``: ``w = dI/dλ``, the information gained (p = 1: equal information per step);
 * ``measure="mmse_decrease"``: ``w = −d mmse/dλ``, how fast the posterior narrows, a proxy of how fast x̂0
-  moves along the ODE (for Gaussian data ``E‖dx̂0/dλ‖²`` is ``−d mmse/dλ`` times ``(1 − ᾱ-like) / 4`` per pixel).
+  moves along the ODE (for Gaussian data with variance v, each coordinate has
+  ``E[(dx̂0/dλ)²] = (−d mmse/dλ)·mmse / (4v)`` along the probability flow).
 
 The power p interpolates between log-SNR-uniform rungs (p = 0) and the measure itself (p = 1).
 """
