@@ -501,7 +501,9 @@ class ModelInterface:
             lam = -2.0 * rho * torch.log(s_max + ramp * (s_min - s_max))
             lam[0], lam[-1] = start, clean
         elif spacing == "information" and place is not None:
-            lam = place(m, start, clean)
+            # from pure noise the first finite rung is placed too, not pinned at the noisiest finite level, where the
+            # mmse is the data variance and a call learns nothing
+            lam = place(m + 1, start, clean)[1:] if pure_noise else place(m, start, clean)
         else:
             raise ValueError(f"spacing must be 'logsnr', 'karras', 'time' or 'information' (with `place`), got {spacing!r}.")
         return torch.cat([torch.tensor([noisy], dtype=torch.float64), lam]) if pure_noise else lam

@@ -250,7 +250,9 @@ def calibrate_pipeline(model: str, data, num_levels: int = 32, seed: int = 0):
     """Measures the mmse curve of the saved pipeline `model` on `data` (clean images in its training range, one batch)
     and saves :data:`INFORMATION_SAMPLER` with that curve in ``model/scheduler_information``. Returns the scheduler.
 
-    A joint ``[ε, x0]`` model is read through both heads, as the trig solvers sample it (its x0 head gives x̂0)."""
+    A joint ``[ε, x0]`` model's curve is that of its x0 head, the x̂0 the trig solvers read.
+
+    Raises ``ValueError`` when `data` does not have the model's channels and size."""
     from diffusers import DiffusionPipeline
 
     from .pipelines.joint_trig import JointTrigPipeline  # noqa: F401  (registers the joint pipeline with diffusers)
@@ -259,6 +261,10 @@ def calibrate_pipeline(model: str, data, num_levels: int = 32, seed: int = 0):
 
     check_pipeline_folder(model)
     saved = DiffusionPipeline.from_pretrained(model, local_files_only=True)
+    size = saved.unet.config.sample_size
+    expected = (saved.unet.config.in_channels, *((size, size) if isinstance(size, int) else size))
+    if tuple(data.shape[1:]) != tuple(expected):
+        raise ValueError(f"the calibration images have shape {tuple(data.shape[1:])} but the model {model!r} takes {tuple(expected)}.")
     base = build_scheduler("trig-multistep", saved.scheduler.config, joint=is_joint_model(saved))
     curve = calibrate_information_curve(saved.unet, base, data, num_levels=num_levels, batch_size=len(data), seed=seed)
     scheduler = TrigAngleRKScheduler.from_config(base.config, **INFORMATION_SAMPLER, information_curve=curve)

@@ -73,8 +73,9 @@ class InformationCurve:
         if measure == "mmse_decrease":
             slopes = (self.mmse[:-1] - self.mmse[1:]) / (self.logsnr[1:] - self.logsnr[:-1])
             middles = 0.5 * (self.logsnr[1:] + self.logsnr[:-1])
-            rate = np.interp(lam.numpy(), middles.numpy(), slopes.numpy(), left=0.0, right=0.0)
-            return torch.from_numpy(rate)
+            # the end slopes hold out to the end knots (np.interp's default); mmse is constant beyond them
+            rate = torch.from_numpy(np.interp(lam.numpy(), middles.numpy(), slopes.numpy()))
+            return torch.where((lam < knots[0]) | (lam > knots[-1]), torch.zeros_like(rate), rate)
         raise ValueError(f"information_measure must be one of {INFORMATION_MEASURES}, got {measure!r}.")
 
     def place(self, num_rungs: int, start: float, end: float, measure: InformationMeasure = "information", power: float = 1.0) -> torch.Tensor:
@@ -85,8 +86,9 @@ class InformationCurve:
         """
         if not (math.isfinite(start) and math.isfinite(end) and start < end):
             raise ValueError(f"need finite start < end, got {start!r} and {end!r}.")
-        if not (isinstance(power, (int, float)) and 0.0 <= power <= 2.0):
-            raise ValueError(f"information_power must be a number in [0, 2], got {power!r}.")
+        if isinstance(num_rungs, bool) or not isinstance(num_rungs, int) or num_rungs < 1:
+            raise ValueError(f"num_rungs must be a positive integer, got {num_rungs!r}.")
+        check_information_options(measure, power)
         if num_rungs == 1:
             return torch.tensor([start], dtype=torch.float64)
         grid = torch.linspace(start, end, _FINE_GRID, dtype=torch.float64)
@@ -129,8 +131,9 @@ def calibrate_information_curve(
     from .model_interface import ModelInterface, finite_noisy_logsnr
     from .schedulers import TrigAngleRKScheduler
 
-    if not isinstance(data, torch.Tensor) or data.ndim != 4 or len(data) == 0 or not torch.isfinite(data).all():
-        raise ValueError(f"`data` must be a finite tensor (N, C, H, W) with N >= 1, got {getattr(data, 'shape', type(data).__name__)}.")
+    if not isinstance(data, torch.Tensor) or data.ndim != 4 or len(data) < 2 or not torch.isfinite(data).all():
+        raise ValueError(f"`data` must be a finite tensor (N, C, H, W) with N >= 2, got {getattr(data, 'shape', type(data).__name__)}.")
+    data = data.detach().to("cpu", torch.float64)  # the noise and the errors are computed here, in float64
     if isinstance(num_levels, bool) or not isinstance(num_levels, int) or num_levels < 2:
         raise ValueError(f"num_levels must be an integer >= 2, got {num_levels!r}.")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -143,12 +146,19 @@ def calibrate_information_curve(
     device = param.device if param is not None else data.device
     dtype = param.dtype if param is not None and param.dtype.is_floating_point else data.dtype
     generator = torch.Generator().manual_seed(seed)
-    prior_variance = float(data.to(torch.float64).flatten(1).var(0, unbiased=len(data) > 1).mean())
+    prior_variance = float(data.flatten(1).var(0).mean())
+    if prior_variance == 0.0:
+        raise ValueError("`data` has no variance (all images are the same): it says nothing about the model's mmse.")
+    told_levels, snapped = interface.model_timesteps(levels)
+    keep = torch.cat([torch.ones(1, dtype=torch.bool), snapped[1:] > snapped[:-1]])  # a table may snap two levels onto one
+    expected = (interface.output_channels(data.shape[1]), *data.shape[2:])
     knots, mmse = [], []
+    training = getattr(model, "training", False)
+    if training:
+        model.eval()  # dropout would inflate the errors
     with torch.no_grad():
-        for lam in levels:
-            told, snapped = interface.model_timesteps(lam.view(1))
-            level = float(snapped[0])
+        for told, level in zip(told_levels[keep], snapped[keep].tolist()):
+            told = told.view(1)
             total = 0.0
             for x0 in data.split(batch_size):
                 noise = torch.randn(x0.shape, generator=generator, dtype=torch.float64)
@@ -156,12 +166,24 @@ def calibrate_information_curve(
                 model_input = interface.scale_model_input(state, level)
                 timestep = told.to(device).expand(len(x0))
                 out = model(model_input.to(device, dtype), timestep).sample
+                if tuple(out.shape[1:]) != expected:
+                    raise ValueError(f"the model's output has shape {tuple(out.shape[1:])} per image but this "
+                                     f"{interface.prediction_type!r} scheduler config implies {expected}.")
                 x0_hat, _ = interface.predictions(out.to(torch.float64).cpu(), state, level)
                 total += float((x0_hat - x0.to(torch.float64)).pow(2).sum())
-            if not knots or level > knots[-1]:  # a table may snap two nearby levels onto one timestep
-                knots.append(level)
-                mmse.append(min(total / data.numel(), prior_variance))
+            knots.append(level)
+            mmse.append(min(total / data.numel(), prior_variance))
+    if training:
+        model.train()
     return {"logsnr": knots, "mmse": mmse}
+
+
+def check_information_options(measure: str, power: float) -> None:
+    """Raises ``ValueError`` for an `information_measure` or `information_power` outside the allowed ones."""
+    if measure not in INFORMATION_MEASURES:
+        raise ValueError(f"information_measure must be one of {INFORMATION_MEASURES}, got {measure!r}.")
+    if isinstance(power, bool) or not isinstance(power, (int, float)) or not 0.0 <= power <= 2.0:
+        raise ValueError(f"information_power must be a number in [0, 2], got {power!r}.")
 
 
 def information_placement(
@@ -169,10 +191,7 @@ def information_placement(
 ) -> Optional[InformationCurve]:
     """A scheduler's checked information options: the curve when given, and a clear error for a config that asks
     for `spacing="information"` without one or gives a measure or power outside the allowed ones."""
-    if measure not in INFORMATION_MEASURES:
-        raise ValueError(f"information_measure must be one of {INFORMATION_MEASURES}, got {measure!r}.")
-    if isinstance(power, bool) or not isinstance(power, (int, float)) or not 0.0 <= power <= 2.0:
-        raise ValueError(f"information_power must be a number in [0, 2], got {power!r}.")
+    check_information_options(measure, power)
     if curve is None:
         if spacing == "information":
             raise ValueError(

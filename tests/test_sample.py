@@ -39,10 +39,9 @@ def joint_folder(tmp_path_factory):
     )
     path = tmp_path_factory.mktemp("joint_model")
     JointTrigPipeline(unet=unet, scheduler=TrigAngleRKScheduler(prediction_type="joint")).save_pretrained(path)
-    images = np.random.default_rng(0).random((16, 8, 8), dtype=np.float32)
-    np.save(tmp_path_factory.mktemp("calibration") / "images.npy", images)
-    assert main(["calibrate", str(path), "--data", str(tmp_path_factory.getbasetemp() / "calibration0" / "images.npy"),
-                 "--num-images", "16", "--levels", "6"]) == 0
+    images = tmp_path_factory.mktemp("calibration") / "images.npy"
+    np.save(images, np.random.default_rng(0).random((16, 8, 8), dtype=np.float32))
+    assert main(["calibrate", str(path), "--data", str(images), "--num-images", "16", "--levels", "6"]) == 0
     return path
 
 
@@ -67,6 +66,9 @@ def test_calibrate_saves_the_information_sampler_and_sample_uses_it(joint_folder
         main(["calibrate", str(bare), "--levels", "1"])
     with pytest.raises(SystemExit, match="not a saved pipeline folder"):
         main(["calibrate", str(tmp_path), "--data", str(tmp_path)])
+    np.save(tmp_path / "wrong.npy", np.random.default_rng(0).random((4, 6, 6), dtype=np.float32))
+    with pytest.raises(SystemExit, match=r"shape \(1, 6, 6\) but the model .* takes \(1, 8, 8\)"):
+        main(["calibrate", str(bare), "--data", str(tmp_path / "wrong.npy")])
 
 
 @pytest.mark.parametrize("scheduler", SCHEDULERS)

@@ -91,8 +91,9 @@ def test_bad_information_options_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TrigAngleRKScheduler(solver="multistep", **kwargs)
     spacing = kwargs.pop("step_spacing")
-    with pytest.raises(ValueError, match=match):
-        S2NGeneralizedScheduler(timestep_spacing=spacing, **kwargs)
+    for cls in (S2NGeneralizedScheduler, EntropyHybridScheduler):
+        with pytest.raises(ValueError, match=match):
+            cls(timestep_spacing=spacing, **kwargs)
 
 
 @pytest.mark.parametrize("cls, spacing_key", [(TrigAngleRKScheduler, "step_spacing"), (S2NGeneralizedScheduler, "timestep_spacing")])
@@ -162,3 +163,35 @@ def test_trailing_ladder_ends_with_the_x0_of_the_last_call_before_the_clean_end(
         TrigAngleRKScheduler(ladder_end="leading")
     with pytest.raises(ValueError, match="needs final_step='x0'"):
         TrigAngleRKScheduler(ladder_end="trailing", final_step="solver")
+
+
+def test_from_pure_noise_the_first_finite_rung_is_placed_not_pinned():
+    """Flow matching starts at λ = −∞: the second rung is placed by the curve, not at the noisiest finite level."""
+    source = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    curve = _exact_curve(lo=-16.0, hi=16.0).to_config()
+    for scheduler in (
+        TrigAngleRKScheduler.from_config(source.config, solver="multistep", step_spacing="information", information_curve=curve),
+        S2NGeneralizedScheduler.from_config(source.config, timestep_spacing="information", information_curve=curve),
+    ):
+        scheduler.set_timesteps(4)
+        assert scheduler.timesteps[0] == pytest.approx(1000.0) and scheduler.timesteps[1] < 990, scheduler.timesteps
+
+
+def test_calibration_refuses_data_and_outputs_it_cannot_read():
+    scheduler = TrigAngleRKScheduler()
+    model = GaussianDenoiser(MEAN, VARIANCE, scheduler.interface)
+    with pytest.raises(ValueError, match="N >= 2"):
+        calibrate_information_curve(model, scheduler, _data(1))
+    with pytest.raises(ValueError, match="no variance"):
+        calibrate_information_curve(model, scheduler, _data(1).expand(4, -1, -1, -1))
+    joint = GaussianDenoiser(MEAN, VARIANCE, TrigAngleRKScheduler(prediction_type="joint").interface)  # 2C channels
+    with pytest.raises(ValueError, match="output has shape"):
+        calibrate_information_curve(joint, scheduler, _data(8), num_levels=2)
+
+
+def test_a_curve_given_as_tensors_is_stored_as_json_lists(tmp_path):
+    curve = {"logsnr": torch.tensor([-2.0, 0.0, 2.0]), "mmse": torch.tensor([0.5, 0.6, 0.125])}
+    scheduler = S2NGeneralizedScheduler(timestep_spacing="information", information_curve=curve)
+    assert scheduler.config.information_curve == {"logsnr": [-2.0, 0.0, 2.0], "mmse": [0.5, 0.5, 0.125]}
+    scheduler.save_pretrained(tmp_path)
+    assert S2NGeneralizedScheduler.from_pretrained(tmp_path).config.information_curve == scheduler.config.information_curve

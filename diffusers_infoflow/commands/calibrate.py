@@ -16,7 +16,8 @@ def register(subparsers) -> None:
     p.add_argument("model", help="a saved pipeline folder (with model_index.json)")
     p.add_argument("--data", default=None, help="training images: a folder, .npy or .npz (default: MNIST train via "
                    "$INFOFLOW_MNIST or ../shared/data/mnist.npz)")
-    p.add_argument("--key", default=None, help="array name inside an .npz (default: x_train for MNIST-like archives)")
+    p.add_argument("--key", default=None, help="array name inside an .npz (default: x_train where the archive has one, "
+                   "else its only array)")
     p.add_argument("--num-images", type=int, default=128, help="images of the calibration batch")
     p.add_argument("--levels", type=int, default=32, help="noise levels of the curve (one batched model call each)")
     p.add_argument("--seed", type=int, default=0)
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         if args.data is None:
             images = load_mnist("train", args.num_images)
         else:
-            images = load_image_set(args.data, key=args.key or ("x_train" if str(args.data).endswith(".npz") else None))[: args.num_images]
+            images = load_image_set(args.data, key=args.key or _training_key(args.data))[: args.num_images]
         scheduler = calibrate_pipeline(args.model, images * 2 - 1, num_levels=args.levels, seed=args.seed)
     except (FileNotFoundError, ValueError, OSError) as err:
         raise SystemExit(f"infoflow calibrate: {err}") from None
@@ -43,3 +44,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"measured the mmse curve at {len(curve['logsnr'])} levels on {len(images)} images "
           f"({args.levels} batched model calls, {time.perf_counter() - start:.0f} s); saved {args.model}/{INFORMATION_SUBFOLDER}")
     return 0
+
+
+def _training_key(path: str):
+    """`x_train` for an .npz archive that has one (MNIST-like), else None (the loader's own default)."""
+    import numpy as np
+
+    if str(path).endswith(".npz"):
+        with np.load(path) as archive:
+            return "x_train" if "x_train" in archive.files else None
+    return None

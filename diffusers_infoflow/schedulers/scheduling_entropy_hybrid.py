@@ -176,6 +176,8 @@ class EntropyHybridScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin
         if thresholding:
             raise ValueError("thresholding=True is not supported by EntropyHybridScheduler; use clip_sample.")
         self.information = information_placement("timestep_spacing", timestep_spacing, information_curve, information_measure, information_power)
+        if self.information is not None:  # stored as used: JSON lists, the running minimum applied
+            self.register_to_config(information_curve=self.information.to_config())
         if timestep_spacing == "information" and (segments or sampling_schedule is not None):
             raise ValueError("timestep_spacing='information' places the model's own levels; it cannot be combined with `segments` or `sampling_schedule`.")
         if segment_models and not segments:

@@ -182,6 +182,8 @@ class S2NGeneralizedScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixi
             allowed = SPACINGS if noise_family == "discrete" else SPACINGS[2:]
             raise ValueError(f"timestep_spacing must be one of {allowed} for noise_family={noise_family!r}, got {timestep_spacing!r}.")
         self.information = information_placement("timestep_spacing", timestep_spacing, information_curve, information_measure, information_power)
+        if self.information is not None:  # stored as used: JSON lists, the running minimum applied
+            self.register_to_config(information_curve=self.information.to_config())
         # Store the resolved choices, so that a saved config reloads to the same sampler.
         self.register_to_config(noise_family=noise_family, timestep_spacing=timestep_spacing)
         self.interface = ModelInterface.from_config(self.config)

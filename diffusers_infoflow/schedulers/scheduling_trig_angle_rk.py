@@ -190,8 +190,8 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         ladder_end (`str`, defaults to `"clean"`): `clean` = the last rung is the model's cleanest level; `trailing` =
             the N rungs are the starts of N equal intervals of the spacing that end there, and the last step returns
             the x̂0 of the last rung (diffusers' `trailing` with a zero final σ): no call is spent where x̂0 ≈ x.
-        final_step (`str`, defaults to `"x0"`): `x0` = the solve ends at the model's cleanest level and the last
-            step returns the model's x̂0 there (one call); `extrapolate` (`ddim`/`multistep`) = the same call, with
+        final_step (`str`, defaults to `"x0"`): `x0` = the solve ends at the model's cleanest level (or, with
+            `ladder_end="trailing"`, at the last rung) and the last step returns the model's x̂0 there (one call); `extrapolate` (`ddim`/`multistep`) = the same call, with
             x̂0 extrapolated to σ = 0 from the last two calls (Richardson in σ̃² = e^{−λ}, since along the flow
             x̂0 = x* + O(σ̃²)), for models whose cleanest level is still noisy (SD's σ̃ = 0.03); `solver` = seed
             004 as written, a full solver step down to η = 0 (an error floor, kept to reproduce the paper).
@@ -270,6 +270,8 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         if not clip_sample_range > 0:
             raise ValueError(f"clip_sample_range must be > 0, got {clip_sample_range!r}.")
         self.information = information_placement("step_spacing", step_spacing, information_curve, information_measure, information_power)
+        if self.information is not None:  # stored as used: JSON lists, the running minimum applied
+            self.register_to_config(information_curve=self.information.to_config())
         self.interface = ModelInterface.from_config(self.config)
         self.register_to_config(prediction_type=self.interface.prediction_type)
         noisy_logsnr, clean_logsnr = self.interface.logsnr_range
@@ -401,8 +403,9 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         lam_start, lam_clean = (float(logsnr_from_angle(torch.tensor(a, dtype=torch.float64))) for a in (start, clean))
         if spacing == "uniform_logsnr":
             inner = angle_from_logsnr(torch.linspace(lam_start, lam_clean, n, dtype=torch.float64))
-        elif spacing == "information":
-            inner = angle_from_logsnr(self._place_by_information(n, lam_start, lam_clean))
+        elif spacing == "information":  # from pure noise the first finite rung is placed too (see spaced_logsnrs)
+            lam = self._place_by_information(n + 1, lam_start, lam_clean)[1:] if pure_noise else self._place_by_information(n, lam_start, lam_clean)
+            inner = angle_from_logsnr(lam)
         else:
             inv_rho = 1.0 / self.config.karras_rho
             ramp = torch.linspace(0.0, 1.0, n, dtype=torch.float64)
