@@ -203,7 +203,7 @@ def budget_note(model_calls: int, levels: int) -> Optional[str]:
     at ``levels``), else ``None``."""
     if model_calls <= levels:
         return None
-    return f"--steps {model_calls} model calls are more than the model's {levels} training noise levels; at most {levels} steps are taken."
+    return f"--model-calls {model_calls} are more than the model's {levels} training noise levels; at most {levels} steps are taken."
 
 
 def generate(model: str, scheduler_name: str, model_calls: int, num_images: int, seed: int = 0, batch_size: int = 250,

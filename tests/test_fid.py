@@ -104,7 +104,7 @@ def test_evaluate_samples_a_pipeline_folder(tmp_path):
     reference = np.random.default_rng(0).integers(0, 256, size=(40, 28, 28), dtype=np.uint8)
     np.savez(tmp_path / "ref.npz", x=reference)
     out = tmp_path / "scores.json"
-    argv = ["evaluate", str(DEFAULT_MODEL), "--scheduler", "s2n", "--steps", "3", "--num-images", "12",
+    argv = ["evaluate", str(DEFAULT_MODEL), "--scheduler", "s2n", "--model-calls", "3", "--num-images", "12",
             "--reference", str(tmp_path / "ref.npz"), "--metrics", "fid", "--output", str(out)]
     assert main(argv) == 0
     scores = json.loads(out.read_text())
@@ -125,7 +125,7 @@ def test_evaluate_update_card_writes_and_replaces_one_section(tmp_path):
     model = tmp_path / "model"
     shutil.copytree(DEFAULT_MODEL, model)
     np.savez(tmp_path / "ref.npz", x=np.random.default_rng(0).integers(0, 256, size=(20, 28, 28), dtype=np.uint8))
-    argv = ["evaluate", str(model), "--steps", "2", "--num-images", "6", "--reference", str(tmp_path / "ref.npz"),
+    argv = ["evaluate", str(model), "--model-calls", "2", "--num-images", "6", "--reference", str(tmp_path / "ref.npz"),
             "--metrics", "fid", "--output", str(tmp_path / "s.json"), "--update-card"]
     main(argv)
     main(argv)
@@ -176,7 +176,7 @@ def test_evaluate_under_accelerate_launch_with_two_processes_matches_one(tmp_pat
 
     _tiny_mnist_pipeline(tmp_path / "model")
     np.savez(tmp_path / "ref.npz", x=np.random.default_rng(0).integers(0, 256, size=(30, 28, 28), dtype=np.uint8))
-    args = ["evaluate", str(tmp_path / "model"), "--scheduler", "ddim", "--steps", "2", "--num-images", "10", "--batch-size", str(batch_size),
+    args = ["evaluate", str(tmp_path / "model"), "--scheduler", "ddim", "--model-calls", "2", "--num-images", "10", "--batch-size", str(batch_size),
             "--reference", str(tmp_path / "ref.npz"), "--metrics", "fid", "kid", "confident"]
     assert main(args + ["--output", str(tmp_path / "one.json")]) == 0
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}

@@ -14,7 +14,7 @@ STEPS = 5  # model calls asked for; multi-call solvers round down to whole steps
 
 
 def count_model_calls(monkeypatch, model_class):
-    """Counts every forward call of ``model_class`` (what `--steps` budgets)."""
+    """Counts every forward call of ``model_class`` (what `--model-calls` budgets)."""
     calls = []
     forward = model_class.forward
     monkeypatch.setattr(model_class, "forward", lambda self, *a, **k: calls.append(1) or forward(self, *a, **k))
@@ -78,7 +78,7 @@ def test_sample_writes_a_grid_with_every_scheduler(scheduler, tmp_path, monkeypa
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     calls = count_model_calls(monkeypatch, UNet2DModel)
     out = tmp_path / "grid.png"
-    assert main(["sample", "--scheduler", scheduler, "--steps", str(STEPS), "--num_images", "4", "--output", str(out)]) == 0
+    assert main(["sample", "--scheduler", scheduler, "--model-calls", str(STEPS), "--num_images", "4", "--output", str(out)]) == 0
     grid = np.asarray(Image.open(out))
     assert grid.shape == (2 + 2 * 30, 2 + 2 * 30)  # 2×2 tiles of 28 px with 2 px gaps
     assert grid.std() > 0
@@ -92,7 +92,7 @@ def test_sample_runs_every_scheduler_on_a_joint_model(scheduler, joint_folder, t
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     calls = count_model_calls(monkeypatch, JointUNet2DModel)
     out = tmp_path / "grid.png"
-    assert main(["sample", "--model", str(joint_folder), "--scheduler", scheduler, "--steps", str(STEPS), "--num_images", "4", "--output", str(out)]) == 0
+    assert main(["sample", "--model", str(joint_folder), "--scheduler", scheduler, "--model-calls", str(STEPS), "--num_images", "4", "--output", str(out)]) == 0
     assert np.asarray(Image.open(out)).shape == (2 + 2 * 10, 2 + 2 * 10)
     check_printed_calls(capsys.readouterr().out, scheduler, calls)
 
@@ -146,7 +146,7 @@ def test_too_few_calls_for_one_step_exit_with_a_message(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(sampling, "build_scheduler", lambda *args, **kwargs: FourCallsPerStep())
     with pytest.raises(SystemExit, match="infoflow sample: 3 model call"):
-        main(["sample", "--steps", "3", "--num_images", "1", "--output", str(tmp_path / "g.png")])
+        main(["sample", "--model-calls", "3", "--num_images", "1", "--output", str(tmp_path / "g.png")])
 
 
 def test_careless_sample_arguments_fail_in_one_line_before_any_work(tmp_path):
@@ -156,6 +156,7 @@ def test_careless_sample_arguments_fail_in_one_line_before_any_work(tmp_path):
         main(["sample", "--model", str(tmp_path), "--output", str(tmp_path / "g.png")])
     with pytest.raises(SystemExit, match=r"--output '.*grid.txt' must end in .png"):
         main(["sample", "--output", str(tmp_path / "grid.txt")])
+    # --steps, the older name of --model-calls, still works
     assert main(["sample", "--steps", "2", "--num-images", "1", "--output", str(tmp_path / "new" / "dir" / "g.png")]) == 0
     assert (tmp_path / "new" / "dir" / "g.png").is_file()
 
@@ -166,10 +167,10 @@ def test_a_call_budget_above_the_training_levels_is_capped_with_a_message(tmp_pa
     unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 8),
                        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4)
     DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=12)).save_pretrained(tmp_path / "tiny")
-    argv = ["sample", "--model", str(tmp_path / "tiny"), "--scheduler", "trig-rk4", "--steps", "100000", "--num-images", "1"]
+    argv = ["sample", "--model", str(tmp_path / "tiny"), "--scheduler", "trig-rk4", "--model-calls", "100000", "--num-images", "1"]
     assert main(argv + ["--output", str(tmp_path / "g.png")]) == 0
     out = capsys.readouterr().out
-    assert "--steps 100000 model calls are more than the model's 12 training noise levels; at most 12 steps are taken." in out
+    assert "--model-calls 100000 are more than the model's 12 training noise levels; at most 12 steps are taken." in out
     assert "12 steps = 45 model calls of 100000 requested" in out  # RK4: 4 calls a step, 1 for the last x̂0
     argv[6] = "5"  # a budget below the levels is no concern
     assert main(argv + ["--output", str(tmp_path / "g.png")]) == 0

@@ -86,7 +86,7 @@ def test_infoflow_sample_runs_on_a_trained_joint_folder(joint_uninterrupted, tmp
     forward = JointUNet2DModel.forward
     monkeypatch.setattr(JointUNet2DModel, "forward", lambda self, *a, **k: calls.append(1) or forward(self, *a, **k))
     out = tmp_path / "grid.png"
-    assert main(["sample", "--model", str(joint_uninterrupted), "--scheduler", "trig-rk4", "--steps", "9", "--num_images", "1", "--output", str(out)]) == 0
+    assert main(["sample", "--model", str(joint_uninterrupted), "--scheduler", "trig-rk4", "--model-calls", "9", "--num_images", "1", "--output", str(out)]) == 0
     assert out.is_file() and 1 <= len(calls) <= 9 and f"= {len(calls)} model calls" in capsys.readouterr().out
 
 

@@ -44,7 +44,8 @@ def register(subparsers) -> None:
     parser.add_argument("images", help="folder of images, .npy array or .npz archive of generated images, or a saved "
                         "pipeline folder (with model_index.json) to sample from")
     parser.add_argument("--scheduler", default=DEFAULT_SCHEDULER, help="for a pipeline folder: the `infoflow sample` scheduler name")
-    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="for a pipeline folder: model calls per sample")
+    parser.add_argument("--model-calls", "--steps", dest="model_calls", type=int, default=DEFAULT_STEPS,
+                        help="for a pipeline folder: model calls per sample (--steps is its older name)")
     parser.add_argument("--num-images", type=int, default=1000, help="for a pipeline folder: samples to draw")
     parser.add_argument("--batch-size", type=int, default=250, help="for a pipeline folder: samples per pipeline call "
                         "(batch b starts from the noise of seed + b·batch-size; under accelerate launch the batches are split between processes)")
@@ -79,11 +80,11 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--update-card needs a pipeline folder (with model_index.json) as `images`.")
         if is_pipeline and args.scheduler not in SCHEDULERS:
             raise ValueError(f"--scheduler {args.scheduler!r} is not one of {', '.join(SCHEDULERS)}.")
-        if is_pipeline and (args.num_images < 2 or args.steps < 1 or args.batch_size < 1):
-            raise ValueError(f"--num-images must be >= 2, --steps and --batch-size >= 1, got {args.num_images}, {args.steps} and {args.batch_size}.")
+        if is_pipeline and (args.num_images < 2 or args.model_calls < 1 or args.batch_size < 1):
+            raise ValueError(f"--num-images must be >= 2, --model-calls and --batch-size >= 1, got {args.num_images}, {args.model_calls} and {args.batch_size}.")
         levels = training_levels(args.images) if is_pipeline else None
-        if is_pipeline and budget_note(args.steps, levels):
-            state.print(f"infoflow evaluate: {budget_note(args.steps, levels)}")
+        if is_pipeline and budget_note(args.model_calls, levels):
+            state.print(f"infoflow evaluate: {budget_note(args.model_calls, levels)}")
         metrics = args.metrics or (GENERATIVE_METRICS if args.feature_network == "mnist" else ("fid", "kid", "is"))
         reference, reference_name = None, None
         if set(REFERENCE_METRICS) & set(metrics):
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         scorer = GenerativeScorer(reference, feature_network=args.feature_network, metrics=metrics, seed=args.seed,
                                   device=state.device)
         if is_pipeline:
-            images, steps, calls = generate(args.images, args.scheduler, args.steps, args.num_images, args.seed, args.batch_size,
+            images, steps, calls = generate(args.images, args.scheduler, args.model_calls, args.num_images, args.seed, args.batch_size,
                                             progress=state.is_main_process, max_steps=levels)
             sampling = {"scheduler": args.scheduler, "steps": steps, "model_calls": calls, "num_images": args.num_images}
             state.print(f"sampled {args.num_images} images on {state.num_processes} process(es): {args.scheduler}, {steps} steps = {calls} model calls")
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         unit = SCORE_UNITS.get(name, "").format(network=args.feature_network)
         print(f"{name:18s} {text:12s} {unit}".rstrip())
     if args.update_card:
-        parts = ["infoflow", "evaluate", str(args.images), "--scheduler", args.scheduler, "--steps", str(args.steps),
+        parts = ["infoflow", "evaluate", str(args.images), "--scheduler", args.scheduler, "--model-calls", str(args.model_calls),
                  "--num-images", str(args.num_images), "--batch-size", str(args.batch_size), "--seed", str(args.seed), "--metrics", *metrics]
         if args.reference is not None:
             parts += ["--reference", str(args.reference)]

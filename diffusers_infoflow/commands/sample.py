@@ -1,5 +1,5 @@
 """``infoflow sample``: a grid of samples from a saved unconditional pipeline (default: the shipped MNIST DDPM),
-with any scheduler of :data:`diffusers_infoflow.sampling.SCHEDULERS`. ``--steps`` counts model calls: multi-call
+with any scheduler of :data:`diffusers_infoflow.sampling.SCHEDULERS`. ``--model-calls`` counts model calls: multi-call
 solvers get as many whole steps as fit, and the printed line says how many calls were made."""
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ def register(subparsers) -> None:
              "trig-information (the multistep solver on rungs placed by the model's mmse curve, saved by `infoflow calibrate`); "
              "diffusers' dpm++2m, unipc, euler, heun. Default: entropy-hybrid, the measured best for the default model.",
     )
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="number of model calls (rounded down to whole steps of multi-call solvers).")
+    p.add_argument("--model-calls", "--steps", dest="model_calls", type=int, default=DEFAULT_STEPS,
+                   help="number of model calls (rounded down to whole steps of multi-call solvers); --steps is its older name.")
     p.add_argument("--num-images", "--num_images", dest="num_images", type=int, default=16, help="tiles of the grid.")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", default="samples.png")
@@ -33,22 +34,22 @@ def run(args: argparse.Namespace) -> int:
     from ..data import make_grid
     from ..sampling import budget_note, generate, training_levels
 
-    if args.steps < 1 or args.num_images < 1:
-        raise SystemExit(f"infoflow sample: --steps and --num-images must be >= 1, got {args.steps} and {args.num_images}.")
+    if args.model_calls < 1 or args.num_images < 1:
+        raise SystemExit(f"infoflow sample: --model-calls and --num-images must be >= 1, got {args.model_calls} and {args.num_images}.")
     if Path(args.output).suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
         raise SystemExit(f"infoflow sample: --output {args.output!r} must end in .png, .jpg or .webp.")
     try:
         levels = training_levels(args.model)
-        if budget_note(args.steps, levels):
-            print(f"infoflow sample: {budget_note(args.steps, levels)}")
+        if budget_note(args.model_calls, levels):
+            print(f"infoflow sample: {budget_note(args.model_calls, levels)}")
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)  # before sampling, so no work is lost at the end
-        images, steps, calls = generate(args.model, args.scheduler, args.steps, args.num_images, args.seed,
+        images, steps, calls = generate(args.model, args.scheduler, args.model_calls, args.num_images, args.seed,
                                         batch_size=args.num_images, progress=True, max_steps=levels)
     except (ValueError, OSError) as err:  # OSError: a pipeline folder with missing or unreadable weights
         raise SystemExit(f"infoflow sample: {err}") from None
     Image.fromarray(make_grid(images * 2 - 1)).save(args.output)
     step_text = f"{steps} step{'s' if steps != 1 else ''}"
-    note = "" if calls == args.steps else f" of {args.steps} requested"
+    note = "" if calls == args.model_calls else f" of {args.model_calls} requested"
     call_text = f"{calls} model call{'s' if calls != 1 else ''}"
     print(f"wrote {args.output} ({args.num_images} images, {args.scheduler}, {step_text} = {call_text}{note})")
     return 0
