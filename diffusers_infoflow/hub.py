@@ -179,25 +179,49 @@ def write_model_card(
 
 
 EVALUATION_BEGIN, EVALUATION_END = "<!-- infoflow-evaluate:begin -->", "<!-- infoflow-evaluate:end -->"
+INFORMATION_BEGIN, INFORMATION_END = "<!-- infoflow-calibrate:begin -->", "<!-- infoflow-calibrate:end -->"
 
 
 def write_card_evaluation(folder: str, report: dict, command: str) -> str:
     """Puts (or replaces) an "Evaluation" section with ``infoflow evaluate``'s scores in ``folder``'s model card."""
+    rows = [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in report.items() if k != "images"]
+    return _write_card_section(folder, EVALUATION_BEGIN, EVALUATION_END, [
+        "## Evaluation", "",
+        "Scores of samples from this pipeline by `infoflow evaluate` (diffusers-infoflow); read an FID against the "
+        "feature network's floor (real train images against the same reference), given in the diffusers-infoflow README.", "",
+        "| quantity | value |", "|---|---|", *rows, "", "Command:", "", "```bash", command, "```",
+    ])
+
+
+def write_card_information(folder: str, subfolder: str, num_images: int, command: str) -> str:
+    """Puts (or replaces) a section on the calibrated information-placed sampler saved in ``folder/subfolder`` (by
+    ``infoflow calibrate``) in ``folder``'s model card."""
+    return _write_card_section(folder, INFORMATION_BEGIN, INFORMATION_END, [
+        "## Few-call sampling with information-placed steps", "",
+        f"`{subfolder}/` holds a `TrigAngleRKScheduler` whose rungs are placed by this model's mmse curve, measured on "
+        f"{num_images} training images (diffusers-infoflow's `infoflow calibrate`):", "",
+        "```python",
+        "from diffusers_infoflow import TrigAngleRKScheduler",
+        "",
+        f'pipe.scheduler = TrigAngleRKScheduler.from_pretrained(model_path, subfolder="{subfolder}")',
+        "images = pipe(num_inference_steps=5).images   # 5 model calls",
+        "```", "",
+        "or `infoflow sample --model MODEL --scheduler trig-information --model-calls 5`. Command:", "",
+        "```bash", command, "```",
+    ])
+
+
+def _write_card_section(folder: str, begin: str, end: str, lines: list) -> str:
+    """Replaces the text between the markers `begin` and `end` in ``folder/README.md``, or appends it."""
     path = os.path.join(folder, "README.md")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{folder!r} has no README.md model card to update.")
-    rows = [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in report.items() if k != "images"]
-    section = "\n".join([
-        EVALUATION_BEGIN, "## Evaluation", "",
-        "Scores of samples from this pipeline by `infoflow evaluate` (diffusers-infoflow); read an FID against the "
-        "feature network's floor (real train images against the same reference), given in the diffusers-infoflow README.", "",
-        "| quantity | value |", "|---|---|", *rows, "", "Command:", "", "```bash", command, "```", EVALUATION_END,
-    ])
+    section = "\n".join([begin, *lines, end])
     with open(path) as f:
         text = f.read()
-    if EVALUATION_BEGIN in text and EVALUATION_END in text:
-        head, rest = text.split(EVALUATION_BEGIN, 1)
-        text = head + section + rest.split(EVALUATION_END, 1)[1]
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + section + rest.split(end, 1)[1]
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     with open(path, "w") as f:

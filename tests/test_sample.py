@@ -66,6 +66,15 @@ def test_calibrate_saves_the_information_sampler_and_sample_uses_it(joint_folder
         main(["calibrate", str(bare), "--levels", "1"])
     with pytest.raises(SystemExit, match="not a saved pipeline folder"):
         main(["calibrate", str(tmp_path), "--data", str(tmp_path)])
+    # with a model card, calibrate writes (and on a second run replaces) its section there
+    (bare / "README.md").write_text("# a model\n")
+    images = tmp_path / "images.npy"
+    np.save(images, np.random.default_rng(1).random((8, 8, 8), dtype=np.float32))
+    for _ in range(2):
+        assert main(["calibrate", str(bare), "--data", str(images), "--num-images", "8", "--levels", "3"]) == 0
+    card = (bare / "README.md").read_text()
+    assert card.count("## Few-call sampling with information-placed steps") == 1 and "infoflow calibrate" in card
+    assert 'from_pretrained(model_path, subfolder="scheduler_information")' in card
     np.save(tmp_path / "wrong.npy", np.random.default_rng(0).random((4, 6, 6), dtype=np.float32))
     with pytest.raises(SystemExit, match=r"shape \(1, 6, 6\) but the model .* takes \(1, 8, 8\)"):
         main(["calibrate", str(bare), "--data", str(tmp_path / "wrong.npy")])

@@ -5,7 +5,9 @@ sampler next to it (``MODEL/scheduler_information``), which ``infoflow sample --
 from __future__ import annotations
 
 import argparse
+import shlex
 import time
+from pathlib import Path
 
 
 def register(subparsers) -> None:
@@ -25,6 +27,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..hub import write_card_information
     from ..metrics.data import load_image_set, load_mnist
     from ..sampling import INFORMATION_SUBFOLDER, calibrate_pipeline, check_pipeline_folder
 
@@ -43,6 +46,11 @@ def run(args: argparse.Namespace) -> int:
     curve = scheduler.config.information_curve
     print(f"measured the mmse curve at {len(curve['logsnr'])} levels on {len(images)} images "
           f"({args.levels} batched model calls, {time.perf_counter() - start:.0f} s); saved {args.model}/{INFORMATION_SUBFOLDER}")
+    if (Path(args.model) / "README.md").is_file():
+        parts = ["infoflow", "calibrate", str(args.model), "--num-images", str(args.num_images), "--levels", str(args.levels), "--seed", str(args.seed)]
+        if args.data is not None:
+            parts += ["--data", str(args.data)] + (["--key", args.key] if args.key else [])
+        print(f"updated {write_card_information(args.model, INFORMATION_SUBFOLDER, len(images), shlex.join(parts))}")
     return 0
 
 
