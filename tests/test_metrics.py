@@ -136,15 +136,20 @@ def test_forward_process_curves_are_monotone_for_pure_noising():
         assert np.all(np.diff(curve["cosine_similarity"]) < 0)
         assert curve["ssim"][0] > 0.9 > curve["ssim"][-1]
         assert curve["mutual_information"][0] > curve["mutual_information"][-1]
+        # at pure noise the MI is the estimator's floor (pixels shuffled), far below the MI at t = 1
+        floor = curve["mutual_information_floor"]
+        assert abs(curve["mutual_information"][-1] - floor[-1]) < 0.2 * floor[-1] and floor[0] < 0.5 * curve["mutual_information"][0]
 
 
-def test_curves_command_on_mnist(tmp_path, mnist_path):
+def test_curves_command_on_mnist(tmp_path, mnist_path, capsys):
     from diffusers_infoflow.cli import main
 
     out = tmp_path / "curves"
     assert main(["curves", "--data", str(mnist_path), "--num-images", "16", "--num-points", "5", "--schedules", "linear", "cosine", "--output-dir", str(out)]) == 0
     report = json.loads((out / "curves.json").read_text())
     assert set(report["curves"]) == {"linear T=300", "cosine T=300"}
+    assert all(len(c["mutual_information_floor"]) == len(c["t"]) for c in report["curves"].values())
+    assert "the estimator's floor, pixels shuffled" in capsys.readouterr().out
     assert (out / "curves.png").stat().st_size > 0
 
 

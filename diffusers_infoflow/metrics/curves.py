@@ -8,8 +8,10 @@ similarity and SSIM between ``x0`` and ``x_t`` are averaged over the images.
 Pixel space: images are mapped from [0, 1] to diffusers' model space [−1, 1] before noising, as DDPM training does;
 all metrics are computed there (SSIM ``data_range = 2``). MI bins ``x0`` over [−1, 1] and ``x_t`` over
 ``[min x_t, max x_t]`` of that step's batch (the noisy values leave [−1, 1]; a data-driven range avoids clipping,
-and it is recorded per step in ``mi_restored_range``). Timesteps are diffusers' ``k = 0..T−1``; plots use the
-papers' ``t = k + 1``.
+and it is recorded per step in ``mi_restored_range``). The plug-in MI is biased upwards (about 0.3 nats per
+MNIST image with 64 bins even for independent variables), so each step also reports ``mutual_information_floor``,
+the MI of the same pixels with x_t's pixel positions shuffled: what the estimator says when there is no
+information. Timesteps are diffusers' ``k = 0..T−1``; plots use the papers' ``t = k + 1``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Dict, List, Optional, Union
 import torch
 
 from ..schedules import DiscreteSchedule, NoiseSchedule, get_schedule
+from .mutual_information import histogram_mutual_information
 from .restoration import restoration_metrics
 
 
@@ -54,8 +57,8 @@ def forward_process_curves(
         seed: seeds the shared noise ε.
 
     Returns:
-        label → ``{"t": [...], "logsnr": [...], "mi_restored_range": [[lo, hi], ...], <metric>: [...]}`` for the
-        metrics in :data:`CURVE_METRICS` (MI in nats).
+        label → ``{"t": [...], "logsnr": [...], "mi_restored_range": [[lo, hi], ...], "mutual_information_floor": [...],
+        <metric>: [...]}`` for the metrics in :data:`CURVE_METRICS` (MI and its independence floor in nats).
     """
     if images.ndim != 4 or images.shape[0] < 1:
         raise ValueError(f"`images` must be (N, C, H, W) with N >= 1, got {tuple(images.shape)}.")
@@ -67,12 +70,15 @@ def forward_process_curves(
         raise ValueError("`schedules` is empty.")
     x0 = images.to(torch.float64) * 2 - 1
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    # one fixed shuffle of pixel positions: it keeps every image's values and breaks their pairing with x0
+    shuffle = torch.randperm(x0[0].numel(), generator=torch.Generator().manual_seed(seed + 1))
     curves: Dict[str, Dict[str, List[float]]] = {}
     for label, schedule in schedules.items():
         if not isinstance(schedule, DiscreteSchedule):
             raise TypeError(f"schedule {label!r} must be a DiscreteSchedule, got {type(schedule).__name__}.")
         steps = torch.linspace(0, schedule.num_train_timesteps - 1, num_points).round().to(torch.int64).unique()
-        curve: Dict[str, List] = {"t": [], "logsnr": [], "mi_restored_range": [], **{m: [] for m in CURVE_METRICS}}
+        curve: Dict[str, List] = {"t": [], "logsnr": [], "mi_restored_range": [], "mutual_information_floor": [],
+                                  **{m: [] for m in CURVE_METRICS}}
         for step in steps.tolist():
             x_t = schedule.alpha(step).item() * x0 + schedule.sigma(step).item() * noise
             restored_range = (x_t.min().item(), x_t.max().item())
@@ -82,6 +88,10 @@ def forward_process_curves(
             curve["t"].append(step + 1)
             curve["logsnr"].append(schedule.logsnr(step).item())
             curve["mi_restored_range"].append(list(restored_range))
+            shuffled = x_t.flatten(1)[:, shuffle].view_as(x_t)
+            floor = histogram_mutual_information(x0, shuffled, bins=mi_bins, value_range=MODEL_RANGE,
+                                                 y_value_range=restored_range, reduction="per_sample")
+            curve["mutual_information_floor"].append(floor.mean().item())
             for metric in CURVE_METRICS:
                 curve[metric].append(means[metric].item())
         curves[label] = curve
@@ -111,7 +121,11 @@ def plot_forward_process_curves(
     fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.6 * rows), squeeze=False)
     for ax, metric in zip(axes.flat, CURVE_METRICS):
         for label, curve in curves.items():
-            ax.plot(curve["t"], curve[metric], label=label)
+            (line,) = ax.plot(curve["t"], curve[metric], label=label)
+            if metric == "mutual_information" and "mutual_information_floor" in curve:
+                ax.plot(curve["t"], curve["mutual_information_floor"], ls=":", color=line.get_color(), lw=1)
+        if metric == "mutual_information":
+            ax.set_title("dotted: the estimator's floor (pixels shuffled)", fontsize=8)
         ax.set_xlabel("t")
         ax.set_ylabel(_AXIS_LABELS[metric])
         ax.grid(alpha=0.3)
