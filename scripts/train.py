@@ -8,4 +8,7 @@ from diffusers_infoflow.training import parse_args, train
 
 
 if __name__ == "__main__":
-    train(parse_args())
+    try:
+        train(parse_args())
+    except (ValueError, FileNotFoundError) as err:  # bad data, paths or checkpoints: one line, no traceback
+        raise SystemExit(f"scripts/train.py: {err}") from None

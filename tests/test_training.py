@@ -177,6 +177,12 @@ def test_bad_arguments_are_rejected_with_a_clear_message(extra, message, capsys)
     assert message in capsys.readouterr().err
 
 
+def test_the_script_reports_bad_data_in_one_line(tmp_path):
+    result = launch(["--dataset_name", "no-such-dataset-xyz", "--max_train_steps", "1", "--report_to", "none"], tmp_path / "out")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "scripts/train.py: could not load dataset 'no-such-dataset-xyz'" in result.stderr
+
+
 def test_unknown_dataset_and_missing_latest_checkpoint_fail_clearly(tmp_path):
     with pytest.raises(ValueError, match="could not load dataset 'no-such-dataset-xyz'.*--train_data_dir"):
         train_in_process(["--dataset_name", "no-such-dataset-xyz", "--max_train_steps", "1", "--report_to", "none"], tmp_path)
