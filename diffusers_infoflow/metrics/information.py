@@ -1,27 +1,15 @@
-"""Information curves and likelihoods from a denoiser by the I-MMSE relation (SPEC §4; Kong et al., ICLR 2023).
+"""Information curves and likelihoods from a denoiser by the I-MMSE relation (SPEC §4; Kong et al., "Information-
+Theoretic Diffusion", ICLR 2023).
 
-Channel: ``z_λ = sqrt(sigmoid(λ))·x + sqrt(sigmoid(−λ))·ε``, ``ε ~ N(0, I)`` — the VP forward marginal at log-SNR λ
-(``α² = sigmoid(λ)``, ``σ² = sigmoid(−λ)``). With ``mmse(λ) = E‖x − E[x | z_λ]‖²`` (summed over the D coordinates),
+Channel: ``z_λ = sqrt(sigmoid(λ))·x + sqrt(sigmoid(−λ))·ε`` (the VP forward marginal at log-SNR λ). With
+``mmse(λ) = E‖x − E[x | z_λ]‖²`` summed over the D coordinates, ``dI(x; z_λ)/dλ = ½·e^λ·mmse(λ)`` (nats).
 
-    dI(x; z_λ)/dλ = ½ e^λ mmse(λ),          I(x; z_λ) = ½ ∫_{−∞}^{λ} e^l mmse(l) dl     (nats).
-
-**Theorem 6 (seed 001) — finding.** Seed 001's OCR adds ``−D α̃'(λ)/α̃(λ)`` to dI/dλ. With α̃ = sqrt(sigmoid(λ)) that
-term is ``−(D/2)·sigmoid(−λ)``. On Gaussian data ``x ~ N(0, diag v)`` (closed forms below) the derivative of the exact
-``I(λ) = ½ Σ log(1 + e^λ v_i)`` equals ``½ e^λ mmse(λ)`` to finite-difference precision, and the extra term is off by
-exactly ``(D/2)·sigmoid(−λ)`` (→ D/2 as λ → −∞, so ½∫ with the term diverges to −∞ instead of I(−∞) = 0); see
-``tests/test_information_curve.py::test_theorem6_extra_term_does_not_belong``. The term does not belong to the
-mutual information, which is invariant to the invertible rescaling ``z ↦ z/α̃``; it is what the λ-derivative of the
-*differential entropy* of the unscaled channel picks up (``h(α̃·u) = h(u) + D log α̃``), so it belongs to an entropy
-identity, not to the MI one.
-
-Estimator (``information_curve``): ``mmse(l)`` is estimated by Monte Carlo (one noise draw per data point) on a uniform
-grid ``l_0 < … < l_K`` in log-SNR, and the integral is the cumulative trapezoid rule in ``l``. Kong et al.'s variance
-reduction is used: with the per-coordinate data variances ``v``, the Gaussian baseline ``mmse_G(l) = Σ v_i/(1 + e^l v_i)``
-has the closed-form integral ``I_G(λ) = ½ Σ log(1 + e^λ v_i)``, and only the residual ``e^l (mmse − mmse_G)`` is
-integrated numerically. The residual vanishes like ``e^{2l}`` as l → −∞ (both mmse's tend to Σ v_i), so truncating the
-grid at ``logsnr_min`` costs ``O(e^{2·logsnr_min})``. Without the baseline the truncated head is approximated by
-``½ e^{l_0} mmse(l_0)`` (mmse is ≈ constant there). ``mmse_G`` upper-bounds the true mmse (the linear estimator is
-suboptimal), so the residual term is ≤ 0 for an exact denoiser.
+``information_curve`` estimates mmse by Monte Carlo on a uniform λ grid and integrates with the trapezoid rule,
+integrating only the residual to the Gaussian baseline ``Σ v_i/(1 + e^λ v_i)`` (closed-form integral
+``½ Σ log(1 + e^λ v_i)``; Kong et al.'s variance reduction), whose truncation at ``logsnr_min`` costs
+``O(e^{2·logsnr_min})``. Seed 001's Theorem 6 adds ``−D·α̃'(λ)/α̃(λ)`` to dI/dλ; that term belongs to the
+differential entropy of the unscaled channel, not to the mutual information
+(``tests/test_information_curve.py::test_theorem6_extra_term_does_not_belong`` shows it on Gaussian data).
 """
 
 from __future__ import annotations
