@@ -278,6 +278,10 @@ class EntropyHybridPipeline(DiffusionPipeline):
                 lengths; without segments ``None`` runs every step of the sampling schedule.
             output_type: ``pil``, ``np`` (float in [0, 1], NHWC) or ``pt`` (float in [0, 1], NCHW).
             return_dict: return an ``ImagePipelineOutput`` (True) or a tuple.
+
+        Returns:
+            ``ImagePipelineOutput`` or ``tuple``: ``images`` in [0, 1] as ``output_type`` asks (PIL images, an NHWC
+            array or an NCHW tensor); the tuple is ``(images,)``.
         """
         check_output_type(output_type)
         names = self.segment_unets()

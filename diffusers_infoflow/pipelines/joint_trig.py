@@ -81,6 +81,10 @@ class JointTrigPipeline(DiffusionPipeline):
                 of solver steps (``order ×`` as many model calls).
             output_type: ``pil``, ``np`` (float in [0, 1], NHWC) or ``pt`` (float in [0, 1], NCHW).
             return_dict: return an ``ImagePipelineOutput`` (True) or a tuple.
+
+        Returns:
+            ``ImagePipelineOutput`` or ``tuple``: ``images`` in [0, 1] as ``output_type`` asks (PIL images, an NHWC
+            array or an NCHW tensor); the tuple is ``(images,)``.
         """
         if output_type not in ("pil", "np", "pt"):
             raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}.")

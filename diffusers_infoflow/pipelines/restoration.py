@@ -192,6 +192,10 @@ class RestorationPipeline(DiffusionPipeline):
             compute_metrics: compute the restoration metrics.
             mi_bins: histogram bins per variable of the MI.
             return_dict: return a :class:`RestorationPipelineOutput` (True) or a tuple.
+
+        Returns:
+            :class:`RestorationPipelineOutput` or ``tuple``: the restored and noisy images, the metrics and the start
+            timestep; the tuple is ``(images, noisy_images, metrics, start_timestep)``.
         """
         check_output_type(output_type)
         check_unet_channels(self.unet)

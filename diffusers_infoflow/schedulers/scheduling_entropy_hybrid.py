@@ -453,6 +453,10 @@ class EntropyHybridScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin
             generator: random generator(s) for the noise ξ.
             variance_noise: ξ itself, instead of drawing it.
             return_dict: return an `EntropyHybridSchedulerOutput` (True) or a tuple.
+
+        Returns:
+            `EntropyHybridSchedulerOutput` or `tuple`: `prev_sample` (the sample at the next rung, in the model
+            family's units) and `pred_original_sample` (x̂0); the tuple is `(prev_sample, pred_original_sample)`.
         """
         if self.num_inference_steps is None or self._ladder_logsnr is None:
             raise ValueError("call `set_timesteps` (or `set_restoration_timesteps`) before `step`.")

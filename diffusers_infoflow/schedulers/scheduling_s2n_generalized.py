@@ -335,6 +335,10 @@ class S2NGeneralizedScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixi
                 diffusers' DDPMScheduler, so equal generators give equal noise).
             variance_noise: ξ itself, instead of drawing it.
             return_dict: return an `S2NGeneralizedSchedulerOutput` (True) or a tuple.
+
+        Returns:
+            `S2NGeneralizedSchedulerOutput` or `tuple`: `prev_sample` (the sample at the next rung, in the model
+            family's units) and `pred_original_sample` (x̂0); the tuple is `(prev_sample, pred_original_sample)`.
         """
         if self._rung_logsnr is None:
             raise ValueError("call `set_timesteps` before `step`.")

@@ -528,6 +528,11 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
             sample: the current model input (a grid sample or an intermediate stage).
             generator: unused (the sampler is deterministic); accepted for pipeline compatibility.
             return_dict: return a `TrigAngleRKSchedulerOutput` (True) or a tuple.
+
+        Returns:
+            `TrigAngleRKSchedulerOutput` or `tuple`: `prev_sample` (the next model input: the next stage, the next
+            grid point or, after the last step, x̂0) and `pred_original_sample` (x̂0 of this call); the tuple is
+            `(prev_sample, pred_original_sample)`.
         """
         if self.num_inference_steps is None or self._stage_angle is None:
             raise ValueError("call `set_timesteps` before `step`.")
