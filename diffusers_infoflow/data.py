@@ -291,7 +291,10 @@ def dataset_num_channels(dataset: Dataset) -> int:
 
 
 def make_grid(images: torch.Tensor, nrow: Optional[int] = None) -> np.ndarray:
-    """``(N, C, H, W)`` images in ``[-1, 1]`` to one uint8 ``(rows·H, nrow·W[, C])`` grid with 2-pixel gaps."""
+    """``(N, C, H, W)`` images in ``[-1, 1]`` to one uint8 ``(rows·H, nrow·W[, C])`` grid with 2-pixel gaps.
+
+    Not ``diffusers.utils.make_image_grid``: that one needs ``rows·cols == N`` PIL images and butts tiles
+    together, while sample grids here take any N (the last row part-filled) and keep 28-px digits apart."""
     n, c, h, w = images.shape
     nrow = nrow or int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / nrow))
