@@ -52,9 +52,9 @@ from diffusers import (
 from diffusers.utils import logging as diffusers_logging
 
 from diffusers_infoflow import EmpiricalDenoiser, GaussianDenoiser, calibrate_information_curve, get_schedule
-from diffusers_infoflow.reference_solvers import sample_trig_angle
 from diffusers_infoflow.schedulers import EntropyHybridScheduler, S2NGeneralizedScheduler, TrigAngleRKScheduler
 from diffusers_infoflow.schedulers.scheduling_trig_angle_rk import angle_from_logsnr
+from diffusers_infoflow.testing import sample_trig_angle
 
 
 T = 1000

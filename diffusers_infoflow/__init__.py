@@ -1,6 +1,5 @@
 """diffusers-infoflow: information flow through noising and denoising, inside diffusers' interfaces."""
 
-from .denoisers import EmpiricalDenoiser, GaussianDenoiser
 from .entropy import (
     gaussian_entropy,
     match_model_timestep,
@@ -21,6 +20,7 @@ from .schedules import (
     get_schedule,
 )
 from .step_placement import InformationCurve, calibrate_information_curve
+from .testing import EmpiricalDenoiser, GaussianDenoiser
 
 
 __version__ = "0.1.0"

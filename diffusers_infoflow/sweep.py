@@ -2,7 +2,7 @@
 
 Seed 001 tunes γ of Corollary 1 at a fixed number of function evaluations (NFE): deterministic (ρ = 0) on EDM
 checkpoints, stochastic (ρ = 1) over a (γ, δ) grid. Here the model is the Bayes-optimal
-:class:`~diffusers_infoflow.denoisers.EmpiricalDenoiser` of a small data set (an MNIST subset when
+:class:`~diffusers_infoflow.testing.EmpiricalDenoiser` of a small data set (an MNIST subset when
 ``mnist.npz`` is present, else uniform random images), so sample quality has exact, cheap measures:
 
 * ``ode_error``: RMS per pixel between a sampler's final sample and the probability-flow ODE endpoint from
@@ -27,10 +27,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .denoisers import EmpiricalDenoiser
 from .metrics.data import locate_mnist
 from .sampling import denoise
 from .schedulers.scheduling_s2n_generalized import S2NGeneralizedScheduler
+from .testing import EmpiricalDenoiser
 
 
 __all__ = [

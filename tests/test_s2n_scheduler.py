@@ -10,7 +10,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler, EDMEulerScheduler, UNet2DModel
 
 from diffusers_infoflow import EmpiricalDenoiser, GaussianDenoiser, S2NGeneralizedScheduler
-from diffusers_infoflow.reference_solvers import sample_s2n, sample_s2n_non_markovian
+from diffusers_infoflow.testing import sample_s2n, sample_s2n_non_markovian
 
 from .scheduler_checks import SchedulerChecks, sample_loop
 

@@ -12,7 +12,6 @@ from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler
 
 from diffusers_infoflow import GaussianDenoiser
 from diffusers_infoflow.ablations import SEED004_TABLE2, ablation_row
-from diffusers_infoflow.reference_solvers import sample_trig_angle, sample_trig_multistep
 from diffusers_infoflow.sampling import steps_for_calls
 from diffusers_infoflow.schedulers import TrigAngleRKScheduler
 from diffusers_infoflow.schedulers.scheduling_trig_angle_rk import (
@@ -20,6 +19,7 @@ from diffusers_infoflow.schedulers.scheduling_trig_angle_rk import (
     lagrange_integral_weights,
     logsnr_from_angle,
 )
+from diffusers_infoflow.testing import sample_trig_angle, sample_trig_multistep
 
 from .scheduler_checks import SchedulerChecks, sample_loop
 

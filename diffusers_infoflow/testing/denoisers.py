@@ -21,8 +21,8 @@ import torch
 from diffusers.configuration_utils import FrozenDict
 from diffusers.models.unets.unet_2d import UNet2DOutput
 
-from .model_interface import ModelInterface
-from .schedules import NoiseSchedule
+from ..model_interface import ModelInterface
+from ..schedules import NoiseSchedule
 
 
 __all__ = ["EmpiricalDenoiser", "GaussianDenoiser", "PREDICTION_TYPES"]
