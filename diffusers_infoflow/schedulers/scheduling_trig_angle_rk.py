@@ -190,6 +190,7 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         ladder_end (`str`, defaults to `"clean"`): `clean` = the last rung is the model's cleanest level; `trailing` =
             the N rungs are the starts of N equal intervals of the spacing that end there, and the last step returns
             the x̂0 of the last rung (diffusers' `trailing` with a zero final σ): no call is spent where x̂0 ≈ x.
+            Rungs given to `set_timesteps` (`timesteps`, `sigmas`, `mu`) are used as given, ending as they end.
         final_step (`str`, defaults to `"x0"`): `x0` = the solve ends at the model's cleanest level (or, with
             `ladder_end="trailing"`, at the last rung) and the last step returns the model's x̂0 there (one call); `extrapolate` (`ddim`/`multistep`) = the same call, with
             x̂0 extrapolated to σ = 0 from the last two calls (Richardson in σ̃² = e^{−λ}, since along the flow
