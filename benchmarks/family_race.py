@@ -78,9 +78,9 @@ def our_samplers(name: str, config: dict, calls: int) -> List[Tuple[str, Callabl
     """(label, build, set_timesteps kwargs) for every setting of ours that spends exactly `calls` model calls."""
     out = []
     for order, corrector, x0_form, final in itertools.product((1, 2, 3), (True, False), (True, False), ("x0", "extrapolate")):
-        for spacing in ("uniform_logsnr", "uniform_eta", "karras", "uniform_timestep"):
+        for spacing in ("logsnr", "angle", "karras", "linspace"):
             kw = {"solver": "multistep", "solver_order": order, "use_corrector": corrector, "predict_x0": x0_form,
-                  "step_spacing": spacing, "final_step": final, "clip_sample": False}
+                  "timestep_spacing": spacing, "final_step": final, "clip_sample": False}
             out.append((f"TrigAngleRK multistep o{order}{' +corr' if corrector else ''}{'' if x0_form else ' ε-form'} {spacing} final {final}",
                         lambda kw=kw: TrigAngleRKScheduler.from_config(config, **kw), ladder_kwargs(name, calls, own_ladder=True)))
         if name == "flux1-dev":
@@ -91,8 +91,8 @@ def our_samplers(name: str, config: dict, calls: int) -> List[Tuple[str, Callabl
         probe = TrigAngleRKScheduler.from_config(config, solver=solver)
         n = next((n for n in range(1, calls + 1) if probe.num_model_calls(n) == calls), None)
         if n is not None:
-            for spacing in ("uniform_logsnr", "uniform_eta", "karras"):
-                kw = {"solver": solver, "step_spacing": spacing, "clip_sample": False}
+            for spacing in ("logsnr", "angle", "karras"):
+                kw = {"solver": solver, "timestep_spacing": spacing, "clip_sample": False}
                 out.append((f"TrigAngleRK {solver} {spacing}", lambda kw=kw: TrigAngleRKScheduler.from_config(config, **kw), ladder_kwargs(name, n, own_ladder=True)))
     spacings = ["logsnr", "karras"] + (["trailing", "linspace"] if family_of(config) == "discrete" else ["linspace"])
     for gamma, spacing in itertools.product((0.0, 0.026, 0.1), spacings):

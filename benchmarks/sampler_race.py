@@ -365,11 +365,11 @@ def our_configs() -> List[Config]:
             add("S2N (ρ=0)", S2NGeneralizedScheduler, f"γ={gamma}, {spacing}", {"gamma": gamma, "sde_rho": 0.0, "timestep_spacing": spacing})
         if gamma >= 0:
             add_information("S2N (ρ=0)", S2NGeneralizedScheduler, f"γ={gamma}, ", {"gamma": gamma, "sde_rho": 0.0}, "timestep_spacing")
-    spacings = ("uniform_eta", "uniform_logsnr", "karras", "uniform_timestep")
+    spacings = ("angle", "logsnr", "karras", "linspace")
     for solver in ("euler", "rk2", "rk4", "ddim"):
         for spacing in spacings:
-            add(f"TrigAngleRK {solver}", TrigAngleRKScheduler, spacing, {"solver": solver, "step_spacing": spacing})
-        add_information(f"TrigAngleRK {solver}", TrigAngleRKScheduler, "", {"solver": solver}, "step_spacing")
+            add(f"TrigAngleRK {solver}", TrigAngleRKScheduler, spacing, {"solver": solver, "timestep_spacing": spacing})
+        add_information(f"TrigAngleRK {solver}", TrigAngleRKScheduler, "", {"solver": solver}, "timestep_spacing")
     for order in (2, 3):
         for predict_x0 in (True, False):
             for corrector in (True, False):
@@ -379,8 +379,8 @@ def our_configs() -> List[Config]:
                     family, kw_end = f"TrigAngleRK multistep order {order}", {**kw, "ladder_end": end}
                     suffix = ", trailing" if end == "trailing" else ""
                     for spacing in spacings:
-                        add(family, TrigAngleRKScheduler, f"{spacing}, {form}{suffix}", {**kw_end, "step_spacing": spacing})
-                    add_information(family, TrigAngleRKScheduler, f"{form}{suffix}, ", kw_end, "step_spacing")
+                        add(family, TrigAngleRKScheduler, f"{spacing}, {form}{suffix}", {**kw_end, "timestep_spacing": spacing})
+                    add_information(family, TrigAngleRKScheduler, f"{form}{suffix}, ", kw_end, "timestep_spacing")
     return cfgs
 
 
@@ -509,11 +509,11 @@ def investigate_gaussian(problem: Problem, budgets: List[int]) -> Dict:
     mean, var = problem.denoiser.mean, problem.denoiser.variance
     to_clean = mean + var.sqrt() * (problem.x_T - a_T * mean) / (a_T**2 * var + s_T**2).sqrt()
     conv = {}
-    runs = [(f"{solver} uniform_logsnr N={n} final_step={fs}", {"solver": solver, "final_step": fs}, n)
+    runs = [(f"{solver} logsnr N={n} final_step={fs}", {"solver": solver, "final_step": fs}, n)
             for solver in ("rk2", "rk4") for n in (12, 50, 200) for fs in ("x0", "solver")]
-    runs += [(f"multistep order 3 uniform_logsnr N={n}", {"solver": "multistep", "solver_order": 3}, n) for n in (12, 50, 200)]
+    runs += [(f"multistep order 3 logsnr N={n}", {"solver": "multistep", "solver_order": 3}, n) for n in (12, 50, 200)]
     for label, extra, n in runs:
-        cfg = Config("t", label, lambda extra=extra: TrigAngleRKScheduler(**BASE, step_spacing="uniform_logsnr", **extra))
+        cfg = Config("t", label, lambda extra=extra: TrigAngleRKScheduler(**BASE, timestep_spacing="logsnr", **extra))
         sched_ = cfg.prepare(n, problem)
         model = CountingModel(problem.denoiser)
         x = problem.x_T.clone()
@@ -609,7 +609,7 @@ def fixed_settings(problems: Dict[str, Dict], budgets: List[int]) -> Dict[str, D
     return out
 
 
-LADDERS = ("information", "uniform_logsnr", "karras", "uniform_eta", "uniform_timestep")
+LADDERS = ("information", "logsnr", "karras", "angle", "linspace")
 
 
 def ladder_comparison(problems: Dict[str, Dict], budgets: List[int]) -> Dict[str, Dict[str, Dict]]:

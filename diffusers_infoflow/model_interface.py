@@ -91,7 +91,7 @@ SOURCE_SAMPLER_KEYS = frozenset({
     "timestep_spacing", "steps_offset", "rho", "sigma_schedule",
     # our own schedulers' sampler options, when converting between them
     "eta", "sampling_schedule", "sampling_num_timesteps", "sampling_schedule_params", "segments", "segment_models",
-    "fractional_timesteps", "gamma", "delta", "sde_rho", "variant", "solver", "step_spacing", "karras_rho",
+    "fractional_timesteps", "gamma", "delta", "sde_rho", "variant", "solver",
     "start_angle", "final_step", "ladder_end", "use_corrector", "information_curve", "information_measure", "information_power",
 })
 # Values of source keys that would change the maths and that no scheduler here implements.
@@ -104,13 +104,17 @@ REFUSED_VALUES: Dict[str, Tuple[Any, ...]] = {
 LADDER_KEYS = frozenset({"timestep_spacing", "steps_offset", "rho", "sigma_schedule"})
 
 
-def scheduler_kwargs_from_config(config: Mapping[str, Any], accepted: Iterable[str], target: str) -> Dict[str, Any]:
+def scheduler_kwargs_from_config(
+    config: Mapping[str, Any], accepted: Iterable[str], target: str, keep_source_ladder: bool = True
+) -> Dict[str, Any]:
     """Our scheduler's config keys from any diffusers scheduler config (or one of ours).
 
     Args:
         config: a scheduler config (``pipe.scheduler.config``, or a dict read from ``scheduler_config.json``).
         accepted: the target scheduler's ``__init__`` parameters.
         target: the target class name, for messages.
+        keep_source_ladder: whether the target reads another class's ``timestep_spacing`` (S2N and EntropyHybrid,
+            which reproduce DDIM's and DDPM's ladders) or places its own rungs (TrigAngleRK).
 
     Returns:
         The keyword arguments for the target's ``__init__``: the model's keys as given, ``noise_family`` set from
@@ -138,6 +142,8 @@ def scheduler_kwargs_from_config(config: Mapping[str, Any], accepted: Iterable[s
                 f"family here implements (allowed classes: {allowed})."
             )
         family = found[0]
+    if not keep_source_ladder and not (class_name == target or (class_name is None and set(cfg) <= accepted)):
+        cfg.pop("timestep_spacing", None)
     for key, refused in REFUSED_VALUES.items():
         if key in cfg and cfg[key] in refused:
             raise ValueError(f"{target} cannot honour {key}={cfg[key]!r} of the {class_name or 'given'} config.")

@@ -49,7 +49,7 @@ from ._common import ModelInterfaceMixin, StepIndexMixin, check_model_output
 __all__ = [
     "FINAL_STEPS",
     "SOLVERS",
-    "STEP_SPACINGS",
+    "TIMESTEP_SPACINGS",
     "TrigAngleRKScheduler",
     "TrigAngleRKSchedulerOutput",
     "angle_from_logsnr",
@@ -58,22 +58,22 @@ __all__ = [
 ]
 
 Solver = Literal["euler", "rk2", "rk4", "ddim", "multistep"]
-StepSpacing = Literal["uniform_eta", "uniform_logsnr", "karras", "uniform_timestep", "information"]
+TimestepSpacing = Literal["angle", "logsnr", "karras", "linspace", "information"]
 PredictionType = Literal["epsilon", "sample", "v_prediction", "joint", "flow_prediction"]
 FinalStep = Literal["x0", "extrapolate", "solver"]
 LadderEnd = Literal["clean", "trailing"]
 
 SOLVERS = ("euler", "rk2", "rk4", "ddim", "multistep")
-STEP_SPACINGS = ("uniform_eta", "uniform_logsnr", "karras", "uniform_timestep", "information")
+TIMESTEP_SPACINGS = ("angle", "logsnr", "karras", "linspace", "information")
 FINAL_STEPS = ("x0", "extrapolate", "solver")
 LADDER_ENDS = ("clean", "trailing")
 SOLVER_ORDERS = (1, 2, 3)
 # The multistep solver uses k nodes only while the steps between them and the new step have lengths in λ
 # within this ratio of each other: far extrapolation of the polynomial (a long step after short ones, e.g.
-# uniform_eta's last step into the clean end) or a node at λ = −∞ (start_angle = π/2) would ruin the step.
+# angle's last step into the clean end) or a node at λ = −∞ (start_angle = π/2) would ruin the step.
 MAX_STEP_RATIO = 2.0
-# `step_spacing=None` picks the solver's measured best (benchmarks/README.md).
-DEFAULT_SPACINGS = {"euler": "uniform_eta", "ddim": "uniform_eta", "rk2": "uniform_logsnr", "rk4": "uniform_logsnr", "multistep": "uniform_logsnr"}
+# `timestep_spacing=None` picks the solver's measured best (benchmarks/README.md).
+DEFAULT_SPACINGS = {"euler": "angle", "ddim": "angle", "rk2": "logsnr", "rk4": "logsnr", "multistep": "logsnr"}
 
 # Explicit Runge–Kutta tableaux (Hairer et al. 1993): c = stage nodes as fractions of the step, A = the
 # coefficients of the earlier slopes in each later stage's input, b = the final weights. "ddim" is not an RK
@@ -174,19 +174,23 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         solver (`str`, defaults to `"rk4"`): `euler` (eq. 13), `rk2` (Heun), `rk4` (classic), `ddim`
             (the exact rotation x_s = cos η_s·x̂0 + sin η_s·ε̂) or `multistep` (exponential integrator of order
             `solver_order`, one model call per step).
-        step_spacing (`str`, *optional*): `uniform_eta`, `uniform_logsnr`, `karras`, `uniform_timestep` or
-            `information` (rungs placed by the model's measured mmse curve, `information_curve`); `None` (default) = the solver's measured best (`uniform_logsnr` for `multistep`, `rk2`, `rk4`;
-            `uniform_eta` for `euler`, `ddim`, and for every solver from `start_angle = π/2`).
-        karras_rho (`float`, defaults to 7.0): ρ of the `karras` spacing.
+        timestep_spacing (`str`, *optional*): the rungs, always from the model's noisiest level: `angle` (uniform
+            in η), `logsnr` (uniform in λ), `karras` (σ̃ = tan η Karras-spaced with exponent `rho`), `linspace`
+            (uniform in the model's own time, as diffusers' `linspace`; with `ladder_end="trailing"` diffusers'
+            `trailing`) or `information` (placed by the model's measured mmse curve, `information_curve`). `None`
+            (default) = the solver's measured best: `logsnr` for `multistep`, `rk2`, `rk4`; `angle` for `euler`,
+            `ddim`, and for every solver from `start_angle = π/2`. A config of another class brings its own ladder
+            (DDIM's `leading`, which starts below the noisiest level); `from_config` replaces it by this default.
+        rho (`float`, defaults to 7.0): the Karras exponent of the `karras` spacing (read from an EDM config).
         information_curve (`dict`, *optional*): the model's mmse curve `{"logsnr": [...], "mmse": [...]}` from
-            :func:`~diffusers_infoflow.step_placement.calibrate_information_curve`, for `step_spacing="information"`.
+            :func:`~diffusers_infoflow.step_placement.calibrate_information_curve`, for `timestep_spacing="information"`.
         information_measure (`str`, defaults to `"mmse_decrease"`): the weight whose integral the `information`
             rungs split equally, `mmse_decrease` (−d mmse/dλ) or `information` (dI/dλ).
         information_power (`float`, defaults to 0.5): the power p of that weight (0 = uniform in λ). The defaults
             won on the shipped MNIST model at 5 and 10 calls (`benchmarks/results/fid_race.md`).
         start_angle (`float`, *optional*): the start angle in radians, in (0, π/2]; `None` = the angle of the
-            training schedule's noisiest timestep. `uniform_logsnr` and `karras` need it below π/2,
-            `uniform_timestep` within the training table.
+            training schedule's noisiest timestep. `logsnr` and `karras` need it below π/2,
+            `linspace` within the training table.
         ladder_end (`str`, defaults to `"clean"`): `clean` = the last rung is the model's cleanest level; `trailing` =
             the N rungs are the starts of N equal intervals of the spacing that end there, and the last step returns
             the x̂0 of the last rung (diffusers' `trailing` with a zero final σ): no call is spent where x̂0 ≈ x.
@@ -210,6 +214,7 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
     """
 
     _compatibles = [e.name for e in KarrasDiffusionSchedulers]
+    keeps_source_ladder = False  # its rungs always start at the noisiest level: another class's ladder is replaced
     order = 1  # replaced per instance by the solver's number of stages
 
     @register_to_config
@@ -236,8 +241,8 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         time_shift_type: Literal["exponential", "linear"] = "exponential",
         prediction_type: Optional[PredictionType] = None,
         solver: Solver = "rk4",
-        step_spacing: Optional[StepSpacing] = None,
-        karras_rho: float = 7.0,
+        timestep_spacing: Optional[TimestepSpacing] = None,
+        rho: float = 7.0,
         information_curve: Optional[Dict[str, List[float]]] = None,
         information_measure: InformationMeasure = "mmse_decrease",
         information_power: float = 0.5,
@@ -254,8 +259,8 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
             raise ValueError(f"noise_family must be one of ('discrete', 'edm', 'flow'), got {noise_family!r}.")
         if solver not in SOLVERS:
             raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}.")
-        if step_spacing is not None and step_spacing not in STEP_SPACINGS:
-            raise ValueError(f"step_spacing must be one of {STEP_SPACINGS} or None (the solver's default), got {step_spacing!r}.")
+        if timestep_spacing is not None and timestep_spacing not in TIMESTEP_SPACINGS:
+            raise ValueError(f"timestep_spacing must be one of {TIMESTEP_SPACINGS} or None (the solver's default), got {timestep_spacing!r}.")
         if final_step not in FINAL_STEPS:
             raise ValueError(f"final_step must be one of {FINAL_STEPS}, got {final_step!r}.")
         if ladder_end not in LADDER_ENDS:
@@ -266,11 +271,11 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
             raise ValueError(f"final_step='extrapolate' needs a one-call-per-step solver ('ddim' or 'multistep'), got solver={solver!r}.")
         if isinstance(solver_order, bool) or solver_order not in SOLVER_ORDERS:
             raise ValueError(f"solver_order must be one of {SOLVER_ORDERS}, got {solver_order!r}.")
-        if not karras_rho > 0:
-            raise ValueError(f"karras_rho must be > 0, got {karras_rho!r}.")
+        if not rho > 0:
+            raise ValueError(f"rho must be > 0, got {rho!r}.")
         if not clip_sample_range > 0:
             raise ValueError(f"clip_sample_range must be > 0, got {clip_sample_range!r}.")
-        self.information = information_placement("step_spacing", step_spacing, information_curve, information_measure, information_power)
+        self.information = information_placement("timestep_spacing", timestep_spacing, information_curve, information_measure, information_power)
         if self.information is not None:  # stored as used: JSON lists, the running minimum applied
             self.register_to_config(information_curve=self.information.to_config())
         self.interface = ModelInterface.from_config(self.config)
@@ -281,11 +286,11 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         if start_angle is not None:
             if not 0.0 < float(start_angle) <= math.pi / 2:
                 raise ValueError(f"start_angle must lie in (0, π/2] radians, got {start_angle!r}.")
-            if step_spacing not in (None, "uniform_eta") and float(start_angle) >= math.pi / 2:
-                raise ValueError(f"step_spacing={step_spacing!r} needs start_angle < π/2 (λ is -inf at π/2); use 'uniform_eta'.")
-            if step_spacing == "uniform_timestep" and float(start_angle) > self.train_angle_range[1] * (1 + 1e-9):
+            if timestep_spacing not in (None, "angle") and float(start_angle) >= math.pi / 2:
+                raise ValueError(f"timestep_spacing={timestep_spacing!r} needs start_angle < π/2 (λ is -inf at π/2); use 'angle'.")
+            if timestep_spacing == "linspace" and float(start_angle) > self.train_angle_range[1] * (1 + 1e-9):
                 raise ValueError(
-                    f"step_spacing='uniform_timestep' needs start_angle within the training table (<= {self.train_angle_range[1]:.6g}), "
+                    f"timestep_spacing='linspace' needs start_angle within the training table (<= {self.train_angle_range[1]:.6g}), "
                     f"got {start_angle!r}."
                 )
         if not math.isfinite(self.init_noise_sigma):
@@ -333,12 +338,12 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         return self.train_angle_range[1] if self.config.start_angle is None else float(self.config.start_angle)
 
     @property
-    def step_spacing(self) -> str:
-        """The spacing in use: `config.step_spacing`, or when that is `None` the solver's default
-        (`uniform_eta` from `start_angle = π/2`, where λ = −∞)."""
-        if self.config.step_spacing is not None:
-            return self.config.step_spacing
-        return "uniform_eta" if self.start_angle >= math.pi / 2 else DEFAULT_SPACINGS[self.config.solver]
+    def timestep_spacing(self) -> str:
+        """The spacing in use: `config.timestep_spacing`, or when that is `None` the solver's default
+        (`angle` from `start_angle = π/2`, where λ = −∞)."""
+        if self.config.timestep_spacing is not None:
+            return self.config.timestep_spacing
+        return "angle" if self.start_angle >= math.pi / 2 else DEFAULT_SPACINGS[self.config.solver]
 
     def _ends_with_x0(self) -> bool:
         """Whether the last solver step is the single x̂0 call (always for `ddim`/`multistep`, whose update to
@@ -370,7 +375,7 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         return float(logsnr_from_angle(self._stage_query_angle[index]))
 
     def angle_grid(self, num_inference_steps: int) -> torch.Tensor:
-        """The N + 1 angles η_0 = start > ... > η_N = 0 of `step_spacing` (float64)."""
+        """The N + 1 angles η_0 = start > ... > η_N = 0 of `timestep_spacing` (float64)."""
         if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be a positive integer, got {num_inference_steps!r}.")
         if self.config.ladder_end == "trailing":  # the N rungs start N intervals of the spacing; the clean end is not called
@@ -380,9 +385,9 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
 
     def _spaced_angles(self, num_inference_steps: int) -> torch.Tensor:
         n, start = num_inference_steps, self.start_angle
-        spacing = self.step_spacing
+        spacing = self.timestep_spacing
         clean = self.train_angle_range[0]
-        if spacing == "uniform_eta":
+        if spacing == "angle":
             if self.config.final_step == "solver":  # the paper's grid η_k = η_start·(1 − k/N)
                 return torch.linspace(start, 0.0, n + 1, dtype=torch.float64)
             inner = torch.linspace(start, clean, n, dtype=torch.float64) if n > 1 else torch.tensor([start], dtype=torch.float64)
@@ -390,8 +395,8 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         if n == 1 and self.config.final_step != "solver":  # the single step is the x̂0 call at the start
             return torch.tensor([start, 0.0], dtype=torch.float64)
         if n < 2:
-            raise ValueError(f"step_spacing={spacing!r} with final_step='solver' needs num_inference_steps >= 2 (its last step is the jump to η = 0).")
-        if spacing == "uniform_timestep":  # diffusers' linspace/trailing: linear in the model's own time (τ, σ, t)
+            raise ValueError(f"timestep_spacing={spacing!r} with final_step='solver' needs num_inference_steps >= 2 (its last step is the jump to η = 0).")
+        if spacing == "linspace":  # diffusers' linspace/trailing: linear in the model's own time (τ, σ, t)
             lo, hi = self.interface.logsnr_range
             ends = self.interface.times(torch.stack([logsnr_from_angle(torch.tensor(start, dtype=torch.float64)).clamp(lo, hi), torch.tensor(hi, dtype=torch.float64)]))
             inner = angle_from_logsnr(self.train_schedule.logsnr(torch.linspace(float(ends[0]), float(ends[1]), n, dtype=torch.float64)))
@@ -402,16 +407,16 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         if pure_noise:
             start, n = float(angle_from_logsnr(torch.tensor(finite_noisy_logsnr(self.interface), dtype=torch.float64))), n - 1
         lam_start, lam_clean = (float(logsnr_from_angle(torch.tensor(a, dtype=torch.float64))) for a in (start, clean))
-        if spacing == "uniform_logsnr":
+        if spacing == "logsnr":
             inner = angle_from_logsnr(torch.linspace(lam_start, lam_clean, n, dtype=torch.float64))
         elif spacing == "information":  # from pure noise the first finite rung is placed too (see spaced_logsnrs)
             lam = self._place_by_information(n + 1, lam_start, lam_clean)[1:] if pure_noise else self._place_by_information(n, lam_start, lam_clean)
             inner = angle_from_logsnr(lam)
         else:
-            inv_rho = 1.0 / self.config.karras_rho
+            inv_rho = 1.0 / self.config.rho
             ramp = torch.linspace(0.0, 1.0, n, dtype=torch.float64)
             hi, lo = math.tan(start) ** inv_rho, math.tan(clean) ** inv_rho
-            inner = torch.atan((hi + ramp * (lo - hi)) ** self.config.karras_rho)
+            inner = torch.atan((hi + ramp * (lo - hi)) ** self.config.rho)
         head = [torch.tensor([math.pi / 2], dtype=torch.float64)] if pure_noise else []
         return torch.cat(head + [inner, torch.zeros(1, dtype=torch.float64)])
 
@@ -446,7 +451,7 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
             device (`str` or `torch.device`, *optional*): where `timesteps` live.
             timesteps, sigmas (`List[float]`, *optional*): a pipeline's own rungs (model timesteps, or the family's
                 σ as in :meth:`~diffusers_infoflow.model_interface.ModelInterface.native_logsnrs`); they replace
-                `step_spacing`, and the grid ends with the jump to η = 0 after them.
+                `timestep_spacing`, and the grid ends with the jump to η = 0 after them.
             mu (`float`, *optional*): flow matching's dynamic shift (FLUX); with it, the rungs are the model's
                 native ladder (`sigmas`, or FlowMatchEulerDiscreteScheduler's default).
         """
