@@ -1,6 +1,6 @@
 """Benchmark (issue 6, item 4): seed 004's Table 2 ablation on MNIST at 10, 20 and 50 model calls.
 
-Rows are :data:`diffusers_infoflow.ablations.SEED004_TABLE2` (DDIM; + the trig schedule β*; + the sin/cos angle
+Rows are :data:`diffusers_infoflow.experiments.ablations.SEED004_TABLE2` (DDIM; + the trig schedule β*; + the sin/cos angle
 ODE; + joint ``[ε, x0]`` prediction; their combinations; and "Ours" = trig schedule + angle ODE + joint model +
 RK4), plus one row of ours with the project's multistep solver in place of RK4. Each row's sampler is built by
 the row itself for the model it needs; the models are four fine-tunes of the shipped ``mnist-ddpm`` with the
@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from diffusers import DiffusionPipeline
 
-from diffusers_infoflow.ablations import SEED004_TABLE2
+from diffusers_infoflow.experiments.ablations import SEED004_TABLE2
 from diffusers_infoflow.metrics import GenerativeScorer, load_mnist, process_shard
 from diffusers_infoflow.pipelines.joint_trig import JointTrigPipeline
 from diffusers_infoflow.sampling import process_state, sample_batches, steps_within_calls

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from diffusers_infoflow.analysis import paper_cases
+from diffusers_infoflow.experiments.analysis import paper_cases
 from diffusers_infoflow.cli import main
 
 

@@ -1,4 +1,4 @@
-"""Tests of the S2N γ sweep (diffusers_infoflow.sweep) and the `infoflow sweep` command."""
+"""Tests of the S2N γ sweep (diffusers_infoflow.experiments.sweep) and the `infoflow sweep` command."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import pytest
 
 from diffusers_infoflow.cli import main
-from diffusers_infoflow.sweep import (
+from diffusers_infoflow.experiments.sweep import (
     frechet_distance,
     gamma_delta_grid,
     gamma_sweep,
@@ -29,7 +29,7 @@ def test_random_data_on_request_and_a_missing_file_is_an_error(tmp_path, monkeyp
     assert data.min() >= -1 and data.max() <= 1
     with pytest.raises(FileNotFoundError, match="missing.npz' not found"):
         load_sweep_data(8, 6, path=str(tmp_path / "missing.npz"))
-    import diffusers_infoflow.sweep as sweep
+    import diffusers_infoflow.experiments.sweep as sweep
 
     def no_mnist():
         raise FileNotFoundError("MNIST .npz not found")

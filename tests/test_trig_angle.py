@@ -11,7 +11,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler
 
 from diffusers_infoflow import GaussianDenoiser
-from diffusers_infoflow.ablations import SEED004_TABLE2, ablation_row
+from diffusers_infoflow.experiments.ablations import SEED004_TABLE2, ablation_row
 from diffusers_infoflow.sampling import steps_for_calls
 from diffusers_infoflow.schedulers import S2NGeneralizedScheduler, TrigAngleRKScheduler
 from diffusers_infoflow.schedulers.scheduling_trig_angle_rk import (

@@ -20,7 +20,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..analysis import run_analysis
+    from ..experiments.analysis import run_analysis
 
     if args.num_train_timesteps < 2:
         raise SystemExit(f"--num-train-timesteps must be >= 2, got {args.num_train_timesteps}.")

@@ -38,7 +38,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..sweep import run_sweep
+    from ..experiments.sweep import run_sweep
 
     for name in ("nfe", "grid_nfe", "num_samples", "num_points", "image_size", "reference_nfe"):
         if getattr(args, name) < 1:

@@ -17,8 +17,8 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 from tqdm.auto import tqdm
 
-from .entropy import match_timestep, match_timestep_fractional
-from .schedules import DISCRETE_SCHEDULES, DiscreteSchedule
+from ..entropy import match_timestep, match_timestep_fractional
+from ..schedules import DISCRETE_SCHEDULES, DiscreteSchedule
 
 
 # Seed 000's cases: (label, (src schedule, T_src), source steps, (dst schedule, T_dst), the paper's matched steps).

@@ -23,8 +23,8 @@ from typing import Any, Dict, Literal, Tuple, Type
 
 from diffusers import DDIMScheduler
 
-from .schedulers import TrigAngleRKScheduler
-from .schedules import get_betas
+from ..schedulers import TrigAngleRKScheduler
+from ..schedules import get_betas
 
 
 __all__ = ["SEED004_TABLE2", "AblationRow", "ablation_row"]

@@ -27,10 +27,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .metrics.data import locate_mnist
-from .sampling import denoise
-from .schedulers.scheduling_s2n_generalized import S2NGeneralizedScheduler
-from .testing import EmpiricalDenoiser
+from ..metrics.data import locate_mnist
+from ..sampling import denoise
+from ..schedulers.scheduling_s2n_generalized import S2NGeneralizedScheduler
+from ..testing import EmpiricalDenoiser
 
 
 __all__ = [
