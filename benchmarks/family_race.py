@@ -80,7 +80,7 @@ def our_samplers(name: str, config: dict, calls: int) -> List[Tuple[str, Callabl
     for order, corrector, x0_form, final in itertools.product((1, 2, 3), (True, False), (True, False), ("x0", "extrapolate")):
         for spacing in ("logsnr", "angle", "karras", "linspace"):
             kw = {"solver": "multistep", "solver_order": order, "use_corrector": corrector, "predict_x0": x0_form,
-                  "timestep_spacing": spacing, "final_step": final, "clip_sample": False}
+                  "step_spacing": spacing, "final_step": final, "clip_sample": False}
             out.append((f"TrigAngleRK multistep o{order}{' +corr' if corrector else ''}{'' if x0_form else ' ε-form'} {spacing} final {final}",
                         lambda kw=kw: TrigAngleRKScheduler.from_config(config, **kw), ladder_kwargs(name, calls, own_ladder=True)))
         if name == "flux1-dev":
@@ -92,11 +92,11 @@ def our_samplers(name: str, config: dict, calls: int) -> List[Tuple[str, Callabl
         n = next((n for n in range(1, calls + 1) if probe.num_model_calls(n) == calls), None)
         if n is not None:
             for spacing in ("logsnr", "angle", "karras"):
-                kw = {"solver": solver, "timestep_spacing": spacing, "clip_sample": False}
+                kw = {"solver": solver, "step_spacing": spacing, "clip_sample": False}
                 out.append((f"TrigAngleRK {solver} {spacing}", lambda kw=kw: TrigAngleRKScheduler.from_config(config, **kw), ladder_kwargs(name, n, own_ladder=True)))
     spacings = ["logsnr", "karras"] + (["trailing", "linspace"] if family_of(config) == "discrete" else ["linspace"])
     for gamma, spacing in itertools.product((0.0, 0.026, 0.1), spacings):
-        kw = {"gamma": gamma, "timestep_spacing": spacing, "clip_sample": False}
+        kw = {"gamma": gamma, ("step_spacing" if spacing in ("logsnr", "karras") else "timestep_spacing"): spacing, "clip_sample": False}
         out.append((f"S2N γ={gamma} {spacing}", lambda kw=kw: S2NGeneralizedScheduler.from_config(config, **kw), ladder_kwargs(name, calls, own_ladder=True)))
     if name == "flux1-dev":
         out.append(("S2N γ=0 pipeline sigmas+mu", lambda: S2NGeneralizedScheduler.from_config(config, clip_sample=False), ladder_kwargs(name, calls)))

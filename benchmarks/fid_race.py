@@ -49,11 +49,11 @@ CANDIDATES = {
     "trig-information information^0.25": (True, lambda cfg, info: TrigAngleRKScheduler.from_config(
         info.config, information_measure="information", information_power=0.25)),
     # the same solver on the other ladders, ending at the clean level
-    "trig-multistep logsnr": (True, lambda cfg, info: TrigAngleRKScheduler.from_config(info.config, timestep_spacing="logsnr", ladder_end="clean")),
-    "trig-multistep linspace": (True, lambda cfg, info: TrigAngleRKScheduler.from_config(info.config, timestep_spacing="linspace", ladder_end="clean")),
-    "trig-multistep karras": (True, lambda cfg, info: TrigAngleRKScheduler.from_config(info.config, timestep_spacing="karras", ladder_end="clean")),
+    "trig-multistep logsnr": (True, lambda cfg, info: TrigAngleRKScheduler.from_config(info.config, step_spacing="logsnr", ladder_end="clean")),
+    "trig-multistep linspace": (True, lambda cfg, info: TrigAngleRKScheduler.from_config(info.config, step_spacing="linspace", ladder_end="clean")),
+    "trig-multistep karras": (True, lambda cfg, info: TrigAngleRKScheduler.from_config(info.config, step_spacing="karras", ladder_end="clean")),
     "trig-multistep linspace, trailing": (True, lambda cfg, info: TrigAngleRKScheduler.from_config(
-        info.config, timestep_spacing="linspace", ladder_end="trailing")),
+        info.config, step_spacing="linspace", ladder_end="trailing")),
     "trig-multistep searched (GITS-style)": (True, lambda cfg, info: SearchedLadderScheduler.from_config(info.config)),
     "unipc bh2-3 trailing": (False, lambda cfg, info: UniPCMultistepScheduler.from_config(
         cfg, solver_type="bh2", solver_order=3, timestep_spacing="trailing")),
@@ -84,7 +84,7 @@ def searched_ladders(unet, information, budgets, grid: int = 100, batch: int = 6
 
     interface = information.interface
     lam = torch.linspace(finite_noisy_logsnr(interface), interface.logsnr_range[1], grid, dtype=torch.float64)
-    teacher = TrigAngleRKScheduler.from_config(information.config, timestep_spacing="logsnr")
+    teacher = TrigAngleRKScheduler.from_config(information.config, step_spacing="logsnr")
     teacher.set_timesteps(timesteps=interface.model_timesteps(lam)[0].tolist())
     size = unet.config.sample_size
     x = torch.randn((batch, unet.config.in_channels, size, size), generator=torch.Generator().manual_seed(seed)) * teacher.init_noise_sigma

@@ -343,15 +343,20 @@ def builtin_configs() -> List[Config]:
 INFORMATION_VARIANTS = (("information", 0.25), ("information", 0.5), ("information", 1.0), ("mmse_decrease", 0.25), ("mmse_decrease", 0.5))
 
 
+def s2n_spacing(spacing: str) -> Dict[str, str]:
+    """S2N's key for a ladder: diffusers' `timestep_spacing`, or our `step_spacing` for λ-uniform/Karras rungs."""
+    return {"step_spacing" if spacing in ("logsnr", "karras") else "timestep_spacing": spacing}
+
+
 def our_configs() -> List[Config]:
     cfgs: List[Config] = []
 
     def add(family, cls, setting, kwargs):
         cfgs.append(Config(family, setting, lambda kw={**BASE, **kwargs}: cls(**kw), ours=True))
 
-    def add_information(family, cls, setting, kwargs, spacing_key):
+    def add_information(family, cls, setting, kwargs):
         for measure, power in INFORMATION_VARIANTS:
-            kw = {**BASE, **kwargs, spacing_key: "information", "information_measure": measure, "information_power": power}
+            kw = {**BASE, **kwargs, "step_spacing": "information", "information_measure": measure, "information_power": power}
             cfgs.append(Config(family, f"{setting}information ({measure}^{power})",
                                lambda curve, kw=kw: cls(**kw, information_curve=curve), ours=True, uses_curve=True))
 
@@ -359,17 +364,17 @@ def our_configs() -> List[Config]:
         add("EntropyHybrid (η=0)", EntropyHybridScheduler, spacing, {"eta": 0.0, "timestep_spacing": spacing})
     for spacing in ("linspace", "trailing", "logsnr", "karras"):
         cfgs.append(Config("S2N (ρ=0)", f"from_preset('deterministic') (γ=0.026), {spacing}", ours=True,
-                           make=lambda sp=spacing: S2NGeneralizedScheduler.from_preset("deterministic", {**BASE, "timestep_spacing": sp})))
+                           make=lambda sp=spacing: S2NGeneralizedScheduler.from_preset("deterministic", {**BASE, **s2n_spacing(sp)})))
     for gamma in (-0.05, 0.0, 0.05, 0.1):
         for spacing in ("linspace", "trailing", "logsnr", "karras"):
-            add("S2N (ρ=0)", S2NGeneralizedScheduler, f"γ={gamma}, {spacing}", {"gamma": gamma, "sde_rho": 0.0, "timestep_spacing": spacing})
+            add("S2N (ρ=0)", S2NGeneralizedScheduler, f"γ={gamma}, {spacing}", {"gamma": gamma, "sde_rho": 0.0, **s2n_spacing(spacing)})
         if gamma >= 0:
-            add_information("S2N (ρ=0)", S2NGeneralizedScheduler, f"γ={gamma}, ", {"gamma": gamma, "sde_rho": 0.0}, "timestep_spacing")
+            add_information("S2N (ρ=0)", S2NGeneralizedScheduler, f"γ={gamma}, ", {"gamma": gamma, "sde_rho": 0.0})
     spacings = ("angle", "logsnr", "karras", "linspace")
     for solver in ("euler", "rk2", "rk4", "ddim"):
         for spacing in spacings:
-            add(f"TrigAngleRK {solver}", TrigAngleRKScheduler, spacing, {"solver": solver, "timestep_spacing": spacing})
-        add_information(f"TrigAngleRK {solver}", TrigAngleRKScheduler, "", {"solver": solver}, "timestep_spacing")
+            add(f"TrigAngleRK {solver}", TrigAngleRKScheduler, spacing, {"solver": solver, "step_spacing": spacing})
+        add_information(f"TrigAngleRK {solver}", TrigAngleRKScheduler, "", {"solver": solver})
     for order in (2, 3):
         for predict_x0 in (True, False):
             for corrector in (True, False):
@@ -379,8 +384,8 @@ def our_configs() -> List[Config]:
                     family, kw_end = f"TrigAngleRK multistep order {order}", {**kw, "ladder_end": end}
                     suffix = ", trailing" if end == "trailing" else ""
                     for spacing in spacings:
-                        add(family, TrigAngleRKScheduler, f"{spacing}, {form}{suffix}", {**kw_end, "timestep_spacing": spacing})
-                    add_information(family, TrigAngleRKScheduler, f"{form}{suffix}, ", kw_end, "timestep_spacing")
+                        add(family, TrigAngleRKScheduler, f"{spacing}, {form}{suffix}", {**kw_end, "step_spacing": spacing})
+                    add_information(family, TrigAngleRKScheduler, f"{form}{suffix}, ", kw_end)
     return cfgs
 
 
@@ -513,7 +518,7 @@ def investigate_gaussian(problem: Problem, budgets: List[int]) -> Dict:
             for solver in ("rk2", "rk4") for n in (12, 50, 200) for fs in ("x0", "solver")]
     runs += [(f"multistep order 3 logsnr N={n}", {"solver": "multistep", "solver_order": 3}, n) for n in (12, 50, 200)]
     for label, extra, n in runs:
-        cfg = Config("t", label, lambda extra=extra: TrigAngleRKScheduler(**BASE, timestep_spacing="logsnr", **extra))
+        cfg = Config("t", label, lambda extra=extra: TrigAngleRKScheduler(**BASE, step_spacing="logsnr", **extra))
         sched_ = cfg.prepare(n, problem)
         model = CountingModel(problem.denoiser)
         x = problem.x_T.clone()
@@ -528,7 +533,7 @@ def investigate_gaussian(problem: Problem, budgets: List[int]) -> Dict:
     a0, s0 = sched.alpha(0.0).item(), sched.sigma(0.0).item()
     eps0 = (z0 - a0 * problem.target) / s0  # ε̂ at t = 0 on the exact trajectory
     for g in (0.0, 0.026, 0.1):
-        cfg = Config("S2N", "", lambda g=g: S2NGeneralizedScheduler(**BASE, gamma=g, timestep_spacing="logsnr"))
+        cfg = Config("S2N", "", lambda g=g: S2NGeneralizedScheduler(**BASE, gamma=g, step_spacing="logsnr"))
         floor[f"γ={g}"] = {
             **{f"rms_vs_target_N={n}": run(cfg, problem, n)["rms_error"] for n in (50, 200, 1000)},
             "final_step_shift_rms": rms(g / (1 + g) * s0 / a0 * eps0, torch.zeros_like(eps0)),

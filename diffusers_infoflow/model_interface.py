@@ -104,17 +104,13 @@ REFUSED_VALUES: Dict[str, Tuple[Any, ...]] = {
 LADDER_KEYS = frozenset({"timestep_spacing", "steps_offset", "rho", "sigma_schedule"})
 
 
-def scheduler_kwargs_from_config(
-    config: Mapping[str, Any], accepted: Iterable[str], target: str, keep_source_ladder: bool = True
-) -> Dict[str, Any]:
+def scheduler_kwargs_from_config(config: Mapping[str, Any], accepted: Iterable[str], target: str) -> Dict[str, Any]:
     """Our scheduler's config keys from any diffusers scheduler config (or one of ours).
 
     Args:
         config: a scheduler config (``pipe.scheduler.config``, or a dict read from ``scheduler_config.json``).
         accepted: the target scheduler's ``__init__`` parameters.
         target: the target class name, for messages.
-        keep_source_ladder: whether the target reads another class's ``timestep_spacing`` (S2N and EntropyHybrid,
-            which reproduce DDIM's and DDPM's ladders) or places its own rungs (TrigAngleRK).
 
     Returns:
         The keyword arguments for the target's ``__init__``: the model's keys as given, ``noise_family`` set from
@@ -142,8 +138,6 @@ def scheduler_kwargs_from_config(
                 f"family here implements (allowed classes: {allowed})."
             )
         family = found[0]
-    if not keep_source_ladder and not (class_name == target or (class_name is None and set(cfg) <= accepted)):
-        cfg.pop("timestep_spacing", None)
     for key, refused in REFUSED_VALUES.items():
         if key in cfg and cfg[key] in refused:
             raise ValueError(f"{target} cannot honour {key}={cfg[key]!r} of the {class_name or 'given'} config.")

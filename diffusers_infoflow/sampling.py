@@ -29,7 +29,7 @@ SCHEDULERS = (
 # (benchmarks/results/sampler_race.md).
 INFORMATION_SUBFOLDER = "scheduler_information"
 INFORMATION_SAMPLER = {"solver": "multistep", "solver_order": 3, "predict_x0": True, "use_corrector": True,
-                       "timestep_spacing": "information", "information_measure": "mmse_decrease", "information_power": 0.5,
+                       "step_spacing": "information", "information_measure": "mmse_decrease", "information_power": 0.5,
                        "ladder_end": "trailing"}
 # `infoflow sample`'s defaults, measured on the default model (benchmarks/results/fid_vs_calls.md): the highest
 # confident fraction of any sampler and budget, with an FID below the real-data floor at that N.

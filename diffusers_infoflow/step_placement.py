@@ -187,15 +187,15 @@ def check_information_options(measure: str, power: float) -> None:
 
 
 def information_placement(
-    spacing_key: str, spacing: Optional[str], curve: Optional[Mapping[str, Any]], measure: str, power: float
+    spacing: Optional[str], curve: Optional[Mapping[str, Any]], measure: str, power: float
 ) -> Optional[InformationCurve]:
     """A scheduler's checked information options: the curve when given, and a clear error for a config that asks
-    for `spacing="information"` without one or gives a measure or power outside the allowed ones."""
+    for `step_spacing="information"` without one or gives a measure or power outside the allowed ones."""
     check_information_options(measure, power)
     if curve is None:
         if spacing == "information":
             raise ValueError(
-                f"{spacing_key}='information' needs `information_curve`: measure the model's with "
+                "step_spacing='information' needs `information_curve`: measure the model's with "
                 "diffusers_infoflow.calibrate_information_curve(model, scheduler, data) and pass it."
             )
         return None

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from diffusers_infoflow.experiments.analysis import paper_cases
 from diffusers_infoflow.cli import main
+from diffusers_infoflow.experiments.analysis import paper_cases
 
 
 def test_analyze_writes_report_plots_and_tables(tmp_path, capsys):

@@ -238,8 +238,8 @@ def test_restore_a_vp_noised_image_with_flow_and_edm_models():
 def test_extrapolated_last_step_lands_closer_on_a_noisy_clean_end():
     """SD's cleanest training level is still noisy (σ̃ = 0.03): x̂0 there misses the flow's endpoint by a floor
     that final_step='extrapolate' (Richardson in σ̃² from the last two calls) removes."""
-    plain = _error("sd15", _ours(TrigAngleRKScheduler, "sd15", timestep_spacing="karras", predict_x0=False), 20)
-    extrapolated = _error("sd15", _ours(TrigAngleRKScheduler, "sd15", timestep_spacing="karras", predict_x0=False, final_step="extrapolate"), 20)
+    plain = _error("sd15", _ours(TrigAngleRKScheduler, "sd15", step_spacing="karras", predict_x0=False), 20)
+    extrapolated = _error("sd15", _ours(TrigAngleRKScheduler, "sd15", step_spacing="karras", predict_x0=False, final_step="extrapolate"), 20)
     assert extrapolated < 0.5 * plain, (extrapolated, plain)
     with pytest.raises(ValueError, match="one-call-per-step"):
         TrigAngleRKScheduler(solver="rk4", final_step="extrapolate")

@@ -206,6 +206,7 @@ def test_img2img_begin_index():
         ({"beta_end": 1.2}, "beta_end"),
         ({"prediction_type": "x0"}, "prediction_type must be one of"),
         ({"timestep_spacing": "karras"}, "timestep_spacing must be one of"),
+        ({"step_spacing": "logsnr"}, "step_spacing must be one of"),
         ({"eta": 1.5}, "eta must lie in"),
         ({"sampling_schedule": "nope"}, "Unknown beta schedule 'nope'"),
         ({"thresholding": True}, "thresholding"),

@@ -143,8 +143,8 @@ def _reference_run(scheduler, model_x0, x, steps, noises):
 @pytest.mark.parametrize(
     "config",
     [
-        {"beta_schedule": "linear", "timestep_spacing": "karras", "gamma": 1.25, "delta": 0.95, "sde_rho": 1.0, "prediction_type": "sample"},
-        {"noise_family": "vp", "timestep_spacing": "logsnr", "gamma": -0.3, "delta": 0.5, "sde_rho": 0.7, "prediction_type": "sample"},
+        {"beta_schedule": "linear", "step_spacing": "karras", "gamma": 1.25, "delta": 0.95, "sde_rho": 1.0, "prediction_type": "sample"},
+        {"noise_family": "vp", "step_spacing": "logsnr", "gamma": -0.3, "delta": 0.5, "sde_rho": 0.7, "prediction_type": "sample"},
         {"noise_family": "fm-ot", "timestep_spacing": "linspace", "sde_rho": 1.0, "variant": "non_markovian", "prediction_type": "sample"},
         {"noise_family": "iddpm", "sde_rho": 0.5, "variant": "non_markovian", "prediction_type": "sample"},
     ],
@@ -219,7 +219,7 @@ def test_list_of_generators_matches_per_sample_generators():
 
 
 def test_begin_index_img2img_start():
-    scheduler = S2NGeneralizedScheduler(gamma=0.026, timestep_spacing="logsnr")
+    scheduler = S2NGeneralizedScheduler(gamma=0.026, step_spacing="logsnr")
     model = exact_model(scheduler)
     scheduler.set_timesteps(10)
     start = 4
@@ -231,7 +231,7 @@ def test_begin_index_img2img_start():
     for t in tail:
         x = scheduler.step(model(x, t), t, x).prev_sample
     assert scheduler.step_index == 10
-    fresh = S2NGeneralizedScheduler(gamma=0.026, timestep_spacing="logsnr")
+    fresh = S2NGeneralizedScheduler(gamma=0.026, step_spacing="logsnr")
     fresh.set_timesteps(timesteps=tail.to(torch.float64).tolist())
     y = noisy
     for t in fresh.timesteps:

@@ -78,28 +78,27 @@ def test_curve_config_round_trip_and_monotone_cleanup():
 )
 def test_bad_curves_are_refused(value):
     with pytest.raises(ValueError, match="information_curve"):
-        TrigAngleRKScheduler(solver="multistep", timestep_spacing="information", information_curve=value)
+        TrigAngleRKScheduler(solver="multistep", step_spacing="information", information_curve=value)
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"timestep_spacing": "information"}, "needs `information_curve`"),
-    ({"timestep_spacing": "information", "information_curve": _exact_curve().to_config(), "information_measure": "entropy"}, "information_measure"),
-    ({"timestep_spacing": "information", "information_curve": _exact_curve().to_config(), "information_power": -1.0}, "information_power"),
-    ({"timestep_spacing": "information", "information_curve": _exact_curve().to_config(), "information_power": True}, "information_power"),
+    ({"step_spacing": "information"}, "needs `information_curve`"),
+    ({"step_spacing": "information", "information_curve": _exact_curve().to_config(), "information_measure": "entropy"}, "information_measure"),
+    ({"step_spacing": "information", "information_curve": _exact_curve().to_config(), "information_power": -1.0}, "information_power"),
+    ({"step_spacing": "information", "information_curve": _exact_curve().to_config(), "information_power": True}, "information_power"),
 ])
 def test_bad_information_options_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TrigAngleRKScheduler(solver="multistep", **kwargs)
-    spacing = kwargs.pop("timestep_spacing")
     for cls in (S2NGeneralizedScheduler, EntropyHybridScheduler):
         with pytest.raises(ValueError, match=match):
-            cls(timestep_spacing=spacing, **kwargs)
+            cls(**kwargs)
 
 
-@pytest.mark.parametrize("cls, spacing_key", [(TrigAngleRKScheduler, "timestep_spacing"), (S2NGeneralizedScheduler, "timestep_spacing")])
-def test_information_spacing_round_trips_and_uses_the_curve(tmp_path, cls, spacing_key):
+@pytest.mark.parametrize("cls", [TrigAngleRKScheduler, S2NGeneralizedScheduler])
+def test_information_spacing_round_trips_and_uses_the_curve(tmp_path, cls):
     curve = _exact_curve()
-    options = {spacing_key: "information", "information_curve": curve.to_config(), "information_measure": "mmse_decrease", "information_power": 0.5}
+    options = {"step_spacing": "information", "information_curve": curve.to_config(), "information_measure": "mmse_decrease", "information_power": 0.5}
     if cls is TrigAngleRKScheduler:
         options["solver"] = "multistep"  # one call per step: timesteps are the rungs
     scheduler = cls.from_config(DDPMScheduler().config, **options)
@@ -110,11 +109,11 @@ def test_information_spacing_round_trips_and_uses_the_curve(tmp_path, cls, spaci
     assert scheduler.timesteps[0] == 999 and scheduler.timesteps[9] == 0
     scheduler.save_pretrained(tmp_path)
     reloaded = cls.from_pretrained(tmp_path)
-    assert reloaded.config.information_curve == curve.to_config() and reloaded.config[spacing_key] == "information"
+    assert reloaded.config.information_curve == curve.to_config() and reloaded.config.step_spacing == "information"
     reloaded.set_timesteps(10)
     assert torch.equal(reloaded.timesteps, scheduler.timesteps)
     # other spacings ignore a stored curve
-    plain = cls.from_config(reloaded.config, **{spacing_key: "karras" if cls is S2NGeneralizedScheduler else "logsnr"})
+    plain = cls.from_config(reloaded.config, step_spacing="karras" if cls is S2NGeneralizedScheduler else "logsnr")
     plain.set_timesteps(10)
     assert not torch.equal(plain.timesteps, scheduler.timesteps)
 
@@ -124,7 +123,7 @@ def test_information_rungs_from_pure_noise_on_a_flow_model():
     scheduler = TrigAngleRKScheduler.from_config(source.config, solver="multistep")
     model = GaussianDenoiser(MEAN, VARIANCE, scheduler.interface)
     curve = calibrate_information_curve(model, source, _data(256), num_levels=16, batch_size=256)
-    info = TrigAngleRKScheduler.from_config(source.config, solver="multistep", timestep_spacing="information", information_curve=curve)
+    info = TrigAngleRKScheduler.from_config(source.config, solver="multistep", step_spacing="information", information_curve=curve)
     info.set_timesteps(8)
     assert info.timesteps[0] == pytest.approx(1000.0) and (info.timesteps[1:] < info.timesteps[:-1]).all()
     x = torch.randn((4, *MEAN.shape), generator=torch.Generator().manual_seed(3), dtype=torch.float64) * info.init_noise_sigma
@@ -135,19 +134,19 @@ def test_information_rungs_from_pure_noise_on_a_flow_model():
 
 def test_entropy_hybrid_information_spacing_walks_the_models_levels():
     curve = _exact_curve()
-    scheduler = EntropyHybridScheduler.from_config(DDPMScheduler().config, eta=0.0, timestep_spacing="information", information_curve=curve.to_config())
+    scheduler = EntropyHybridScheduler.from_config(DDPMScheduler().config, eta=0.0, step_spacing="information", information_curve=curve.to_config())
     scheduler.set_timesteps(12)
     expected = scheduler.interface.model_timesteps(curve.place(12, *scheduler.interface.logsnr_range, "mmse_decrease", 0.5))[0]
     torch.testing.assert_close(scheduler.timesteps.double(), expected.double(), rtol=0, atol=1e-3)
     with pytest.raises(ValueError, match="cannot be combined"):
-        EntropyHybridScheduler(timestep_spacing="information", information_curve=curve.to_config(), sampling_schedule="cosine")
+        EntropyHybridScheduler(step_spacing="information", information_curve=curve.to_config(), sampling_schedule="cosine")
     with pytest.raises(ValueError, match="needs `information_curve`"):
-        EntropyHybridScheduler(timestep_spacing="information")
+        EntropyHybridScheduler(step_spacing="information")
 
 
 def test_trailing_ladder_ends_with_the_x0_of_the_last_call_before_the_clean_end():
     curve = _exact_curve().to_config()
-    clean = TrigAngleRKScheduler(solver="multistep", timestep_spacing="information", information_curve=curve)
+    clean = TrigAngleRKScheduler(solver="multistep", step_spacing="information", information_curve=curve)
     trailing = TrigAngleRKScheduler.from_config(clean.config, ladder_end="trailing")
     clean.set_timesteps(6)
     trailing.set_timesteps(5)
@@ -170,8 +169,8 @@ def test_from_pure_noise_the_first_finite_rung_is_placed_not_pinned():
     source = FlowMatchEulerDiscreteScheduler(shift=3.0)
     curve = _exact_curve(lo=-16.0, hi=16.0).to_config()
     for scheduler in (
-        TrigAngleRKScheduler.from_config(source.config, solver="multistep", timestep_spacing="information", information_curve=curve),
-        S2NGeneralizedScheduler.from_config(source.config, timestep_spacing="information", information_curve=curve),
+        TrigAngleRKScheduler.from_config(source.config, solver="multistep", step_spacing="information", information_curve=curve),
+        S2NGeneralizedScheduler.from_config(source.config, step_spacing="information", information_curve=curve),
     ):
         scheduler.set_timesteps(4)
         assert scheduler.timesteps[0] == pytest.approx(1000.0) and scheduler.timesteps[1] < 990, scheduler.timesteps
@@ -191,7 +190,7 @@ def test_calibration_refuses_data_and_outputs_it_cannot_read():
 
 def test_a_curve_given_as_tensors_is_stored_as_json_lists(tmp_path):
     curve = {"logsnr": torch.tensor([-2.0, 0.0, 2.0]), "mmse": torch.tensor([0.5, 0.6, 0.125])}
-    scheduler = S2NGeneralizedScheduler(timestep_spacing="information", information_curve=curve)
+    scheduler = S2NGeneralizedScheduler(step_spacing="information", information_curve=curve)
     assert scheduler.config.information_curve == {"logsnr": [-2.0, 0.0, 2.0], "mmse": [0.5, 0.5, 0.125]}
     scheduler.save_pretrained(tmp_path)
     assert S2NGeneralizedScheduler.from_pretrained(tmp_path).config.information_curve == scheduler.config.information_curve

@@ -80,7 +80,7 @@ def rms(a, b):
 
 @pytest.mark.parametrize("solver,order,steps", [("euler", 1, (8, 16, 32)), ("rk2", 2, (6, 12, 24)), ("rk4", 4, (6, 12))])
 def test_convergence_order_on_exact_gaussian_flow(solver, order, steps):
-    scheduler = TrigAngleRKScheduler(**WIDE, solver=solver, timestep_spacing="angle")
+    scheduler = TrigAngleRKScheduler(**WIDE, solver=solver, step_spacing="angle")
     model = gaussian_model(scheduler)
     x = start_noise(8)
     reference = exact_target(scheduler, x)
@@ -97,7 +97,7 @@ def test_rk4_converges_past_the_old_clean_end_floor():
     variance = torch.logspace(-4, 0, 16, dtype=torch.float64).view(DATA_SHAPE)
     errors = {}
     for final_step in ("x0", "solver"):
-        scheduler = TrigAngleRKScheduler(**LINEAR, solver="rk4", timestep_spacing="logsnr", final_step=final_step)
+        scheduler = TrigAngleRKScheduler(**LINEAR, solver="rk4", step_spacing="logsnr", final_step=final_step)
         model = GaussianDenoiser(MEAN, variance, scheduler.train_schedule)
         reference = exact_target(scheduler, x, model)
         errors[final_step] = [rms(solve(scheduler, model, x, n), reference) for n in (13, 50)]
@@ -122,7 +122,7 @@ def _reference_pair_fn(scheduler):
 @pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "v_prediction", "joint"])
 @pytest.mark.parametrize("final_step", ["x0", "solver"])
 def test_matches_functional_reference_solver(solver, prediction_type, final_step):
-    scheduler = TrigAngleRKScheduler(**WIDE, solver=solver, prediction_type=prediction_type, timestep_spacing="logsnr", final_step=final_step)
+    scheduler = TrigAngleRKScheduler(**WIDE, solver=solver, prediction_type=prediction_type, step_spacing="logsnr", final_step=final_step)
     x = start_noise(4)
     out = solve(scheduler, gaussian_model(scheduler, prediction_type), x, 3)
     assert len(scheduler.timesteps) == scheduler.num_model_calls(3)
@@ -148,15 +148,15 @@ def test_rk4_beats_euler_and_diffusers_ddim_at_equal_model_calls():
 
 @pytest.mark.parametrize("solver,steps", [("rk4", 13), ("rk2", 10), ("multistep", 20), ("euler", 20), ("ddim", 20)])
 def test_default_spacing_is_the_most_accurate(solver, steps):
-    """`timestep_spacing=None` picks logsnr for rk2/rk4/multistep and angle for euler/ddim: the most
+    """`step_spacing=None` picks logsnr for rk2/rk4/multistep and angle for euler/ddim: the most
     accurate of the three on the linear table with pixel variances spread over 1e-4..1 (like MNIST's)."""
-    default = TrigAngleRKScheduler(solver=solver).timestep_spacing
+    default = TrigAngleRKScheduler(solver=solver).step_spacing
     assert default == ("angle" if solver in ("euler", "ddim") else "logsnr")
     x = start_noise()
     variance = torch.logspace(-4, 0, 16, dtype=torch.float64).view(DATA_SHAPE)
     errors = {}
     for spacing in ("angle", "logsnr", "karras", "linspace"):
-        scheduler = TrigAngleRKScheduler(**LINEAR, solver=solver, timestep_spacing=spacing)
+        scheduler = TrigAngleRKScheduler(**LINEAR, solver=solver, step_spacing=spacing)
         model = GaussianDenoiser(MEAN, variance, scheduler.train_schedule)
         errors[spacing] = rms(solve(scheduler, model, x, steps), exact_target(scheduler, x, model))
     assert min(errors, key=errors.get) == default, errors
@@ -195,7 +195,7 @@ def test_multistep_order_one_is_ddim(prediction_type, predict_x0):
     x = start_noise(4)
     runs = []
     for kw in ({"solver": "ddim"}, {"solver": "multistep", "solver_order": 1, "predict_x0": predict_x0}):
-        scheduler = TrigAngleRKScheduler(**LINEAR, **kw, timestep_spacing="logsnr", prediction_type=prediction_type)
+        scheduler = TrigAngleRKScheduler(**LINEAR, **kw, step_spacing="logsnr", prediction_type=prediction_type)
         runs.append(solve(scheduler, gaussian_model(scheduler, prediction_type), x, 7))
         assert len(scheduler.timesteps) == 7 and scheduler.order == 1
     torch.testing.assert_close(runs[1], runs[0], rtol=1e-12, atol=1e-12)
@@ -272,11 +272,11 @@ def test_ddpm_pipeline_loop_and_step_index(kw):
 
 def test_multistep_begin_index_and_start_at_half_pi():
     x = start_noise()
-    assert TrigAngleRKScheduler(solver="multistep", start_angle=math.pi / 2).timestep_spacing == "angle"
+    assert TrigAngleRKScheduler(solver="multistep", start_angle=math.pi / 2).step_spacing == "angle"
     for predict_x0 in (True, False):  # both forms stay finite and as accurate from λ = −∞, float32 too
         errors = []
         for start in (math.pi / 2, None):
-            scheduler = TrigAngleRKScheduler(**WIDE, solver="multistep", predict_x0=predict_x0, timestep_spacing="angle", start_angle=start)
+            scheduler = TrigAngleRKScheduler(**WIDE, solver="multistep", predict_x0=predict_x0, step_spacing="angle", start_angle=start)
             errors.append(rms(solve(scheduler, gaussian_model(scheduler), x, 40), exact_clean(x, scheduler.start_angle)))
         assert errors[0] < 5e-3 and errors[0] < 1.2 * errors[1], (predict_x0, errors)
         scheduler = TrigAngleRKScheduler(**WIDE, solver="multistep", predict_x0=predict_x0, start_angle=math.pi / 2)
@@ -300,7 +300,7 @@ def test_multistep_begin_index_and_start_at_half_pi():
 
 
 def test_model_is_told_its_entropy_matched_training_timestep():
-    scheduler = TrigAngleRKScheduler.from_config(DDPMScheduler(clip_sample=False).config, solver="rk4", timestep_spacing="angle")
+    scheduler = TrigAngleRKScheduler.from_config(DDPMScheduler(clip_sample=False).config, solver="rk4", step_spacing="angle")
     scheduler.set_timesteps(6)
     # 5 RK4 steps down to the cleanest training level, then the x̂0 call there
     assert len(scheduler.timesteps) == 4 * 5 + 1 == scheduler.num_model_calls(6) and scheduler.timesteps.dtype == torch.float32
@@ -314,14 +314,14 @@ def test_model_is_told_its_entropy_matched_training_timestep():
     assert torch.equal(scheduler._stage_angle[first], scheduler._stage_query_angle[first])
     assert torch.equal(scheduler.angles[:-1], scheduler._stage_angle[first])
     # seed 004 as written: stages beyond the clean end are told the cleanest training timestep
-    paper = TrigAngleRKScheduler.from_config(DDPMScheduler(clip_sample=False).config, solver="rk4", timestep_spacing="angle", final_step="solver")
+    paper = TrigAngleRKScheduler.from_config(DDPMScheduler(clip_sample=False).config, solver="rk4", step_spacing="angle", final_step="solver")
     paper.set_timesteps(6)
     assert len(paper.timesteps) == 4 * 6 == paper.num_model_calls(6)
     inside = (paper._stage_angle >= clean_angle) & (paper._stage_angle <= noisy_angle)
     assert (paper.timesteps[~inside] == 0).all() and (~inside).sum() >= 1
     torch.testing.assert_close(paper.angles, torch.linspace(noisy_angle, 0, 7, dtype=torch.float64))
     # linspace: the model is told τ = 999, 749.25, ..., 0 (diffusers' linspace), then x̂0 at τ = 0
-    linear_t = TrigAngleRKScheduler.from_config(DDPMScheduler(clip_sample=False).config, solver="multistep", timestep_spacing="linspace")
+    linear_t = TrigAngleRKScheduler.from_config(DDPMScheduler(clip_sample=False).config, solver="multistep", step_spacing="linspace")
     linear_t.set_timesteps(5)
     torch.testing.assert_close(linear_t.timesteps, torch.linspace(999, 0, 5), rtol=0, atol=1e-3)
     assert math.isclose(scheduler.start_angle, noisy_angle)
@@ -410,24 +410,26 @@ def test_clip_sample_is_read_from_a_ddpm_config_and_keeps_the_joint_eps_head():
         TrigAngleRKScheduler(clip_sample_range=0)
 
 
-def test_another_classs_ladder_is_replaced_and_its_own_kept():
-    """`timestep_spacing` is the one ladder key of all three schedulers. DDIM's `leading` (or S2N's) starts below the
-    noisiest level, which this solver never does, so a config of another class gets the solver's measured best;
-    a TrigAngleRK config keeps its own, and a key of the old vocabulary is refused by name."""
-    for source in (DDIMScheduler(timestep_spacing="leading").config, S2NGeneralizedScheduler(timestep_spacing="logsnr").config):
-        assert TrigAngleRKScheduler.from_config(source).config.timestep_spacing is None
-    assert TrigAngleRKScheduler.from_config(DDIMScheduler().config, timestep_spacing="karras", rho=5.0).timestep_spacing == "karras"
-    ours = TrigAngleRKScheduler(timestep_spacing="linspace", rho=3.0)
-    assert (TrigAngleRKScheduler.from_config(ours.config).config.timestep_spacing, TrigAngleRKScheduler.from_config(dict(ours.config)).config.rho) == ("linspace", 3.0)
-    with pytest.raises(ValueError, match="step_spacing"):
-        TrigAngleRKScheduler.from_config({**ours.config, "step_spacing": "uniform_logsnr"})
+def test_spacing_keys_round_trip_with_diffusers_schedulers():
+    """Our rung placements live in `step_spacing`, shared by the three schedulers; `timestep_spacing` keeps diffusers'
+    values only, so a diffusers scheduler loaded from our config keeps a ladder it can build."""
+    assert TrigAngleRKScheduler.from_config(DDIMScheduler(timestep_spacing="leading").config).config.step_spacing is None
+    assert TrigAngleRKScheduler.from_config(S2NGeneralizedScheduler(step_spacing="karras", rho=5.0).config).step_spacing == "karras"
+    ours = TrigAngleRKScheduler(step_spacing="linspace", rho=3.0)
+    assert (TrigAngleRKScheduler.from_config(ours.config).config.step_spacing, TrigAngleRKScheduler.from_config(dict(ours.config)).config.rho) == ("linspace", 3.0)
+    for diffusers_class in (DDIMScheduler, DDPMScheduler):
+        back = diffusers_class.from_config(ours.config)
+        back.set_timesteps(10)
+        assert back.config.timestep_spacing == "leading" and int(back.timesteps[0]) == 900
+    with pytest.raises(ValueError, match="karras_rho"):  # the old name is refused by name
+        TrigAngleRKScheduler.from_config({**ours.config, "karras_rho": 7.0})
 
 
 def test_bad_inputs_are_clear_errors():
     with pytest.raises(ValueError, match="solver"):
         TrigAngleRKScheduler(solver="rk3")
-    with pytest.raises(ValueError, match="timestep_spacing"):
-        TrigAngleRKScheduler(timestep_spacing="leading")
+    with pytest.raises(ValueError, match="step_spacing"):
+        TrigAngleRKScheduler(step_spacing="leading")
     with pytest.raises(ValueError, match="prediction_type"):
         TrigAngleRKScheduler(prediction_type="flow")
     for order in (0, 4, 2.5, True):
@@ -439,14 +441,14 @@ def test_bad_inputs_are_clear_errors():
         with pytest.raises(ValueError, match="start_angle"):
             TrigAngleRKScheduler(start_angle=angle)
     with pytest.raises(ValueError, match="π/2"):
-        TrigAngleRKScheduler(timestep_spacing="karras", start_angle=math.pi / 2)
+        TrigAngleRKScheduler(step_spacing="karras", start_angle=math.pi / 2)
     with pytest.raises(ValueError, match="within the training table"):
-        TrigAngleRKScheduler(timestep_spacing="linspace", start_angle=1.569)
+        TrigAngleRKScheduler(step_spacing="linspace", start_angle=1.569)
     with pytest.raises(ValueError, match="num_inference_steps"):
-        TrigAngleRKScheduler(timestep_spacing="karras", final_step="solver").set_timesteps(1)
+        TrigAngleRKScheduler(step_spacing="karras", final_step="solver").set_timesteps(1)
     with pytest.raises(ValueError, match="num_inference_steps"):
         TrigAngleRKScheduler().set_timesteps(0)
-    one = TrigAngleRKScheduler(timestep_spacing="karras")  # one step = the x̂0 call at the start
+    one = TrigAngleRKScheduler(step_spacing="karras")  # one step = the x̂0 call at the start
     one.set_timesteps(1)
     assert len(one.timesteps) == 1 and one.timesteps[0] == 999
     scheduler = TrigAngleRKScheduler(prediction_type="joint")

@@ -74,7 +74,6 @@ class ModelInterfaceMixin:
     """
 
     interface: ModelInterface
-    keeps_source_ladder = True  # whether another class's `timestep_spacing` is read (see scheduler_kwargs_from_config)
 
     @classmethod
     def from_config(cls, config: Optional[Mapping[str, Any]] = None, return_unused_kwargs: bool = False, **kwargs):
@@ -82,7 +81,7 @@ class ModelInterfaceMixin:
         the source class sets `noise_family`, every key that changes the maths is read, and a key or value that
         cannot be honoured raises a `ValueError` naming it."""
         accepted = [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
-        translated = scheduler_kwargs_from_config(config or {}, accepted, cls.__name__, cls.keeps_source_ladder)
+        translated = scheduler_kwargs_from_config(config or {}, accepted, cls.__name__)
         return super().from_config({**translated, "_class_name": cls.__name__}, return_unused_kwargs=return_unused_kwargs, **kwargs)
 
     def _call_logsnr(self, index: int) -> float:

@@ -47,7 +47,8 @@ from ._common import ModelInterfaceMixin, StepIndexMixin, check_model_output
 
 logger = logging.get_logger(__name__)
 
-TIMESTEP_SPACINGS = ("leading", "trailing", "linspace", "information")
+TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
+STEP_SPACINGS = (None, "information")
 
 
 @dataclass
@@ -95,9 +96,9 @@ class EntropyHybridScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin
         clip_sample (`bool`, defaults to `False`): clamp x̂0 to `[-clip_sample_range, clip_sample_range]`.
         clip_sample_range (`float`, defaults to 1.0): the clamp bound.
         timestep_spacing (`str`, defaults to `"leading"`): `leading`, `trailing` or `linspace`, as in diffusers
-            (for a `discrete` model or sampling schedule; EDM and flow models walk their native ladders), or
-            `information`: the model's own levels placed by its measured mmse curve (`information_curve`; not with
-            `sampling_schedule` or `segments`).
+            (for a `discrete` model or sampling schedule; EDM and flow models walk their native ladders).
+        step_spacing (`str`, *optional*): `information` places the model's own levels by its measured mmse curve
+            (`information_curve`; not with `sampling_schedule` or `segments`) instead of `timestep_spacing`.
         steps_offset (`int`, defaults to 0): added to `leading` timesteps, as in diffusers.
         information_curve, information_measure, information_power: the `information` rungs, as in
             :class:`~diffusers_infoflow.schedulers.TrigAngleRKScheduler`.
@@ -151,7 +152,8 @@ class EntropyHybridScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin
         prediction_type: Optional[Literal["epsilon", "sample", "v_prediction", "joint", "flow_prediction"]] = None,
         clip_sample: bool = False,
         clip_sample_range: float = 1.0,
-        timestep_spacing: Literal["leading", "trailing", "linspace", "information"] = "leading",
+        timestep_spacing: Literal["leading", "trailing", "linspace"] = "leading",
+        step_spacing: Optional[Literal["information"]] = None,
         steps_offset: int = 0,
         information_curve: Optional[Dict[str, List[float]]] = None,
         information_measure: InformationMeasure = "mmse_decrease",
@@ -169,17 +171,19 @@ class EntropyHybridScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin
             raise ValueError(f"noise_family must be one of ('discrete', 'edm', 'flow'), got {noise_family!r}.")
         if timestep_spacing not in TIMESTEP_SPACINGS:
             raise ValueError(f"timestep_spacing must be one of {TIMESTEP_SPACINGS}, got {timestep_spacing!r}.")
+        if step_spacing not in STEP_SPACINGS:
+            raise ValueError(f"step_spacing must be one of {STEP_SPACINGS}, got {step_spacing!r}.")
         if not 0.0 <= float(eta) <= 1.0:
             raise ValueError(f"eta must lie in [0, 1] (1 = DDPM, 0 = DDIM), got {eta!r}.")
         if not clip_sample_range > 0:
             raise ValueError(f"clip_sample_range must be > 0, got {clip_sample_range!r}.")
         if thresholding:
             raise ValueError("thresholding=True is not supported by EntropyHybridScheduler; use clip_sample.")
-        self.information = information_placement("timestep_spacing", timestep_spacing, information_curve, information_measure, information_power)
+        self.information = information_placement(step_spacing, information_curve, information_measure, information_power)
         if self.information is not None:  # stored as used: JSON lists, the running minimum applied
             self.register_to_config(information_curve=self.information.to_config())
-        if timestep_spacing == "information" and (segments or sampling_schedule is not None):
-            raise ValueError("timestep_spacing='information' places the model's own levels; it cannot be combined with `segments` or `sampling_schedule`.")
+        if step_spacing == "information" and (segments or sampling_schedule is not None):
+            raise ValueError("step_spacing='information' places the model's own levels; it cannot be combined with `segments` or `sampling_schedule`.")
         if segment_models and not segments:
             raise ValueError("segment_models=True needs `segments`.")
         if noise_family != "discrete" and (segment_models or not fractional_timesteps):
@@ -273,7 +277,7 @@ class EntropyHybridScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin
             self._set_ladder(self._segment_points(num_inference_steps), device)
             return
         sched = self._sampling_schedule
-        if sched is None and self.config.timestep_spacing == "information" and timesteps is None and sigmas is None and mu is None:
+        if sched is None and self.config.step_spacing == "information" and timesteps is None and sigmas is None and mu is None:
             self._check_num_steps(num_inference_steps, self.config.num_train_timesteps)
             self._set_ladder([(self.interface.spaced_logsnrs(num_inference_steps, "information", place=self._place_by_information), 0, None)], device)
             return

@@ -42,7 +42,8 @@ from ._common import ModelInterfaceMixin, StepIndexMixin, check_finite
 
 
 VARIANTS = ("corollary1", "non_markovian")
-SPACINGS = ("leading", "trailing", "linspace", "logsnr", "karras", "information")
+TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
+STEP_SPACINGS = (None, "logsnr", "karras", "information")
 
 
 @dataclass
@@ -80,7 +81,7 @@ class S2NGeneralizedScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixi
             `sigma_data` is given, else `discrete`.
         sigma_min, sigma_max (`float`, *optional*): σ range of the `edm`/`ve` families (diffusers' EDM keys).
         sigma_data (`float`, *optional*): EDM's σ_d (default 0.5 with EDM preconditioning).
-        rho (`float`, defaults to 7.0): the **Karras exponent** of `timestep_spacing="karras"` (diffusers' EDM
+        rho (`float`, defaults to 7.0): the **Karras exponent** of `step_spacing="karras"` (diffusers' EDM
             key of the same name). The S2N stochasticity ρ is `sde_rho`.
         sigma_schedule (`str`, *optional*): EDM's ladder, `karras` or `exponential` (the default spacing).
         shift, use_dynamic_shifting, base_shift, max_shift, base_image_seq_len, max_image_seq_len, shift_terminal,
@@ -91,12 +92,13 @@ class S2NGeneralizedScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixi
         prediction_type (`str`, *optional*): `epsilon`, `sample`, `v_prediction`, `joint` (2C channels
             [ε, x0]) or `flow_prediction` (v = ε − x0); with EDM preconditioning `epsilon`/`v_prediction` mean
             EDM's F-network. `None` = `flow_prediction` for `flow`, else `epsilon`.
-        timestep_spacing (`str`, *optional*): the rungs. `leading`, `trailing`, `linspace` as diffusers (for
-            `flow`, `linspace` is FlowMatchEulerDiscreteScheduler's shifted ladder; for analytic families,
-            uniform in their time), `logsnr` (uniform in λ), `karras` (σ̃ Karras-spaced with exponent `rho`) and
-            `information` (placed by the model's measured mmse curve, `information_curve`).
-            `None` = `leading` for tables, `linspace` for flow matching, EDM's own (`karras`, or `logsnr` with
-            `sigma_schedule="exponential"`) otherwise.
+        timestep_spacing (`str`, *optional*): diffusers' ladders `leading`, `trailing` (tables only) or `linspace` (for
+            `flow`, FlowMatchEulerDiscreteScheduler's shifted ladder; for EDM and analytic families, uniform in their
+            time). `None` = `leading` for tables, else `linspace`.
+        step_spacing (`str`, *optional*): our rung placements, used instead of `timestep_spacing` when set: `logsnr`
+            (uniform in λ), `karras` (σ̃ Karras-spaced with exponent `rho`) or `information` (placed by the model's
+            measured mmse curve, `information_curve`). `None` with `timestep_spacing=None` = EDM's own ladder
+            (`karras`, or `logsnr` with `sigma_schedule="exponential"`) for EDM and analytic families.
         steps_offset (`int`, defaults to 0): added to `leading` timesteps, as in diffusers.
         information_curve, information_measure, information_power: the `information` rungs, as in
             :class:`~diffusers_infoflow.schedulers.TrigAngleRKScheduler`.
@@ -153,7 +155,8 @@ class S2NGeneralizedScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixi
         time_shift_type: Literal["exponential", "linear"] = "exponential",
         preconditioning: Optional[Literal["none", "edm"]] = None,
         prediction_type: Optional[Literal["epsilon", "sample", "v_prediction", "joint", "flow_prediction"]] = None,
-        timestep_spacing: Optional[Literal["leading", "trailing", "linspace", "logsnr", "karras", "information"]] = None,
+        timestep_spacing: Optional[Literal["leading", "trailing", "linspace"]] = None,
+        step_spacing: Optional[Literal["logsnr", "karras", "information"]] = None,
         steps_offset: int = 0,
         information_curve: Optional[Dict[str, List[float]]] = None,
         information_measure: InformationMeasure = "mmse_decrease",
@@ -174,18 +177,20 @@ class S2NGeneralizedScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixi
             noise_family = "edm" if sigma_data is not None else "discrete"
         if noise_family not in NOISE_FAMILIES:
             raise ValueError(f"noise_family must be one of {NOISE_FAMILIES}, got {noise_family!r}.")
+        if step_spacing is None and timestep_spacing is None and noise_family not in ("discrete", "flow"):
+            step_spacing = "logsnr" if sigma_schedule == "exponential" else "karras"
         if timestep_spacing is None:
-            timestep_spacing = {"discrete": "leading", "flow": "linspace"}.get(
-                noise_family, "logsnr" if sigma_schedule == "exponential" else "karras"
-            )
-        if timestep_spacing not in SPACINGS or (noise_family not in ("discrete",) and timestep_spacing in ("leading", "trailing")):
-            allowed = SPACINGS if noise_family == "discrete" else SPACINGS[2:]
+            timestep_spacing = "leading" if noise_family == "discrete" else "linspace"
+        if timestep_spacing not in TIMESTEP_SPACINGS or (noise_family != "discrete" and timestep_spacing in ("leading", "trailing")):
+            allowed = TIMESTEP_SPACINGS if noise_family == "discrete" else TIMESTEP_SPACINGS[2:]
             raise ValueError(f"timestep_spacing must be one of {allowed} for noise_family={noise_family!r}, got {timestep_spacing!r}.")
-        self.information = information_placement("timestep_spacing", timestep_spacing, information_curve, information_measure, information_power)
+        if step_spacing not in STEP_SPACINGS:
+            raise ValueError(f"step_spacing must be one of {STEP_SPACINGS}, got {step_spacing!r}.")
+        self.information = information_placement(step_spacing, information_curve, information_measure, information_power)
         if self.information is not None:  # stored as used: JSON lists, the running minimum applied
             self.register_to_config(information_curve=self.information.to_config())
         # Store the resolved choices, so that a saved config reloads to the same sampler.
-        self.register_to_config(noise_family=noise_family, timestep_spacing=timestep_spacing)
+        self.register_to_config(noise_family=noise_family, timestep_spacing=timestep_spacing, step_spacing=step_spacing)
         self.interface = ModelInterface.from_config(self.config)
         self.register_to_config(
             preconditioning=self.interface.preconditioning,
@@ -252,7 +257,8 @@ class S2NGeneralizedScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixi
         Builds the rungs and the model timesteps for inference (diffusers' `retrieve_timesteps` contract).
 
         Args:
-            num_inference_steps (`int`, *optional*): number of model calls, spaced by `timestep_spacing`.
+            num_inference_steps (`int`, *optional*): number of model calls, spaced by `step_spacing` or else
+                `timestep_spacing`.
             device (`str` or `torch.device`, *optional*): where `timesteps` live.
             timesteps (`List[float]`, *optional*): explicit rungs as model timesteps (a discrete table's τ,
                 fractional allowed; EDM's c_noise; flow matching's t · num_train_timesteps).
@@ -260,7 +266,7 @@ class S2NGeneralizedScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixi
                 table, EDM's σ, flow matching's unshifted t, shifted here as FlowMatchEulerDiscreteScheduler does).
             mu (`float`, *optional*): flow matching's dynamic shift (`use_dynamic_shifting`), as FLUX passes it.
         """
-        spacing, family = self.config.timestep_spacing, self.config.noise_family
+        spacing, family = self.config.step_spacing or self.config.timestep_spacing, self.config.noise_family
         if timesteps is not None or sigmas is not None or mu is not None or spacing in ("leading", "trailing") or (
             spacing == "linspace" and family in ("discrete", "flow")
         ):

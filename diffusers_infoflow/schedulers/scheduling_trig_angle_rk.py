@@ -49,7 +49,7 @@ from ._common import ModelInterfaceMixin, StepIndexMixin, check_model_output
 __all__ = [
     "FINAL_STEPS",
     "SOLVERS",
-    "TIMESTEP_SPACINGS",
+    "STEP_SPACINGS",
     "TrigAngleRKScheduler",
     "TrigAngleRKSchedulerOutput",
     "angle_from_logsnr",
@@ -58,13 +58,13 @@ __all__ = [
 ]
 
 Solver = Literal["euler", "rk2", "rk4", "ddim", "multistep"]
-TimestepSpacing = Literal["angle", "logsnr", "karras", "linspace", "information"]
+StepSpacing = Literal["angle", "logsnr", "karras", "linspace", "information"]
 PredictionType = Literal["epsilon", "sample", "v_prediction", "joint", "flow_prediction"]
 FinalStep = Literal["x0", "extrapolate", "solver"]
 LadderEnd = Literal["clean", "trailing"]
 
 SOLVERS = ("euler", "rk2", "rk4", "ddim", "multistep")
-TIMESTEP_SPACINGS = ("angle", "logsnr", "karras", "linspace", "information")
+STEP_SPACINGS = ("angle", "logsnr", "karras", "linspace", "information")
 FINAL_STEPS = ("x0", "extrapolate", "solver")
 LADDER_ENDS = ("clean", "trailing")
 SOLVER_ORDERS = (1, 2, 3)
@@ -72,7 +72,7 @@ SOLVER_ORDERS = (1, 2, 3)
 # within this ratio of each other: far extrapolation of the polynomial (a long step after short ones, e.g.
 # angle's last step into the clean end) or a node at λ = −∞ (start_angle = π/2) would ruin the step.
 MAX_STEP_RATIO = 2.0
-# `timestep_spacing=None` picks the solver's measured best (benchmarks/README.md).
+# `step_spacing=None` picks the solver's measured best (benchmarks/README.md).
 DEFAULT_SPACINGS = {"euler": "angle", "ddim": "angle", "rk2": "logsnr", "rk4": "logsnr", "multistep": "logsnr"}
 
 # Explicit Runge–Kutta tableaux (Hairer et al. 1993): c = stage nodes as fractions of the step, A = the
@@ -174,16 +174,16 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         solver (`str`, defaults to `"rk4"`): `euler` (eq. 13), `rk2` (Heun), `rk4` (classic), `ddim`
             (the exact rotation x_s = cos η_s·x̂0 + sin η_s·ε̂) or `multistep` (exponential integrator of order
             `solver_order`, one model call per step).
-        timestep_spacing (`str`, *optional*): the rungs, always from the model's noisiest level: `angle` (uniform
-            in η), `logsnr` (uniform in λ), `karras` (σ̃ = tan η Karras-spaced with exponent `rho`), `linspace`
-            (uniform in the model's own time, as diffusers' `linspace`; with `ladder_end="trailing"` diffusers'
-            `trailing`) or `information` (placed by the model's measured mmse curve, `information_curve`). `None`
-            (default) = the solver's measured best: `logsnr` for `multistep`, `rk2`, `rk4`; `angle` for `euler`,
-            `ddim`, and for every solver from `start_angle = π/2`. A config of another class brings its own ladder
-            (DDIM's `leading`, which starts below the noisiest level); `from_config` replaces it by this default.
+        step_spacing (`str`, *optional*): the rungs, always from the model's noisiest level: `angle` (uniform in
+            η), `logsnr` (uniform in λ), `karras` (σ̃ = tan η Karras-spaced with exponent `rho`), `linspace` (uniform
+            in the model's own time, as diffusers' `timestep_spacing="linspace"`; with `ladder_end="trailing"`,
+            diffusers' `trailing`) or `information` (placed by the model's measured mmse curve, `information_curve`).
+            `None` (default) = the solver's measured best: `logsnr` for `multistep`, `rk2`, `rk4`; `angle` for
+            `euler`, `ddim`, and for every solver from `start_angle = π/2`. A source config's `timestep_spacing` (DDIM's
+            `leading` starts below the noisiest level) is not read.
         rho (`float`, defaults to 7.0): the Karras exponent of the `karras` spacing (read from an EDM config).
         information_curve (`dict`, *optional*): the model's mmse curve `{"logsnr": [...], "mmse": [...]}` from
-            :func:`~diffusers_infoflow.step_placement.calibrate_information_curve`, for `timestep_spacing="information"`.
+            :func:`~diffusers_infoflow.step_placement.calibrate_information_curve`, for `step_spacing="information"`.
         information_measure (`str`, defaults to `"mmse_decrease"`): the weight whose integral the `information`
             rungs split equally, `mmse_decrease` (−d mmse/dλ) or `information` (dI/dλ).
         information_power (`float`, defaults to 0.5): the power p of that weight (0 = uniform in λ). The defaults
@@ -214,7 +214,6 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
     """
 
     _compatibles = [e.name for e in KarrasDiffusionSchedulers]
-    keeps_source_ladder = False  # its rungs always start at the noisiest level: another class's ladder is replaced
     order = 1  # replaced per instance by the solver's number of stages
 
     @register_to_config
@@ -241,7 +240,7 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         time_shift_type: Literal["exponential", "linear"] = "exponential",
         prediction_type: Optional[PredictionType] = None,
         solver: Solver = "rk4",
-        timestep_spacing: Optional[TimestepSpacing] = None,
+        step_spacing: Optional[StepSpacing] = None,
         rho: float = 7.0,
         information_curve: Optional[Dict[str, List[float]]] = None,
         information_measure: InformationMeasure = "mmse_decrease",
@@ -259,8 +258,8 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
             raise ValueError(f"noise_family must be one of ('discrete', 'edm', 'flow'), got {noise_family!r}.")
         if solver not in SOLVERS:
             raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}.")
-        if timestep_spacing is not None and timestep_spacing not in TIMESTEP_SPACINGS:
-            raise ValueError(f"timestep_spacing must be one of {TIMESTEP_SPACINGS} or None (the solver's default), got {timestep_spacing!r}.")
+        if step_spacing is not None and step_spacing not in STEP_SPACINGS:
+            raise ValueError(f"step_spacing must be one of {STEP_SPACINGS} or None (the solver's default), got {step_spacing!r}.")
         if final_step not in FINAL_STEPS:
             raise ValueError(f"final_step must be one of {FINAL_STEPS}, got {final_step!r}.")
         if ladder_end not in LADDER_ENDS:
@@ -275,7 +274,7 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
             raise ValueError(f"rho must be > 0, got {rho!r}.")
         if not clip_sample_range > 0:
             raise ValueError(f"clip_sample_range must be > 0, got {clip_sample_range!r}.")
-        self.information = information_placement("timestep_spacing", timestep_spacing, information_curve, information_measure, information_power)
+        self.information = information_placement(step_spacing, information_curve, information_measure, information_power)
         if self.information is not None:  # stored as used: JSON lists, the running minimum applied
             self.register_to_config(information_curve=self.information.to_config())
         self.interface = ModelInterface.from_config(self.config)
@@ -286,11 +285,11 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         if start_angle is not None:
             if not 0.0 < float(start_angle) <= math.pi / 2:
                 raise ValueError(f"start_angle must lie in (0, π/2] radians, got {start_angle!r}.")
-            if timestep_spacing not in (None, "angle") and float(start_angle) >= math.pi / 2:
-                raise ValueError(f"timestep_spacing={timestep_spacing!r} needs start_angle < π/2 (λ is -inf at π/2); use 'angle'.")
-            if timestep_spacing == "linspace" and float(start_angle) > self.train_angle_range[1] * (1 + 1e-9):
+            if step_spacing not in (None, "angle") and float(start_angle) >= math.pi / 2:
+                raise ValueError(f"step_spacing={step_spacing!r} needs start_angle < π/2 (λ is -inf at π/2); use 'angle'.")
+            if step_spacing == "linspace" and float(start_angle) > self.train_angle_range[1] * (1 + 1e-9):
                 raise ValueError(
-                    f"timestep_spacing='linspace' needs start_angle within the training table (<= {self.train_angle_range[1]:.6g}), "
+                    f"step_spacing='linspace' needs start_angle within the training table (<= {self.train_angle_range[1]:.6g}), "
                     f"got {start_angle!r}."
                 )
         if not math.isfinite(self.init_noise_sigma):
@@ -338,11 +337,11 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         return self.train_angle_range[1] if self.config.start_angle is None else float(self.config.start_angle)
 
     @property
-    def timestep_spacing(self) -> str:
-        """The spacing in use: `config.timestep_spacing`, or when that is `None` the solver's default
+    def step_spacing(self) -> str:
+        """The spacing in use: `config.step_spacing`, or when that is `None` the solver's default
         (`angle` from `start_angle = π/2`, where λ = −∞)."""
-        if self.config.timestep_spacing is not None:
-            return self.config.timestep_spacing
+        if self.config.step_spacing is not None:
+            return self.config.step_spacing
         return "angle" if self.start_angle >= math.pi / 2 else DEFAULT_SPACINGS[self.config.solver]
 
     def _ends_with_x0(self) -> bool:
@@ -375,7 +374,7 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         return float(logsnr_from_angle(self._stage_query_angle[index]))
 
     def angle_grid(self, num_inference_steps: int) -> torch.Tensor:
-        """The N + 1 angles η_0 = start > ... > η_N = 0 of `timestep_spacing` (float64)."""
+        """The N + 1 angles η_0 = start > ... > η_N = 0 of `step_spacing` (float64)."""
         if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be a positive integer, got {num_inference_steps!r}.")
         if self.config.ladder_end == "trailing":  # the N rungs start N intervals of the spacing; the clean end is not called
@@ -385,7 +384,7 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
 
     def _spaced_angles(self, num_inference_steps: int) -> torch.Tensor:
         n, start = num_inference_steps, self.start_angle
-        spacing = self.timestep_spacing
+        spacing = self.step_spacing
         clean = self.train_angle_range[0]
         if spacing == "angle":
             if self.config.final_step == "solver":  # the paper's grid η_k = η_start·(1 − k/N)
@@ -395,7 +394,7 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         if n == 1 and self.config.final_step != "solver":  # the single step is the x̂0 call at the start
             return torch.tensor([start, 0.0], dtype=torch.float64)
         if n < 2:
-            raise ValueError(f"timestep_spacing={spacing!r} with final_step='solver' needs num_inference_steps >= 2 (its last step is the jump to η = 0).")
+            raise ValueError(f"step_spacing={spacing!r} with final_step='solver' needs num_inference_steps >= 2 (its last step is the jump to η = 0).")
         if spacing == "linspace":  # diffusers' linspace/trailing: linear in the model's own time (τ, σ, t)
             lo, hi = self.interface.logsnr_range
             ends = self.interface.times(torch.stack([logsnr_from_angle(torch.tensor(start, dtype=torch.float64)).clamp(lo, hi), torch.tensor(hi, dtype=torch.float64)]))
@@ -451,7 +450,7 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
             device (`str` or `torch.device`, *optional*): where `timesteps` live.
             timesteps, sigmas (`List[float]`, *optional*): a pipeline's own rungs (model timesteps, or the family's
                 σ as in :meth:`~diffusers_infoflow.model_interface.ModelInterface.native_logsnrs`); they replace
-                `timestep_spacing`, and the grid ends with the jump to η = 0 after them.
+                `step_spacing`, and the grid ends with the jump to η = 0 after them.
             mu (`float`, *optional*): flow matching's dynamic shift (FLUX); with it, the rungs are the model's
                 native ladder (`sigmas`, or FlowMatchEulerDiscreteScheduler's default).
         """
