@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from .images import to_model_range
+
 
 BUILTIN_DATASETS = ("triangles", "digits")
 RESIZE_MODES = ("resize", "pad")
@@ -62,32 +64,6 @@ class TransformedHFDataset(Dataset):
 
 
 # ----------------------------------------------------------------------------------------------- arrays
-
-
-def to_unit_range(array: np.ndarray) -> torch.Tensor:
-    """uint8 ``[0, 255]`` or float ``[0, 1]`` images to float32 ``[-1, 1]`` (floats outside ``[0, 1]`` are refused)."""
-    if array.dtype == np.uint8:
-        x = torch.from_numpy(array.astype(np.float32) / 255.0)
-    elif np.issubdtype(array.dtype, np.floating):
-        lo, hi = float(array.min()), float(array.max())
-        if lo < 0.0 or hi > 1.0:
-            raise ValueError(f"float images must lie in [0, 1]; these span [{lo:.4g}, {hi:.4g}].")
-        x = torch.from_numpy(array.astype(np.float32))
-    else:
-        raise ValueError(f"images must be uint8 or float arrays, got dtype {array.dtype}.")
-    return x * 2.0 - 1.0
-
-
-def to_nchw(array: np.ndarray) -> np.ndarray:
-    """``(N, H, W)``, ``(N, H, W, C)`` or ``(N, C, H, W)`` (C in 1, 3, 4) to ``(N, C, H, W)``."""
-    if array.ndim == 3:
-        return array[:, None]
-    if array.ndim == 4:
-        if array.shape[-1] in (1, 3, 4) and array.shape[1] not in (1, 3, 4):
-            return np.transpose(array, (0, 3, 1, 2))
-        if array.shape[1] in (1, 3, 4):
-            return array
-    raise ValueError(f"cannot read images of shape {array.shape}; expected (N, H, W), (N, H, W, C) or (N, C, H, W).")
 
 
 def fit_resolution(images: torch.Tensor, resolution: int, mode: str = "resize") -> torch.Tensor:
@@ -201,7 +177,7 @@ def _pil_transform(resolution: int, mode: str, num_channels: int) -> Callable[[o
 
     def transform(image) -> torch.Tensor:
         array = np.asarray(image.convert(pil_mode), dtype=np.uint8)
-        return fit_resolution(to_unit_range(to_nchw(array[None])), resolution, mode)[0]
+        return fit_resolution(to_model_range(array[None]), resolution, mode)[0]
 
     return transform
 
@@ -261,7 +237,7 @@ def load_training_dataset(
             array = load_npz_images(source, image_column)
         if max_train_samples is not None:
             array = array[:max_train_samples]
-        images = fit_resolution(to_unit_range(to_nchw(np.asarray(array))), resolution, resize_mode)
+        images = fit_resolution(to_model_range(np.asarray(array)), resolution, resize_mode)
         return ImageTensorDataset(images)
 
     import datasets
@@ -290,29 +266,11 @@ def dataset_num_channels(dataset: Dataset) -> int:
     return int(dataset.num_channels)
 
 
-def make_grid(images: torch.Tensor, nrow: Optional[int] = None) -> np.ndarray:
-    """``(N, C, H, W)`` images in ``[-1, 1]`` to one uint8 ``(rows·H, nrow·W[, C])`` grid with 2-pixel gaps.
-
-    Not ``diffusers.utils.make_image_grid``: that one needs ``rows·cols == N`` PIL images and butts tiles
-    together, while sample grids here take any N (the last row part-filled) and keep 28-px digits apart."""
-    n, c, h, w = images.shape
-    nrow = nrow or int(np.ceil(np.sqrt(n)))
-    rows = int(np.ceil(n / nrow))
-    pad = 2
-    grid = np.zeros((c, rows * (h + pad) + pad, nrow * (w + pad) + pad), dtype=np.uint8)
-    pixels = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
-    for k in range(n):
-        r, col = divmod(k, nrow)
-        grid[:, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + col * (w + pad) : pad + col * (w + pad) + w] = pixels[k]
-    return grid[0] if c == 1 else np.transpose(grid, (1, 2, 0))
-
-
 __all__: Sequence[str] = (
     "BUILTIN_DATASETS",
     "ImageTensorDataset",
     "fit_resolution",
     "load_training_dataset",
     "make_digits",
-    "make_grid",
     "make_triangles",
 )

@@ -57,7 +57,7 @@ def render_sample_grid(output_dir: str, num_samples: int, num_inference_steps: i
     from diffusers import DiffusionPipeline
     from PIL import Image
 
-    from .data import make_grid
+    from .images import make_grid
 
     if num_samples < 1:
         return None

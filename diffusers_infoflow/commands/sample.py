@@ -31,7 +31,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from ..data import make_grid
+    from ..images import make_grid
     from ..sampling import budget_note, generate, training_levels
 
     if args.model_calls < 1 or args.num_images < 1:

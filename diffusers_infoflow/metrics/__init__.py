@@ -11,7 +11,7 @@ from .curves import (
     plot_forward_process_curves,
     schedules_from_names,
 )
-from .data import load_image_set, load_mnist, locate_mnist, to_unit_images
+from .data import load_image_set, load_mnist, locate_mnist
 from .features import (
     MnistClassifier,
     inception_feature_extractor,
@@ -63,5 +63,4 @@ __all__ = [
     "process_shard",
     "restoration_metrics",
     "schedules_from_names",
-    "to_unit_images",
 ]

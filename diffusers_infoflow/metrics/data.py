@@ -13,8 +13,10 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
+from ..images import to_unit_images
 
-__all__ = ["IMAGE_SUFFIXES", "MNIST_ENV_VAR", "load_image_set", "load_mnist", "locate_mnist", "to_unit_images"]
+
+__all__ = ["IMAGE_SUFFIXES", "MNIST_ENV_VAR", "load_image_set", "load_mnist", "locate_mnist"]
 
 MNIST_ENV_VAR = "INFOFLOW_MNIST"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -50,38 +52,6 @@ def load_mnist(split: str = "test", limit: Optional[int] = None, path: Optional[
             raise ValueError(f"{path or 'MNIST archive'} has no array {key!r} (found {sorted(archive.files)}).")
         pixels = archive[key][:limit]
     return to_unit_images(pixels)
-
-
-def to_unit_images(array: Union[np.ndarray, torch.Tensor], value_range: Optional[Sequence[float]] = None) -> torch.Tensor:
-    """Images as float32 ``(N, C, H, W)`` in [0, 1].
-
-    Accepts ``(N, H, W)``, ``(N, C, H, W)`` or channels-last ``(N, H, W, C)`` with C in {1, 3}. uint8 is divided by
-    255; float arrays are mapped from ``value_range`` (default ``(0, 1)``; ``(-1, 1)`` for diffusers model space).
-    Values outside the range are an error.
-    """
-    tensor = torch.from_numpy(np.asarray(array)) if not isinstance(array, torch.Tensor) else array.detach().cpu()
-    if tensor.ndim == 3:
-        tensor = tensor.unsqueeze(1)
-    elif tensor.ndim == 4 and tensor.shape[1] not in (1, 3) and tensor.shape[-1] in (1, 3):
-        tensor = tensor.permute(0, 3, 1, 2)
-    if tensor.ndim != 4 or tensor.shape[1] not in (1, 3):
-        raise ValueError(f"images must be (N, H, W), (N, C, H, W) or (N, H, W, C) with C in {{1, 3}}, got {tuple(tensor.shape)}.")
-    if tensor.dtype == torch.uint8:
-        if value_range is not None:
-            raise ValueError("`value_range` applies to float images; uint8 images are always read as [0, 255].")
-        return tensor.float() / 255.0
-    if not tensor.is_floating_point():
-        raise ValueError(f"images must be uint8 or floating point, got {tensor.dtype}.")
-    lo, hi = (0.0, 1.0) if value_range is None else (float(v) for v in value_range)
-    tensor = tensor.float()
-    if not torch.isfinite(tensor).all():
-        raise ValueError("images contain NaN or infinite values.")
-    if tensor.numel() and (tensor.min() < lo or tensor.max() > hi):
-        raise ValueError(
-            f"float images must lie in [{lo}, {hi}], got [{tensor.min().item():.4g}, {tensor.max().item():.4g}]; "
-            "give the right value range (e.g. --input-range -1 1)."
-        )
-    return (tensor - lo) / (hi - lo)
 
 
 def load_image_set(path: PathLike, key: Optional[str] = None, value_range: Optional[Sequence[float]] = None) -> torch.Tensor:

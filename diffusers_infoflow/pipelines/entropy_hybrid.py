@@ -36,6 +36,7 @@ from diffusers.utils import logging
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..entropy import as_discrete_schedule, match_timestep
+from ..images import images_to_output
 from ..schedulers import EntropyHybridScheduler
 from ..schedules import family_params
 
@@ -135,17 +136,6 @@ def entropy_matched_segments(
 
 def _same_table(x, y) -> bool:
     return x.num_train_timesteps == y.num_train_timesteps and torch.allclose(x.alphas_cumprod, y.alphas_cumprod, rtol=1e-10, atol=0)
-
-
-def images_to_output(image: torch.Tensor, output_type: str, clamp: bool = True):
-    """``[-1, 1]`` model-space samples → ``pt`` (NCHW) / ``np`` (NHWC) in ``[0, 1]`` / PIL (always clamped)."""
-    image = image / 2 + 0.5
-    if clamp or output_type == "pil":
-        image = image.clamp(0, 1)
-    if output_type == "pt":
-        return image
-    array = image.detach().cpu().permute(0, 2, 3, 1).float().numpy()
-    return DiffusionPipeline.numpy_to_pil(array) if output_type == "pil" else array
 
 
 def check_output_type(output_type: str) -> None:

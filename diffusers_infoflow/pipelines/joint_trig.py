@@ -21,6 +21,7 @@ import torch
 from diffusers import DiffusionPipeline, ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from ..images import images_to_output
 from ..models.joint_unet import split_joint_prediction
 from ..sampling import step_kwargs
 
@@ -102,13 +103,7 @@ class JointTrigPipeline(DiffusionPipeline):
                 eps, x0 = split_joint_prediction(prediction)
                 prediction = eps if head == "epsilon" else x0
             image = self.scheduler.step(prediction, t, image, **extra).prev_sample
-        image = (image / 2 + 0.5).clamp(0, 1)
-        if output_type == "pt":
-            result = image
-        else:
-            result = image.cpu().permute(0, 2, 3, 1).float().numpy()
-            if output_type == "pil":
-                result = self.numpy_to_pil(result)
+        result = images_to_output(image, output_type)
         self.maybe_free_model_hooks()
         if not return_dict:
             return (result,)

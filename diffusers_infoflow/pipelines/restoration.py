@@ -34,10 +34,11 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..entropy import ScheduleLike, as_discrete_schedule
+from ..images import images_to_output, to_model_range
 from ..metrics.restoration import restoration_metrics
 from ..schedulers import EntropyHybridScheduler
 from ..schedules import DiscreteSchedule
-from .entropy_hybrid import as_entropy_hybrid_scheduler, check_output_type, check_unet_channels, images_to_output
+from .entropy_hybrid import as_entropy_hybrid_scheduler, check_output_type, check_unet_channels
 
 
 __all__ = ["RestorationPipeline", "RestorationPipelineOutput"]
@@ -103,20 +104,10 @@ class RestorationPipeline(DiffusionPipeline):
             if images.ndim == 3:
                 images = images[..., None]
         if isinstance(images, np.ndarray):
-            array = images
-            if array.dtype == np.uint8:
-                array = array.astype(np.float32) / 255.0
-            elif not np.issubdtype(array.dtype, np.floating):
-                raise ValueError(f"np images must be float in [0, 1] or uint8, got dtype {array.dtype}.")
-            if array.ndim == 3:
-                array = array[None]
-            if array.ndim != 4:
+            if images.ndim not in (3, 4):
                 raise ValueError(f"np images must be NHWC or HWC, got shape {images.shape}.")
-            if not np.isfinite(array).all():
-                raise ValueError("images contain NaN or infinite values.")
-            if array.min() < 0 or array.max() > 1:
-                raise ValueError(f"float np images must lie in [0, 1], got [{array.min():.4g}, {array.max():.4g}].")
-            x0 = torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2) * 2 - 1
+            nhwc = images[None] if images.ndim == 3 else images
+            x0 = to_model_range(np.ascontiguousarray(np.transpose(nhwc, (0, 3, 1, 2))))
         elif isinstance(images, torch.Tensor):
             x0 = images.detach()
             if x0.ndim == 3:

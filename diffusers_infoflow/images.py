@@ -1,0 +1,93 @@
+"""The one image path of the package: image arrays of any common layout and range into ``[0, 1]`` or the models'
+``[-1, 1]``, and model samples out to ``pt``/``np``/PIL outputs and sample grids."""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from diffusers.utils import numpy_to_pil
+
+
+__all__ = ["CHANNELS", "images_to_output", "make_grid", "to_model_range", "to_unit_images"]
+
+CHANNELS = (1, 3, 4)  # grayscale, RGB, RGBA
+
+
+def to_unit_images(array: Union[np.ndarray, torch.Tensor], value_range: Optional[Sequence[float]] = None) -> torch.Tensor:
+    """Images as float32 ``(N, C, H, W)`` in ``[0, 1]``.
+
+    Args:
+        array: ``(N, H, W)``, ``(N, C, H, W)`` or channels-last ``(N, H, W, C)``, C in :data:`CHANNELS`; uint8 or float.
+        value_range: the range of float images (default ``(0, 1)``; ``(-1, 1)`` for diffusers' model space). uint8
+            images are always read as ``[0, 255]``.
+
+    Returns:
+        The images, mapped linearly from their range to ``[0, 1]``.
+
+    Raises:
+        ValueError: for another layout or dtype, non-finite values, or floats outside `value_range` (never clipped).
+    """
+    tensor = torch.from_numpy(np.asarray(array)) if not isinstance(array, torch.Tensor) else array.detach().cpu()
+    if tensor.ndim == 3:
+        tensor = tensor.unsqueeze(1)
+    elif tensor.ndim == 4 and tensor.shape[1] not in CHANNELS and tensor.shape[-1] in CHANNELS:
+        tensor = tensor.permute(0, 3, 1, 2)
+    if tensor.ndim != 4 or tensor.shape[1] not in CHANNELS:
+        raise ValueError(f"images must be (N, H, W), (N, C, H, W) or (N, H, W, C) with C in {CHANNELS}, got {tuple(tensor.shape)}.")
+    if tensor.dtype == torch.uint8:
+        if value_range is not None:
+            raise ValueError("`value_range` applies to float images; uint8 images are always read as [0, 255].")
+        return tensor.float() / 255.0
+    if not tensor.is_floating_point():
+        raise ValueError(f"images must be uint8 or floating point, got {tensor.dtype}.")
+    lo, hi = (0.0, 1.0) if value_range is None else (float(v) for v in value_range)
+    tensor = tensor.float()
+    if not torch.isfinite(tensor).all():
+        raise ValueError("images contain NaN or infinite values.")
+    if tensor.numel() and (tensor.min() < lo or tensor.max() > hi):
+        raise ValueError(
+            f"float images must lie in [{lo:g}, {hi:g}], got [{tensor.min().item():.4g}, {tensor.max().item():.4g}]; "
+            "give their value range (`value_range`, `--input-range` in `infoflow evaluate`)."
+        )
+    return (tensor - lo) / (hi - lo)
+
+
+def to_model_range(array: Union[np.ndarray, torch.Tensor], value_range: Optional[Sequence[float]] = None) -> torch.Tensor:
+    """:func:`to_unit_images` mapped to the models' ``[-1, 1]``."""
+    return to_unit_images(array, value_range) * 2.0 - 1.0
+
+
+def images_to_output(image: torch.Tensor, output_type: str, clamp: bool = True) -> Union[torch.Tensor, np.ndarray, List]:
+    """Model-space samples ``(N, C, H, W)`` in ``[-1, 1]`` to a pipeline's output.
+
+    Args:
+        image: the samples.
+        output_type: ``pt`` (NCHW tensor in ``[0, 1]``), ``np`` (NHWC float array in ``[0, 1]``) or ``pil``.
+        clamp: clamp to ``[0, 1]`` (PIL always is); ``False`` keeps e.g. a noisy image's excursions for metrics.
+    """
+    image = image / 2 + 0.5
+    if clamp or output_type == "pil":
+        image = image.clamp(0, 1)
+    if output_type == "pt":
+        return image
+    array = image.detach().cpu().permute(0, 2, 3, 1).float().numpy()
+    return numpy_to_pil(array) if output_type == "pil" else array
+
+
+def make_grid(images: torch.Tensor, nrow: Optional[int] = None) -> np.ndarray:
+    """``(N, C, H, W)`` images in ``[-1, 1]`` to one uint8 ``(rows·H, nrow·W[, C])`` grid with 2-pixel gaps.
+
+    Not ``diffusers.utils.make_image_grid``: that one needs ``rows·cols == N`` PIL images and butts tiles
+    together, while sample grids here take any N (the last row part-filled) and keep 28-px digits apart."""
+    n, c, h, w = images.shape
+    nrow = nrow or int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / nrow))
+    pad = 2
+    grid = np.zeros((c, rows * (h + pad) + pad, nrow * (w + pad) + pad), dtype=np.uint8)
+    pixels = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+    for k in range(n):
+        r, col = divmod(k, nrow)
+        grid[:, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + col * (w + pad) : pad + col * (w + pad) + w] = pixels[k]
+    return grid[0] if c == 1 else np.transpose(grid, (1, 2, 0))
