@@ -27,15 +27,9 @@ __version__ = "0.1.0"
 
 
 def _register_pipelines_with_diffusers() -> None:
-    """Makes our pipeline classes attributes of the ``diffusers`` module.
-
-    A saved pipeline's ``model_index.json`` names its class only by ``_class_name`` (e.g. ``"JointTrigPipeline"``),
-    and ``DiffusionPipeline.from_pretrained`` looks that name up on ``diffusers`` itself; its components, in
-    contrast, are found through their module paths (``["diffusers_infoflow.models.joint_unet", ...]``). So once
-    this package is imported, ``DiffusionPipeline.from_pretrained(folder)`` loads a folder written by
-    ``JointTrigPipeline.save_pretrained`` (or ``scripts/train.py --prediction_type joint``) without
-    ``custom_pipeline``/``trust_remote_code``. Names diffusers already has are never replaced.
-    """
+    """Makes our pipeline classes attributes of ``diffusers`` (names diffusers has are never replaced), because a saved
+    ``model_index.json`` names its pipeline class by bare name and ``DiffusionPipeline.from_pretrained`` looks that
+    name up on ``diffusers``: so a folder saved by one of our pipelines loads like any diffusers pipeline."""
     import diffusers
     from diffusers import DiffusionPipeline
 

@@ -1,18 +1,9 @@
-"""Community-pipeline entry point for ``DiffusionPipeline.from_pretrained(..., custom_pipeline=<this folder>)``.
+"""Community pipeline: ``DiffusionPipeline.from_pretrained(folder, custom_pipeline="pipelines/entropy_hybrid", trust_remote_code=True)``.
 
-diffusers loads this file and takes the one ``DiffusionPipeline`` subclass in it; the implementation lives in
-the installed package (``diffusers_infoflow.pipelines.entropy_hybrid``), so import nothing else pipeline-like here.
+The class is :class:`diffusers_infoflow.pipelines.EntropyHybridPipeline` of the installed package.
 """
 
-from diffusers import DiffusionPipeline
-
-from diffusers_infoflow.pipelines.entropy_hybrid import EntropyHybridPipeline
+from diffusers_infoflow.pipelines import EntropyHybridPipeline, community_pipeline
 
 
-# diffusers runs every local community pipeline file as the same module (``diffusers_modules.local.pipeline``),
-# re-executed in place, so a pipeline class loaded earlier in this process would still be in this namespace and
-# diffusers, which wants exactly one, would refuse to load. Drop any such leftover.
-for _name in [k for k, v in globals().items() if isinstance(v, type) and issubclass(v, DiffusionPipeline) and v not in (DiffusionPipeline, EntropyHybridPipeline)]:
-    del globals()[_name]
-
-__all__ = ["EntropyHybridPipeline"]
+community_pipeline(globals(), EntropyHybridPipeline)
