@@ -205,7 +205,7 @@ def write(results: Dict[str, dict], budgets: List[int], seconds: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", type=int, nargs="+", default=[10, 20])
+    parser.add_argument("--model-calls", "--calls", dest="calls", type=int, nargs="+", default=[10, 20])
     parser.add_argument("--num-samples", type=int, default=64)
     args = parser.parse_args()
     torch.set_num_threads(1)

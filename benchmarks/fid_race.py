@@ -10,7 +10,7 @@ Every candidate draws the same noise per batch (``sampling.sample_batches``), ev
 (``len(timesteps)``), and the scores are FID / KID / confident fraction with the shipped MNIST feature network
 against MNIST test images whose features are computed once; the floor is MNIST train at the same N.
 
-    python benchmarks/fid_race.py [--model DIR] [--calls 5 10 20] [--num-samples 500]
+    python benchmarks/fid_race.py [--model DIR] [--model-calls 5 10 20] [--num-samples 500]
     ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 benchmarks/fid_race.py
 
 Writes ``benchmarks/results/fid_race.{json,md}``.
@@ -120,7 +120,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(DEFAULT_MODEL))
     parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))  # quote names with spaces
-    parser.add_argument("--calls", type=int, nargs="+", default=[5, 10, 20])
+    parser.add_argument("--model-calls", "--calls", dest="calls", type=int, nargs="+", default=[5, 10, 20])
     parser.add_argument("--num-samples", type=int, default=500)
     parser.add_argument("--num-reference", type=int, default=10000)
     parser.add_argument("--batch-size", type=int, default=250)

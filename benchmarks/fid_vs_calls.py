@@ -9,7 +9,7 @@ test set, whose features are computed once. Because FID is biased upwards at sma
 ``benchmarks/results/fid_vs_calls.{json,md,png}``. Runs under ``accelerate launch`` too (samples split between
 processes, one score).
 
-    python benchmarks/fid_vs_calls.py [--model DIR] [--num-samples 500] [--calls 5 10 20 50]
+    python benchmarks/fid_vs_calls.py [--model DIR] [--num-samples 500] [--model-calls 5 10 20 50]
     ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 benchmarks/fid_vs_calls.py
 """
 
@@ -34,7 +34,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(DEFAULT_MODEL))
     parser.add_argument("--schedulers", nargs="+", default=[s for s in SCHEDULERS if s != "ddpm"])
-    parser.add_argument("--calls", type=int, nargs="+", default=[5, 10, 20, 50])
+    parser.add_argument("--model-calls", "--calls", dest="calls", type=int, nargs="+", default=[5, 10, 20, 50])
     parser.add_argument("--num-samples", type=int, default=500)
     parser.add_argument("--num-reference", type=int, default=10000)
     parser.add_argument("--batch-size", type=int, default=250)

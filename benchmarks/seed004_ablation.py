@@ -16,7 +16,7 @@ calls used), scored by FID with the shipped MNIST classifier against the 10,000 
 of real train images at the same N.
 
     bash benchmarks/train_seed_models.sh linear-eps-1000 trig-eps-1000 linear-joint-1000 trig-joint-1000
-    python benchmarks/seed004_ablation.py [--calls 10 20 50] [--num-samples 500]
+    python benchmarks/seed004_ablation.py [--model-calls 10 20 50] [--num-samples 500]
 
 Writes ``benchmarks/results/seed004_ablation.{json,md}``.
 """
@@ -55,7 +55,7 @@ def model_name(row) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models-dir", default="runs/seed-models")
-    parser.add_argument("--calls", type=int, nargs="+", default=[10, 20, 50])
+    parser.add_argument("--model-calls", "--calls", dest="calls", type=int, nargs="+", default=[10, 20, 50])
     parser.add_argument("--num-samples", type=int, default=500)
     parser.add_argument("--batch-size", type=int, default=250)
     parser.add_argument("--seed", type=int, default=0)

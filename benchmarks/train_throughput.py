@@ -12,8 +12,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _train_script import parse_args
 
-from diffusers_infoflow.training import build_noise_scheduler, build_unet, parse_args, train
+from diffusers_infoflow.training import build_noise_scheduler, build_unet, train
 
 
 BATCH, SHORT, LONG = 32, 5, 25

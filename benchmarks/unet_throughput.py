@@ -16,8 +16,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _train_script import parse_args
 
-from diffusers_infoflow.training import build_noise_scheduler, build_unet, parse_args
+from diffusers_infoflow.training import build_noise_scheduler, build_unet
 
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -1,4 +1,4 @@
-"""Entropy of noisy images and entropy-matched timesteps between schedules (seed 000 §3, SPEC §2).
+"""Entropy of noisy images and entropy-matched timesteps between schedules (seed 000 §3).
 
 Steps here count forward steps as the paper does: ``t = 1..T`` (diffusers' model timestep is ``t − 1``).
 For a variance-preserving schedule ``H(x_t | x0) = (n/2)·ln(2πe·(1 − ᾱ_t))`` is strictly increasing in
@@ -67,7 +67,7 @@ def gaussian_entropy(
     t: Optional[Union[torch.Tensor, Sequence[float], float]] = None,
     **params: float,
 ) -> torch.Tensor:
-    """Differential entropy ``H(x_t | x0) = (n/2)·ln(2πe·σ_t²)`` in nats (SPEC §2, seed 000 eq. 5).
+    """Differential entropy ``H(x_t | x0) = (n/2)·ln(2πe·σ_t²)`` in nats (seed 000 eq. 5).
 
     Args:
         schedule: a schedule name (with ``num_train_timesteps``), an ``alphas_cumprod`` tensor, or any

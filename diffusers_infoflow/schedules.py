@@ -35,7 +35,7 @@ __all__ = [
     "gaussian_entropy_per_dim",
 ]
 
-# Cap on β for schedules whose last ᾱ would reach 0 (cosine, trig, jsd): SPEC §1 and iDDPM's 0.999.
+# Cap on β for schedules whose last ᾱ would reach 0 (cosine, trig, jsd): iDDPM's 0.999.
 MAX_BETA = 0.999
 
 # diffusers' own `beta_schedule` names that mean exactly one of ours (same formula, checked in the tests).
@@ -59,7 +59,7 @@ def _check_unit_interval(name: str, value: float) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# Discrete β tables (SPEC §1)
+# Discrete β tables (seed 000 Table 1, seed 003 §5.1, seed 004 §3.1)
 # --------------------------------------------------------------------------------------------------
 
 
@@ -154,7 +154,7 @@ def family_params(name: str, beta_start: float, beta_end: float, extra: Optional
 
 
 def get_betas(name: str, num_train_timesteps: int, **params: float) -> torch.Tensor:
-    """β_1..β_T of a named discrete schedule (SPEC §1), float64, shape ``(num_train_timesteps,)``.
+    """β_1..β_T of a named discrete schedule, float64, shape ``(num_train_timesteps,)``.
 
     Args:
         name: one of ``linear, quadratic, sigmoid, cosine, power, wave, trig, jsd`` or diffusers' aliases
@@ -227,7 +227,7 @@ class NoiseSchedule:
         return float(self.alpha(level)) * x0 + float(self.sigma(level)) * noise.to(device=x0.device, dtype=x0.dtype)
 
     def entropy(self, t: ArrayLike, dim: int) -> torch.Tensor:
-        """H(x_t | x0) = (n/2)·ln(2πe·σ_t²) in nats for data of ``dim`` = n coordinates (SPEC §2)."""
+        """H(x_t | x0) = (n/2)·ln(2πe·σ_t²) in nats for data of ``dim`` = n coordinates (seed 000 eq. 5)."""
         return dim * gaussian_entropy_per_dim(self.sigma(t))
 
     @property

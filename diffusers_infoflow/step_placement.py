@@ -1,6 +1,6 @@
 """Step placement from information: sampling rungs placed by a model's measured mmse curve.
 
-The I-MMSE relation (SPEC §4) gives the information a model's channel gains per unit of log-SNR,
+The I-MMSE relation (seed 001 Theorem 6) gives the information a model's channel gains per unit of log-SNR,
 ``dI/dλ = ½·e^λ·mmse(λ)``. A short calibration run measures ``mmse(λ)`` of a model on a data batch
 (:func:`calibrate_information_curve`); :class:`InformationCurve` stores it in a scheduler config (so it
 round-trips with ``save_pretrained``) and places N rungs at equal increments of ``∫ w(λ)^p dλ`` with

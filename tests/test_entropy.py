@@ -1,4 +1,4 @@
-"""Entropy per timestep and entropy matching (seed 000 §3, SPEC §2)."""
+"""Entropy per timestep and entropy matching (seed 000 §3)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""I-MMSE information curves and NLL (SPEC §4) against Gaussian closed forms; the Theorem 6 question."""
+"""I-MMSE information curves and NLL (seed 001 Theorem 6) against Gaussian closed forms; the Theorem 6 question."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Tests of S2NGeneralizedScheduler (seed 001 Corollary 1 and eq. 9; SPEC §3)."""
+"""Tests of S2NGeneralizedScheduler (seed 001 Corollary 1 and eq. 9)."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ class TestS2NEDMCommon(SchedulerChecks):
         return EDMPreconditionedModel(scheduler)
 
 
-# ------------------------------------------------------------------ exact special cases (SPEC §3)
+# ------------------------------------------------------------------ exact special cases (seed 001 Corollary 1)
 
 
 def _lockstep(ours, theirs, model, steps, seed=0, **theirs_step_kwargs):

@@ -1,4 +1,4 @@
-"""TrigAngleRKScheduler (seed 004 §3, SPEC §6): convergence order, accuracy per model call, API behaviour,
+"""TrigAngleRKScheduler (seed 004 §3): convergence order, accuracy per model call, API behaviour,
 the multistep exponential integrator and the x̂0 final step."""
 
 from __future__ import annotations

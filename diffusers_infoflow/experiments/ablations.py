@@ -3,7 +3,7 @@
 Our reading of the rows (seed 004 §5.1; the paper gives no code):
 
 * ``DDIM``: a DDPM ε model on the linear schedule, sampled with diffusers' DDIM (η = 0).
-* ``+β*``: the model is trained on the trig schedule ``ᾱ_t = cos²(t/T·π/2)`` (SPEC §1), still sampled by DDIM.
+* ``+β*``: the model is trained on the trig schedule ``ᾱ_t = cos²(t/T·π/2)`` (seed 004 §3.1), still sampled by DDIM.
 * ``+sin(·)``: the angle parameterisation as a *sampler*: the ODE dx/dη (eqs. 10–11) with Euler steps (eq. 13),
   the linear-schedule ε model queried at its entropy-matched timesteps.
 * ``+x̂0, ε̂``: a joint ``[ε, x0]`` model (eq. 12) with the DDIM update fed both heads (eq. 8's ε̂ replaced by

@@ -192,7 +192,7 @@ def _consistency_notes(rows: List[MatchedCase]) -> List[str]:
     notes.append(
         f"**Cosine offset.** Seed 000's text gives s = 0.08, but with s = 0.008 (the iDDPM value) {hits_small} of "
         f"{len(s_rows)} cosine cases outside Table 3 come out within one step of the paper, against {hits_text} with "
-        "s = 0.08; the project uses s = 0.008 (SPEC §1)."
+        "s = 0.08; the project uses s = 0.008, Nichol & Dhariwal's value."
     )
     off = [r for r in rows if r.verdict not in ("agrees", "agrees within one step") and r.case != "Table 3"]
     if off:
@@ -248,7 +248,7 @@ def run_analysis(
         "",
         f"Schedules at T = {num_train_timesteps}, images of shape {tuple(sample_shape)} (n = {n}). "
         "Entropy is the differential entropy of the noisy image given the clean one, "
-        "H(x_t | x0) = (n/2)·ln(2πe·(1 − ᾱ_t)) in nats (seed 000 eq. 5 with the cumulative ᾱ_t; SPEC §2). "
+        "H(x_t | x0) = (n/2)·ln(2πe·(1 − ᾱ_t)) in nats (seed 000 eq. 5 with the cumulative ᾱ_t). "
         f"Its limit as ᾱ → 0 is (n/2)·ln(2πe) = {limit:.1f} nats; the families end at: {final}.",
         "",
         "![entropy](entropy_curves.png)",

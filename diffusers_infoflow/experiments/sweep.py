@@ -1,4 +1,4 @@
-"""γ sweeps of the generalised S2N sampler (seed 001 §4, SPEC §3) on an exact denoiser, with JSON and a plot.
+"""γ sweeps of the generalised S2N sampler (seed 001 §4) on an exact denoiser, with JSON and a plot.
 
 Seed 001 tunes γ of Corollary 1 at a fixed number of function evaluations (NFE): deterministic (ρ = 0) on EDM
 checkpoints, stochastic (ρ = 1) over a (γ, δ) grid. Here the model is the Bayes-optimal

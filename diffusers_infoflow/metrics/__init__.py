@@ -1,5 +1,5 @@
 """Metrics of information flow (issue 5): histogram MI (seed 000 §4, Algorithm 1), restoration metrics, forward-process
-curves (seed 000 Figs 5–10), I-MMSE information curves and likelihoods (SPEC §4, Kong et al. 2023) and FID/KID/IS
+curves (seed 000 Figs 5–10), I-MMSE information curves and likelihoods (seed 001 Theorem 6; Kong et al. 2023) and FID/KID/IS
 with a pluggable (offline MNIST) feature network.
 
 Heavy optional dependencies (torchmetrics, matplotlib, PIL) are imported inside the functions that need them.

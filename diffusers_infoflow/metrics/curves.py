@@ -1,4 +1,4 @@
-"""Restoration metrics between ``x0`` and ``x_t`` along the forward process (seed 000 Figs 5–10; SPEC §5).
+"""Restoration metrics between ``x0`` and ``x_t`` along the forward process (seed 000 Figs 5–10).
 
 For each schedule (any :class:`~diffusers_infoflow.schedules.NoiseSchedule`, e.g. ``linear``/``cosine``/``quadratic``/
 ``sigmoid`` at T = 300, 500, 1000), ``x_t = α_t x0 + σ_t ε`` is drawn at a set of timesteps with one fixed noise

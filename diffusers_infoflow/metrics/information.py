@@ -1,4 +1,4 @@
-"""Information curves and likelihoods from a denoiser by the I-MMSE relation (SPEC §4; Kong et al., "Information-
+"""Information curves and likelihoods from a denoiser by the I-MMSE relation (seed 001 Theorem 6; Kong et al., "Information-
 Theoretic Diffusion", ICLR 2023).
 
 Channel: ``z_λ = sqrt(sigmoid(λ))·x + sqrt(sigmoid(−λ))·ε`` (the VP forward marginal at log-SNR λ). With
@@ -195,7 +195,7 @@ def denoise_fn_from_diffusers(model: torch.nn.Module, scheduler, prediction_type
         prediction_type: ``epsilon``, ``sample`` or ``v_prediction``; defaults to the scheduler config's.
 
     The returned function maps λ to the fractional model timestep with :meth:`DiscreteSchedule.t_from_logsnr` (λ
-    piecewise linear in the timestep, SPEC §1) — so λ must lie in the table's range, exposed as the attribute
+    piecewise linear in the timestep) — so λ must lie in the table's range, exposed as the attribute
     ``logsnr_range`` of the returned function — and converts the prediction to ``x0``. On that interpolant
     ``α_t² = sigmoid(λ)``, so the information channel's ``z_λ`` is exactly the model's ``x_t``.
     """

@@ -1,4 +1,4 @@
-"""Histogram (plug-in) mutual information between paired pixel values: seed 000 §4, Algorithm 1; SPEC §5.
+"""Histogram (plug-in) mutual information between paired pixel values: seed 000 §4, Algorithm 1.
 
 Binning: ``bins`` equal-width intervals over ``value_range = (lo, hi)``, edges ``numpy.linspace(lo, hi, bins + 1)``;
 bin ``j`` is ``[e_j, e_{j+1})`` and the last bin is closed, ``[e_{m−1}, hi]``, exactly as ``numpy.histogram``

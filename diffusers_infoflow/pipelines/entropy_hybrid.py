@@ -17,12 +17,8 @@ src="quadratic", dst="cosine") == 130``). The scheduler is an
 :meth:`EntropyHybridPipeline.from_models` builds the segments from the two models' scheduler configs so that
 the switch happens at matched entropy (:func:`entropy_matched_segments`).
 
-Checkpoints (:func:`as_entropy_hybrid_scheduler`): any scheduler or scheduler config that
-``EntropyHybridScheduler.from_config`` reads (VP β tables including zero-SNR, EDM, flow matching; see
-:mod:`diffusers_infoflow.model_interface`), so a plain ``DDPMPipeline(unet, DDPMScheduler(...)).save_pretrained(dir)``
-folder loads with ``DiffusionPipeline.from_pretrained(dir, custom_pipeline="<repo>/pipelines/entropy_hybrid",
-trust_remote_code=True)``. Two-model segments need models trained on β tables; configs the model interface
-cannot honour (consistency models, learned variance, thresholding, ...) raise a ``ValueError`` naming the key.
+Any checkpoint family :mod:`~diffusers_infoflow.model_interface` reads loads (:func:`as_entropy_hybrid_scheduler`);
+two-model segments need models trained on β tables.
 """
 
 from __future__ import annotations

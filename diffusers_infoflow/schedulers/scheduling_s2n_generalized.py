@@ -1,7 +1,7 @@
 """S2NGeneralizedScheduler: seed 001's generalised signal-to-noise backward equation as a diffusers scheduler.
 
 From time t to s < t (log-SNR λ_s > λ_t), with ε̂ = ε_θ(z_t, t) and ξ ~ N(0, I), seed 001 Corollary 1
-(SPEC §3) reads
+reads
 
     z_s = (α_s/α_t)·z_t
           − (1+ρ²)/(1+γ) · α_s · [exp(−(1+γ)λ_t/2) − exp(−(1+γ)λ_s/2)] · exp(γλ_t/2) · ε̂
@@ -62,7 +62,7 @@ class S2NGeneralizedSchedulerOutput(BaseOutput):
 
 class S2NGeneralizedScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, ConfigMixin):
     """
-    The generalised S2N sampler of seed 001 (Corollary 1 and eq. 9; SPEC §3) for any noise schedule of the
+    The generalised S2N sampler of seed 001 (Corollary 1 and eq. 9) for any noise schedule of the
     package. Every update goes from the current rung to the next; the last rung goes to clean data (λ = +∞,
     α = 1, σ = 0), where the ε-coefficient's limit ``(1+ρ²)/(1+γ)·σ_t/α_t`` and zero noise are used exactly.
 
@@ -115,7 +115,7 @@ class S2NGeneralizedScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixi
         clip_sample (`bool`, defaults to `False`), clip_sample_range (`float`, defaults to 1.0): clamp x̂0
             (a single-head model's ε̂ is then recomputed from the clamped x̂0), as DDPM/DDIM do.
 
-    Presets (seed 001's tuned values, SPEC §3): :attr:`PRESETS` and :meth:`from_preset`, e.g.
+    Presets (seed 001's tuned values): :attr:`PRESETS` and :meth:`from_preset`, e.g.
     ``S2NGeneralizedScheduler.from_preset("deterministic", pipe.scheduler.config)``.
     """
 
@@ -292,7 +292,7 @@ class S2NGeneralizedScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixi
     def step_coefficients(self, index: int) -> Tuple[float, float, float, float]:
         """(c_z, c_x0, c_eps, noise_std) with z_s = c_z·z_t + c_x0·x̂0 + c_eps·ε̂ + noise_std·ξ for rung `index`.
 
-        Corollary 1 (SPEC §3), with h = λ_s − λ_t > 0 and exp(−λ_t/2) = σ_t/α_t:
+        Corollary 1, with h = λ_s − λ_t > 0 and exp(−λ_t/2) = σ_t/α_t:
             c_z = α_s/α_t,  c_eps = −(1+ρ²)/(1+γ)·α_s·(σ_t/α_t)·(1 − e^{−(1+γ)h/2}),
             noise_std = ρ·σ_t·sqrt(1 − e^{−h})·(α_s/α_t)^(1−δ)·(σ_s/σ_t)^δ,
         written with expm1 so that h = +∞ (the last rung) is exact. Eq. 9 (non-Markovian):

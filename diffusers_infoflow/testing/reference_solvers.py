@@ -93,7 +93,7 @@ def sample_trig_multistep(pair_fn, x, angles, order=3, predict_x0=True, correcto
 
 
 def sample_s2n(x0_fn, schedule, times, x, gamma=0.0, delta=1.0, rho=0.0, noises=None):
-    """Seed 001 Corollary 1 (SPEC §3) over descending ``times``, then to clean data (λ = +∞), written literally.
+    """Seed 001 Corollary 1 over descending ``times``, then to clean data (λ = +∞), written literally.
 
     ``x0_fn(x, t) -> x̂0`` in ``schedule``'s time; ``noises[k]`` is ξ of step k (needed when ``rho > 0``; the
     last step adds none). The reference for :class:`~diffusers_infoflow.schedulers.S2NGeneralizedScheduler`.
