@@ -22,8 +22,8 @@ from diffusers_infoflow import (
     JointUNet2DModel,
     TrigAngleRKScheduler,
 )
-from diffusers_infoflow.losses import joint_trig_loss, trig_noisy_sample
 from diffusers_infoflow.models import split_joint_prediction
+from diffusers_infoflow.training import joint_trig_loss, trig_noisy_sample
 
 
 COMMUNITY_PIPELINE = str(Path(__file__).resolve().parents[1] / "pipelines" / "joint_trig")

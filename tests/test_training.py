@@ -1,5 +1,6 @@
 """End-to-end checks of scripts/train.py: tiny CPU runs, exact resume (1 and 2 processes), crash recovery."""
 
+import importlib.util
 import json
 import os
 
@@ -21,14 +22,19 @@ from diffusers_infoflow.training import (
     checkpoint_step,
     epoch_batches,
     list_checkpoints,
-    parse_args,
     resolve_checkpoint,
     train,
+    validate_args,
 )
 
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_SCRIPT = str(REPO / "scripts" / "train.py")
+# The command line (parse_args, build_arg_parser) lives in the script, which is not part of the package.
+_spec = importlib.util.spec_from_file_location("infoflow_train_script", TRAIN_SCRIPT)
+train_script = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(train_script)
+parse_args = train_script.parse_args
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
 # 32 triangles, 16×16, a 2-level UNet of widths 8/16: a few seconds per run on one CPU core.
 TINY = [
@@ -175,6 +181,13 @@ def test_bad_arguments_are_rejected_with_a_clear_message(extra, message, capsys)
     with pytest.raises(SystemExit):
         parse_args(["--dataset_name", "triangles"] + extra)
     assert message in capsys.readouterr().err
+
+
+def test_a_namespace_built_by_hand_is_validated_too():
+    args = parse_args(["--dataset_name", "triangles"])
+    args.prediction_type = "score"
+    with pytest.raises(ValueError, match="--prediction_type must be one of .*'score'"):
+        validate_args(args)
 
 
 def test_the_script_reports_bad_data_in_one_line(tmp_path):

@@ -13,17 +13,16 @@ import torch
 from diffusers_infoflow import get_betas
 from diffusers_infoflow.sampling import steps_within_calls
 from diffusers_infoflow.training import (
-    build_arg_parser,
     build_noise_scheduler,
     checkpoint_step,
     joint_diffusion_loss,
+    joint_trig_loss,
     list_checkpoints,
-    parse_args,
     training_angles,
     validate_args,
 )
 
-from .test_training import SINGLE, check_crash_and_resume, train_in_process
+from .test_training import SINGLE, check_crash_and_resume, parse_args, train_in_process, train_script
 
 
 # The tiny single-process run of test_training (6 steps across an epoch boundary, accumulation 2, EMA) as a
@@ -97,7 +96,6 @@ def test_joint_loss_uses_the_samplers_timestep_convention_and_head_order():
     from diffusers import DDPMScheduler
 
     from diffusers_infoflow import TrigAngleRKScheduler
-    from diffusers_infoflow.losses import joint_trig_loss
 
     args = parse_args(["--dataset_name", "triangles", "--prediction_type", "joint", "--beta_schedule", "cosine", "--num_train_timesteps", "100"])
     scheduler = build_noise_scheduler(args)
@@ -156,7 +154,7 @@ def test_joint_scheduler_angles_are_the_training_schedule(name):
     ],
 )
 def test_bad_joint_arguments_raise_a_clear_value_error(extra, message, capsys):
-    args = build_arg_parser().parse_args(["--dataset_name", "triangles"] + extra)
+    args = train_script.build_arg_parser().parse_args(["--dataset_name", "triangles"] + extra)
     with pytest.raises(ValueError, match=re.escape(message)):
         validate_args(args)
     with pytest.raises(SystemExit):

@@ -23,9 +23,9 @@ def run(args: argparse.Namespace) -> int:
     from ..experiments.analysis import run_analysis
 
     if args.num_train_timesteps < 2:
-        raise SystemExit(f"--num-train-timesteps must be >= 2, got {args.num_train_timesteps}.")
+        raise SystemExit(f"infoflow analyze: --num-train-timesteps must be >= 2, got {args.num_train_timesteps}.")
     if any(s < 1 for s in args.sample_shape):
-        raise SystemExit(f"--sample-shape must be positive integers, got {args.sample_shape}.")
+        raise SystemExit(f"infoflow analyze: --sample-shape must be positive integers, got {args.sample_shape}.")
     start = time.perf_counter()
     written, cases = run_analysis(args.output_dir, args.num_train_timesteps, tuple(args.sample_shape), progress=not args.quiet)
     print("Seed 000's matched steps (paper → entropy rule):")

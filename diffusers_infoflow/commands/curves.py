@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from ..metrics.data import load_image_set, load_mnist
 
     if args.num_images < 1:
-        raise SystemExit(f"--num-images must be >= 1, got {args.num_images}.")
+        raise SystemExit(f"infoflow curves: --num-images must be >= 1, got {args.num_images}.")
     start = time.perf_counter()
     try:
         if args.data is None:

@@ -92,7 +92,7 @@ class JointUNet2DModel(UNet2DModel):
         A joint model from a pretrained ε-prediction ``UNet2DModel``: all weights copied, the output convolution
         widened to 2C channels. The ε head is the original head (so ``.epsilon`` equals the original output); the
         x0 head starts at zero weights and bias, i.e. x̂0 = 0, the posterior mean of centred data at high noise,
-        a neutral start for fine-tuning with :func:`diffusers_infoflow.losses.joint_trig_loss`.
+        a neutral start for fine-tuning with :func:`diffusers_infoflow.training.joint_trig_loss`.
         """
         if not isinstance(unet, UNet2DModel) or isinstance(unet, JointUNet2DModel):
             raise TypeError(f"from_unet needs a single-head UNet2DModel, got {type(unet).__name__}.")

@@ -1,10 +1,13 @@
-"""Training losses of diffusers-infoflow.
+"""The diffusion losses of training: DDPM's ε/x0/v objectives and seed 004's joint ε/x0 loss.
 
 :func:`joint_trig_loss` is seed 004's eq. 12 for a joint ``[ε, x0]`` model on the angle parameterisation
-``x_η = cos η·x0 + sin η·ε`` (eq. 9, SPEC §6):
+``x_η = cos η·x0 + sin η·ε`` (seed 004 eq. 9):
 
     L = ‖R_θ − x0‖ + ‖ε_θ − ε‖ + γ_g·‖ẋ̂ − ẋ‖,
     ẋ = η'·(−sin η·x0 + cos η·ε)    (eq. 10),     ẋ̂ = η'·(−sin η·R_θ + cos η·ε_θ)    (eq. 11).
+
+:func:`diffusion_loss` and :func:`joint_diffusion_loss` draw the noise and timesteps of one micro-batch from
+a given generator and evaluate a model on them.
 """
 
 from __future__ import annotations
@@ -14,9 +17,12 @@ from dataclasses import dataclass
 from typing import Literal, Union
 
 import torch
+import torch.nn.functional as F
 
+from ..models.joint_unet import split_joint_prediction
+from ..schedulers.scheduling_trig_angle_rk import angle_from_logsnr
+from .build import JOINT_DEFAULTS
 
-__all__ = ["LOSS_NORMS", "JointLoss", "joint_trig_loss", "trig_noisy_sample"]
 
 LossNorm = Literal["mse", "l2", "l1"]
 LOSS_NORMS = ("mse", "l2", "l1")
@@ -102,3 +108,52 @@ def joint_trig_loss(
     eps_term = _distance(eps_pred, noise, norm)
     velocity_term = _distance(velocity_pred, velocity_target, norm)
     return JointLoss(total=x0_term + eps_term + gamma * velocity_term, x0=x0_term, epsilon=eps_term, velocity=velocity_term)
+
+
+def training_angles(noise_scheduler, timesteps: torch.Tensor) -> torch.Tensor:
+    """η_t with ``cos² η_t = ᾱ_t`` at training timesteps (float64, on ``timesteps``' device; fractional ``t``
+    interpolates in log-SNR): exactly the angle at which ``TrigAngleRKScheduler`` reads a model told timestep
+    ``t``, so training and sampling agree."""
+    logsnr = noise_scheduler.train_schedule.logsnr(timesteps.detach().cpu().to(torch.float64))
+    return angle_from_logsnr(logsnr).to(timesteps.device)
+
+
+def diffusion_loss(model, noise_scheduler, clean: torch.Tensor, prediction_type: str, generator: torch.Generator) -> torch.Tensor:
+    """One Monte-Carlo estimate of the training loss on ``clean`` (seed 002's ε loss; x0 and v targets alike).
+    ``prediction_type="joint"`` is :func:`joint_diffusion_loss` with its default options (its total)."""
+    if prediction_type == "joint":
+        return joint_diffusion_loss(model, noise_scheduler, clean, generator).total
+    noise = torch.randn(clean.shape, generator=generator).to(clean.device)
+    timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (clean.shape[0],), generator=generator).to(clean.device)
+    noisy = noise_scheduler.add_noise(clean, noise, timesteps)
+    output = model(noisy, timesteps).sample
+    if prediction_type == "epsilon":
+        return F.mse_loss(output.float(), noise.float())
+    if prediction_type == "sample":
+        return F.mse_loss(output.float(), clean.float())
+    return F.mse_loss(output.float(), noise_scheduler.get_velocity(clean, noise, timesteps).float())
+
+
+def joint_diffusion_loss(
+    model,
+    noise_scheduler,
+    clean: torch.Tensor,
+    generator: torch.Generator,
+    gamma: float = JOINT_DEFAULTS["joint_gamma"],
+    norm: str = JOINT_DEFAULTS["joint_loss_norm"],
+) -> JointLoss:
+    """Seed 004's joint loss (eq. 12, :func:`joint_trig_loss`) on ``clean``.
+
+    Same draws as :func:`diffusion_loss` (ε first, then integer timesteps ``t ~ U{0..T-1}``, from one keyed
+    generator). With ``cos² η_t = ᾱ_t`` of the saved ``TrigAngleRKScheduler``'s training table the input is
+    ``x_η = cos η_t·x0 + sin η_t·ε`` (eq. 9; the same point as DDPM's ``add_noise``) and the model is told
+    ``t``, exactly as the sampler tells it the timestep of each angle. The velocity term is per radian of η
+    (``eta_rate = 1``), the time variable the sampler integrates in; with ``--beta_schedule trig``
+    (``η_t = (t/T)·π/2``) this is seed 004's parameterisation exactly, up to the constant η' = π/(2T).
+    """
+    noise = torch.randn(clean.shape, generator=generator).to(clean.device)
+    timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (clean.shape[0],), generator=generator).to(clean.device)
+    eta = training_angles(noise_scheduler, timesteps).to(clean.dtype)
+    noisy = trig_noisy_sample(clean, noise, eta)
+    eps_pred, x0_pred = split_joint_prediction(model(noisy, timesteps).sample.float())
+    return joint_trig_loss(eps_pred, x0_pred, clean.float(), noise.float(), eta.float(), gamma=gamma, eta_rate=1.0, norm=norm)

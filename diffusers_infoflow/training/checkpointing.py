@@ -1,0 +1,86 @@
+"""Checkpoints of a training run: ``checkpoint-N`` folders of ``accelerator.save_state``.
+
+A checkpoint is written to ``checkpoint-N.tmp`` and renamed when complete, so a run killed mid-save never
+leaves a truncated ``checkpoint-N`` for ``--resume_from_checkpoint latest`` to pick up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from typing import List, Optional
+
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_PREFIX = "checkpoint-"
+# Test hook: stop with SimulatedCrash right after the checkpoint of this step is written (no final save).
+CRASH_AFTER_STEP_ENV = "INFOFLOW_CRASH_AFTER_STEP"
+
+
+class SimulatedCrash(RuntimeError):
+    """Raised by the INFOFLOW_CRASH_AFTER_STEP test hook in place of a real failure."""
+
+
+def list_checkpoints(output_dir: str) -> List[str]:
+    """Complete ``checkpoint-N`` folders in ``output_dir``, oldest first."""
+    if not os.path.isdir(output_dir):
+        return []
+    names = [d for d in os.listdir(output_dir) if d.startswith(CHECKPOINT_PREFIX) and d[len(CHECKPOINT_PREFIX):].isdigit()]
+    return [os.path.join(output_dir, d) for d in sorted(names, key=lambda d: int(d[len(CHECKPOINT_PREFIX):]))]
+
+
+def resolve_checkpoint(resume_from_checkpoint: str, output_dir: str) -> str:
+    """The folder to resume from; ``'latest'`` with no checkpoint in ``output_dir`` is an error."""
+    if resume_from_checkpoint == "latest":
+        found = list_checkpoints(output_dir)
+        if not found:
+            raise FileNotFoundError(f"--resume_from_checkpoint latest: no {CHECKPOINT_PREFIX}N folder in {output_dir!r}.")
+        return found[-1]
+    if not os.path.isdir(resume_from_checkpoint):
+        raise FileNotFoundError(f"--resume_from_checkpoint {resume_from_checkpoint!r} does not exist.")
+    return resume_from_checkpoint
+
+
+def checkpoint_step(path: str) -> int:
+    """The optimisation step encoded in a ``checkpoint-N`` folder name."""
+    name = os.path.basename(os.path.normpath(path))
+    if not name.startswith(CHECKPOINT_PREFIX) or not name[len(CHECKPOINT_PREFIX):].isdigit():
+        raise ValueError(f"{path!r} is not a {CHECKPOINT_PREFIX}N folder written by this script.")
+    return int(name[len(CHECKPOINT_PREFIX):])
+
+
+class _CheckpointableEMA:
+    """Adapter so accelerate can checkpoint diffusers' ``EMAModel`` (it wants ``state_dict``/``load_state_dict``)."""
+
+    def __init__(self, ema):
+        self.ema = ema
+
+    def state_dict(self):
+        return self.ema.state_dict()
+
+    def load_state_dict(self, state):
+        self.ema.load_state_dict(state)
+
+
+def save_checkpoint(accelerator, output_dir: str, step: int, total_limit: Optional[int]) -> str:
+    """``accelerator.save_state`` into ``checkpoint-step`` atomically (temporary folder, then rename),
+    after removing the oldest checkpoints so at most ``total_limit`` remain."""
+    final = os.path.join(output_dir, f"{CHECKPOINT_PREFIX}{step}")
+    staging = final + ".tmp"
+    if accelerator.is_main_process:
+        if total_limit is not None:
+            existing = list_checkpoints(output_dir)
+            for old in existing[: max(0, len(existing) - total_limit + 1)]:
+                logger.info(f"removing old checkpoint {old}")
+                shutil.rmtree(old)
+        shutil.rmtree(staging, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(staging)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(staging, final)
+    accelerator.wait_for_everyone()
+    return final
