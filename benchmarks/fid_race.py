@@ -1,4 +1,4 @@
-"""Benchmark (issue 14, item 4): FID at few model calls on a shipped model, our best samplers against diffusers' best.
+"""Benchmark: FID at few model calls on a shipped model, our best samplers against diffusers' best.
 
 Ours is the model's calibrated information sampler (``infoflow calibrate`` saved it in ``MODEL/scheduler_information``:
 TrigAngleRK's multistep solver on rungs placed by the model's measured mmse curve), as shipped and with the other

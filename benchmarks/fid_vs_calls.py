@@ -1,4 +1,4 @@
-"""Benchmark (issue 6, item 2): sample quality against model calls on a shipped MNIST model.
+"""Benchmark: sample quality against model calls on a shipped MNIST model.
 
 Every sampler of ``infoflow sample`` (ours and diffusers' built-ins, each ``from_config`` of the model's saved
 training scheduler, with the settings ``infoflow sample`` uses) draws ``--num-samples`` images from the same

@@ -1,4 +1,4 @@
-"""Benchmark (issue 6, item 6): per-call cost of ``scheduler.step`` for our schedulers against diffusers' DDIM.
+"""Benchmark: per-call cost of ``scheduler.step`` for our schedulers against diffusers' DDIM.
 
 Every scheduler gets the same float32 CPU sample and model output (a fixed random tensor standing in for the UNet)
 and runs its full timestep list (``set_timesteps(50)``, not timed); each ``step`` call is timed on its own with

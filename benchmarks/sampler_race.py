@@ -472,7 +472,7 @@ def best_table(rows: List[Dict], budgets: List[int]) -> Dict[str, Dict[int, Dict
     return best
 
 
-BAR = 0.7  # issue 14's target: our best RMS at most this times the best built-in's (ties at round-off count)
+BAR = 0.7  # the target: our best RMS at most this times the best built-in's (ties at round-off count)
 FLOOR = 1e-9  # errors below this are round-off (the empirical problem snaps to data points): compared as equal
 
 

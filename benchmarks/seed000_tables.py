@@ -1,4 +1,4 @@
-"""Benchmark (issue 6, item 3): seed 000's restoration Tables 2–5 and generation Tables 6–7 on MNIST.
+"""Benchmark: seed 000's restoration Tables 2–5 and generation Tables 6–7 on MNIST.
 
 Models: the per-schedule MNIST DDPMs of ``bash benchmarks/train_seed_models.sh`` (``runs/seed-models/<schedule>-<T>``:
 the shipped ``mnist-ddpm`` fine-tuned for 500 steps on each schedule and length; the linear T = 1000 cell uses

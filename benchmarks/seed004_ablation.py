@@ -1,4 +1,4 @@
-"""Benchmark (issue 6, item 4): seed 004's Table 2 ablation on MNIST at 10, 20 and 50 model calls.
+"""Benchmark: seed 004's Table 2 ablation on MNIST at 10, 20 and 50 model calls.
 
 Rows are :data:`diffusers_infoflow.experiments.ablations.SEED004_TABLE2` (DDIM; + the trig schedule β*; + the sin/cos angle
 ODE; + joint ``[ε, x0]`` prediction; their combinations; and "Ours" = trig schedule + angle ODE + joint model +

@@ -1,4 +1,4 @@
-"""Training throughput of candidate MNIST UNets on one CPU thread (issue 13: a UNet sized for CPU throughput).
+"""Training throughput of candidate MNIST UNets on one CPU thread: a UNet sized for CPU throughput.
 
 Each candidate (``scripts/train.py``'s model flags) takes ``--steps`` timed AdamW steps of ε-prediction on batches
 of 64 28×28 images after two warm-up steps; the table gives parameters, images/s on one thread and the hours

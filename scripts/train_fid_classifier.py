@@ -1,4 +1,4 @@
-"""Train the MNIST classifier whose penultimate layer is the offline FID/KID feature space (issue 5).
+"""Train the MNIST classifier whose penultimate layer is the offline FID/KID feature space.
 
 Deterministic (seeded, single-threaded-order data shuffling), a few minutes on CPU. Writes safetensors weights
 (default: ``diffusers_infoflow/assets/mnist_classifier.safetensors``) and prints the test accuracy.

@@ -1,4 +1,4 @@
-"""Metrics of information flow (issue 5): histogram MI (seed 000 §4, Algorithm 1), restoration metrics, forward-process
+"""Metrics of information flow: histogram MI (seed 000 §4, Algorithm 1), restoration metrics, forward-process
 curves (seed 000 Figs 5–10), I-MMSE information curves and likelihoods (seed 001 Theorem 6; Kong et al. 2023) and FID/KID/IS
 with a pluggable (offline MNIST) feature network.
 

@@ -1,4 +1,4 @@
-"""Feature networks for FID / KID / IS (issue 5).
+"""Feature networks for FID / KID / IS.
 
 The offline default is :class:`MnistClassifier`, a small CNN trained on MNIST by
 ``scripts/train_fid_classifier.py`` and shipped as ``diffusers_infoflow/assets/mnist_classifier.safetensors``.
