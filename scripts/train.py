@@ -78,6 +78,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     diffusion.add_argument("--prediction_type", choices=PREDICTION_TYPES, default="epsilon",
                            help="'joint': a JointUNet2DModel predicting [ε, x0], trained with seed 004's loss (eq. 12) and "
                                 "saved as a JointTrigPipeline with a TrigAngleRKScheduler.")
+    diffusion.add_argument("--snr_gamma", type=float, default=None,
+                           help="Min-SNR-γ loss weighting (Hang et al. 2023; 5.0 is their choice) for epsilon, sample and "
+                                "v_prediction; default: the unweighted loss.")
     diffusion.add_argument("--joint_gamma", type=float, default=None,
                            help=f"joint only: γ_g, the weight of the velocity term (per radian of η); default {JOINT_DEFAULTS['joint_gamma']}.")
     diffusion.add_argument("--joint_loss_norm", choices=LOSS_NORMS, default=None,

@@ -175,6 +175,8 @@ def test_epoch_batches_split_one_permutation_between_processes():
         (["--beta_schedule", "zigzag"], "Unknown beta schedule 'zigzag'"),
         (["--block_out_channels", "8,12", "--norm_num_groups", "8"], "must divide every --block_out_channels"),
         (["--prediction_type", "score"], "invalid choice: 'score'"),
+        (["--snr_gamma", "5", "--prediction_type", "joint"], "--snr_gamma must be > 0 and needs --prediction_type"),
+        (["--snr_gamma", "-1"], "--snr_gamma must be > 0"),
     ],
 )
 def test_bad_arguments_are_rejected_with_a_clear_message(extra, message, capsys):
@@ -210,3 +212,38 @@ def test_saved_scheduler_reproduces_the_core_schedule(name):
     args = parse_args(["--dataset_name", "triangles", "--beta_schedule", name, "--num_train_timesteps", "100"])
     scheduler = build_noise_scheduler(args)
     assert torch.allclose(scheduler.betas.double(), get_betas(name, 100), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "v_prediction"])
+def test_min_snr_gamma_weights_each_sample_by_its_closed_form(prediction_type):
+    """Min-SNR-γ (Hang et al. 2023): min(SNR, γ)/SNR for ε, min(SNR, γ) for x0, min(SNR, γ)/(SNR + 1) for v; γ = ∞
+    on ε is the plain loss, and a zero-SNR table's ε weight is its limit 1."""
+    from diffusers import DDPMScheduler
+
+    from diffusers_infoflow.training import diffusion_loss, min_snr_weights
+
+    scheduler = DDPMScheduler(num_train_timesteps=50)
+    output = torch.randn(6, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+
+    class Fixed(torch.nn.Module):
+        def forward(self, sample, timestep):
+            return type("Out", (), {"sample": output})()
+
+    clean = torch.rand(6, 1, 4, 4) * 2 - 1
+    weighted = diffusion_loss(Fixed(), scheduler, clean, prediction_type, torch.Generator().manual_seed(0), snr_gamma=5.0)
+    generator = torch.Generator().manual_seed(0)  # the same draws, by hand
+    noise = torch.randn(clean.shape, generator=generator)
+    t = torch.randint(0, 50, (6,), generator=generator)
+    target = {"epsilon": noise, "sample": clean, "v_prediction": scheduler.get_velocity(clean, noise, t)}[prediction_type]
+    snr = scheduler.alphas_cumprod[t].double() / (1 - scheduler.alphas_cumprod[t].double())
+    weight = {"epsilon": snr.clamp(max=5.0) / snr, "sample": snr.clamp(max=5.0), "v_prediction": snr.clamp(max=5.0) / (snr + 1)}[prediction_type]
+    expected = (weight.float() * ((output - target) ** 2).flatten(1).mean(1)).mean()
+    torch.testing.assert_close(weighted, expected)
+    if prediction_type == "epsilon":
+        plain = diffusion_loss(Fixed(), scheduler, clean, prediction_type, torch.Generator().manual_seed(0))
+        torch.testing.assert_close(diffusion_loss(Fixed(), scheduler, clean, prediction_type, torch.Generator().manual_seed(0), snr_gamma=1e30), plain)
+        zero_snr = DDPMScheduler(num_train_timesteps=50, rescale_betas_zero_snr=True)
+        assert min_snr_weights(zero_snr, torch.tensor([49, 0]), "epsilon", 5.0).tolist()[0] == 1.0
+    with pytest.raises(ValueError, match="snr_gamma must be a number > 0"):
+        min_snr_weights(scheduler, t, prediction_type, 0.0)
+

@@ -41,6 +41,7 @@ from .losses import (
     diffusion_loss,
     joint_diffusion_loss,
     joint_trig_loss,
+    min_snr_weights,
     training_angles,
     trig_noisy_sample,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "epoch_batches",
     "fill_joint_defaults",
     "joint_diffusion_loss",
+    "min_snr_weights",
     "joint_trig_loss",
     "list_checkpoints",
     "load_init_unet",

@@ -71,6 +71,9 @@ def validate_args(args: argparse.Namespace) -> None:
         raise ValueError("give exactly one of --dataset_name and --train_data_dir.")
     if args.prediction_type not in PREDICTION_TYPES:  # argparse checks it; a Namespace built by hand is not parsed
         raise ValueError(f"--prediction_type must be one of {PREDICTION_TYPES}, got {args.prediction_type!r}.")
+    if args.snr_gamma is not None and (args.prediction_type == "joint" or not args.snr_gamma > 0):
+        raise ValueError(f"--snr_gamma must be > 0 and needs --prediction_type epsilon, sample or v_prediction; got "
+                         f"{args.snr_gamma} with {args.prediction_type!r}.")
     for name in ("resolution", "train_batch_size", "gradient_accumulation_steps", "checkpointing_steps", "layers_per_block", "num_train_timesteps", "num_epochs"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}.")
@@ -245,7 +248,7 @@ def train(args: argparse.Namespace) -> str:
                     terms = joint_diffusion_loss(model, noise_scheduler, clean, generator, gamma=args.joint_gamma, norm=args.joint_loss_norm)
                     loss = terms.total
                 else:
-                    loss = diffusion_loss(model, noise_scheduler, clean, args.prediction_type, generator)
+                    loss = diffusion_loss(model, noise_scheduler, clean, args.prediction_type, generator, args.snr_gamma)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(model.parameters(), 1.0)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Literal, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -118,20 +118,49 @@ def training_angles(noise_scheduler, timesteps: torch.Tensor) -> torch.Tensor:
     return angle_from_logsnr(logsnr).to(timesteps.device)
 
 
-def diffusion_loss(model, noise_scheduler, clean: torch.Tensor, prediction_type: str, generator: torch.Generator) -> torch.Tensor:
+def diffusion_loss(
+    model, noise_scheduler, clean: torch.Tensor, prediction_type: str, generator: torch.Generator, snr_gamma: Optional[float] = None
+) -> torch.Tensor:
     """One Monte-Carlo estimate of the training loss on ``clean`` (seed 002's ε loss; x0 and v targets alike).
-    ``prediction_type="joint"`` is :func:`joint_diffusion_loss` with its default options (its total)."""
+    ``prediction_type="joint"`` is :func:`joint_diffusion_loss` with its default options (its total).
+
+    ``snr_gamma`` weights each sample's error by Min-SNR-γ (Hang et al., "Efficient Diffusion Training via Min-SNR
+    Weighting Strategy", 2023): min(SNR, γ)/SNR for ε, min(SNR, γ) for x0, min(SNR, γ)/(SNR + 1) for v, which is
+    the x0 error weighted by min(SNR, γ) in every case. ``None`` is the unweighted mean.
+    """
     if prediction_type == "joint":
+        if snr_gamma is not None:
+            raise ValueError("snr_gamma weights the ε, x0 and v losses; the joint loss has its own terms.")
         return joint_diffusion_loss(model, noise_scheduler, clean, generator).total
     noise = torch.randn(clean.shape, generator=generator).to(clean.device)
     timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (clean.shape[0],), generator=generator).to(clean.device)
     noisy = noise_scheduler.add_noise(clean, noise, timesteps)
     output = model(noisy, timesteps).sample
     if prediction_type == "epsilon":
-        return F.mse_loss(output.float(), noise.float())
-    if prediction_type == "sample":
-        return F.mse_loss(output.float(), clean.float())
-    return F.mse_loss(output.float(), noise_scheduler.get_velocity(clean, noise, timesteps).float())
+        target = noise
+    elif prediction_type == "sample":
+        target = clean
+    else:
+        target = noise_scheduler.get_velocity(clean, noise, timesteps)
+    if snr_gamma is None:
+        return F.mse_loss(output.float(), target.float())
+    per_sample = ((output.float() - target.float()) ** 2).flatten(1).mean(dim=1)
+    return (min_snr_weights(noise_scheduler, timesteps, prediction_type, snr_gamma) * per_sample).mean()
+
+
+def min_snr_weights(noise_scheduler, timesteps: torch.Tensor, prediction_type: str, snr_gamma: float) -> torch.Tensor:
+    """Min-SNR-γ loss weights at integer training ``timesteps`` (float32, on their device); see :func:`diffusion_loss`."""
+    if not (isinstance(snr_gamma, (int, float)) and not isinstance(snr_gamma, bool) and snr_gamma > 0):
+        raise ValueError(f"snr_gamma must be a number > 0, got {snr_gamma!r}.")
+    alpha_bar = noise_scheduler.alphas_cumprod.to(torch.float64)[timesteps.cpu()]
+    snr = alpha_bar / (1.0 - alpha_bar)
+    if prediction_type == "epsilon":  # min(snr, γ)/snr, with its limit 1 at snr = 0 (zero-terminal-SNR tables)
+        weights = torch.where(snr < snr_gamma, torch.ones_like(snr), snr_gamma / snr)
+    elif prediction_type == "sample":
+        weights = snr.clamp(max=snr_gamma)
+    else:
+        weights = snr.clamp(max=snr_gamma) / (snr + 1.0)
+    return weights.to(device=timesteps.device, dtype=torch.float32)
 
 
 def joint_diffusion_loss(
