@@ -31,6 +31,7 @@ from diffusers_infoflow.metrics import GenerativeScorer, load_mnist, process_sha
 from diffusers_infoflow.pipelines.joint_trig import JointTrigPipeline
 from diffusers_infoflow.sampling import (
     DEFAULT_MODEL,
+    denoise,
     information_scheduler,
     process_state,
     sample_batches,
@@ -89,11 +90,12 @@ def searched_ladders(unet, information, budgets, grid: int = 100, batch: int = 6
     size = unet.config.sample_size
     x = torch.randn((batch, unet.config.in_channels, size, size), generator=torch.Generator().manual_seed(seed)) * teacher.init_noise_sigma
     states, x0s = [], []
-    for t in teacher.timesteps:
-        out = teacher.step(unet(teacher.scale_model_input(x, t), t).sample, t, x)
-        states.append(x.double())
+
+    def record(i, t, state, out):
+        states.append(state.double())
         x0s.append(out.pred_original_sample.double())
-        x = out.prev_sample
+
+    denoise(teacher, unet, x, callback=record)
     levels = interface.logsnr_from_model_timesteps(teacher.timesteps)
     alpha, sigma = torch.sigmoid(levels).sqrt(), torch.sigmoid(-levels).sqrt()
     cost = torch.full((grid, grid), float("inf"), dtype=torch.float64)

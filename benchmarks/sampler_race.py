@@ -52,6 +52,7 @@ from diffusers import (
 from diffusers.utils import logging as diffusers_logging
 
 from diffusers_infoflow import EmpiricalDenoiser, GaussianDenoiser, calibrate_information_curve, get_schedule
+from diffusers_infoflow.sampling import denoise
 from diffusers_infoflow.schedulers import EntropyHybridScheduler, S2NGeneralizedScheduler, TrigAngleRKScheduler
 from diffusers_infoflow.schedulers.scheduling_trig_angle_rk import angle_from_logsnr
 from diffusers_infoflow.testing import sample_trig_angle
@@ -241,9 +242,6 @@ class Config:
     step_kwargs: Dict = field(default_factory=dict)
     uses_curve: bool = False  # `make` takes the problem's information curve
 
-    def model_timesteps(self, sched):
-        return sched.timesteps
-
     def prepare(self, n: int, problem: Problem):
         sched = self.make(problem.information_curve) if self.uses_curve else self.make()
         if self.set_steps is None:
@@ -253,7 +251,7 @@ class Config:
         return sched
 
     def calls(self, n: int, problem: Problem) -> int:
-        return len(self.model_timesteps(self.prepare(n, problem))) + int(self.plus_d0)
+        return len(self.prepare(n, problem).timesteps) + int(self.plus_d0)
 
 
 def _custom_to_zero(sched, n):
@@ -412,9 +410,7 @@ def run(cfg: Config, problem: Problem, n: int) -> Dict:
         x = problem.x_T * math.sqrt(1.0 + sigma_max**2)
     else:
         x = problem.x_T.clone()
-    for t in cfg.model_timesteps(sched):
-        out = model(sched.scale_model_input(x, t), t)
-        x = sched.step(out, t, x, **cfg.step_kwargs).prev_sample
+    x = denoise(sched, model, x, **cfg.step_kwargs)
     sigma_last = None
     if cfg.space == "ve":  # back to x_t = α·(x/α) at the final level (σ = 0 there unless +D0)
         sigma_last = float(sched.sigmas[-1])
@@ -504,7 +500,7 @@ def investigate_gaussian(problem: Problem, budgets: List[int]) -> Dict:
         trials = []
         for spacing in ("linspace", "trailing", "logsnr", "karras"):
             for g in gammas:
-                cfg = Config("S2N", f"γ={g}, {spacing}", lambda g=g, sp=spacing: S2NGeneralizedScheduler(**BASE, gamma=g, timestep_spacing=sp))
+                cfg = Config("S2N", f"γ={g}, {spacing}", lambda g=g, sp=spacing: S2NGeneralizedScheduler(**BASE, gamma=g, **s2n_spacing(sp)))
                 trials.append((run(cfg, problem, b)["rms_error"], cfg.setting))
         trials.sort()
         sweep[str(b)] = [f"{e:.3g} ({st})" for e, st in trials[:3]]
@@ -521,9 +517,7 @@ def investigate_gaussian(problem: Problem, budgets: List[int]) -> Dict:
         cfg = Config("t", label, lambda extra=extra: TrigAngleRKScheduler(**BASE, step_spacing="logsnr", **extra))
         sched_ = cfg.prepare(n, problem)
         model = CountingModel(problem.denoiser)
-        x = problem.x_T.clone()
-        for t in sched_.timesteps:
-            x = sched_.step(model(x, t), t, x).prev_sample
+        x = denoise(sched_, model, problem.x_T.clone())
         conv[label] = {"calls": model.calls, "rms_vs_target": rms(x, problem.target), "rms_vs_ode_to_lambda_inf": rms(x, to_clean)}
     out["trig_rk_convergence"] = conv
     # S2N with γ ≠ 0: the last rung to λ = +∞ returns x̂0 + γ/(1+γ)·(σ_t/α_t)·ε̂, not x̂0 (Corollary 1 taken to

@@ -159,7 +159,7 @@ def step_kwargs(scheduler, generator) -> dict:
     return {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
 
 
-def denoise(scheduler, model, sample, generator=None):
+def denoise(scheduler, model, sample, generator=None, callback=None, **step_options):
     """diffusers' sampling loop from ``sample`` over ``scheduler.timesteps`` (set beforehand): at each timestep the
     model's output at ``scheduler.scale_model_input(sample, t)``, then ``scheduler.step``. Returns the last sample.
 
@@ -168,14 +168,20 @@ def denoise(scheduler, model, sample, generator=None):
         model: ``model(x, t)`` returning a tensor or an output with ``.sample``, e.g. a ``UNet2DModel``.
         sample (`torch.Tensor`): the start, already scaled (e.g. ``noise · scheduler.init_noise_sigma``).
         generator (`torch.Generator`, *optional*): the noise of stochastic steps.
+        callback (`Callable`, *optional*): called as ``callback(i, t, sample, output)`` after step ``i`` with the
+            sample it started from and the scheduler's output (``prev_sample``, ``pred_original_sample``).
+        step_options: further keyword arguments of ``scheduler.step`` (e.g. ``LMSDiscreteScheduler``'s ``order``).
     """
     import torch
 
-    extra = step_kwargs(scheduler, generator)
+    extra = {**step_kwargs(scheduler, generator), **step_options}
     with torch.no_grad():
-        for t in scheduler.timesteps:
+        for i, t in enumerate(scheduler.timesteps):
             output = model(scheduler.scale_model_input(sample, t), t)
-            sample = scheduler.step(getattr(output, "sample", output), t, sample, **extra).prev_sample
+            stepped = scheduler.step(getattr(output, "sample", output), t, sample, **extra)
+            if callback is not None:
+                callback(i, t, sample, stepped)
+            sample = stepped.prev_sample
     return sample
 
 

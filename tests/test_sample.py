@@ -199,13 +199,32 @@ def test_denoise_is_diffusers_loop_and_passes_a_generator_only_where_step_takes_
     scheduler = scheduler_class(num_train_timesteps=50)
     scheduler.set_timesteps(4)
     noise = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(1))
-    ours = denoise(scheduler, unet, noise * scheduler.init_noise_sigma, torch.Generator().manual_seed(2))
+    seen = []
+    ours = denoise(scheduler, unet, noise * scheduler.init_noise_sigma, torch.Generator().manual_seed(2),
+                   callback=lambda i, t, sample, out: seen.append((i, int(t), sample, out.prev_sample)))
     scheduler.set_timesteps(4)
     x = noise * scheduler.init_noise_sigma
     with torch.no_grad():
-        for t in scheduler.timesteps:
+        for i, t in enumerate(scheduler.timesteps):
+            start = x
             x = scheduler.step(unet(scheduler.scale_model_input(x, t), t).sample, t, x).prev_sample
+            assert seen[i][:2] == (i, int(t)) and torch.equal(seen[i][2], start) and torch.equal(seen[i][3], x)
     torch.testing.assert_close(ours, x)
+    assert len(seen) == len(scheduler.timesteps)
+
+
+def test_denoise_passes_step_options():
+    from diffusers import LMSDiscreteScheduler
+
+    from diffusers_infoflow.sampling import denoise
+
+    model = lambda x, t: 0.1 * x  # noqa: E731
+    runs = []
+    for order in (1, 4):
+        scheduler = LMSDiscreteScheduler(num_train_timesteps=50)
+        scheduler.set_timesteps(6)
+        runs.append(denoise(scheduler, model, torch.ones(1, 1, 2, 2) * scheduler.init_noise_sigma, order=order))
+    assert not torch.allclose(runs[0], runs[1])  # the order reached `step`
 
 
 SHIPPED = {"mnist-ddpm": "DDPMPipeline", "mnist-joint-trig": "JointTrigPipeline"}
