@@ -55,6 +55,13 @@ CANDIDATES = {
     "trig-multistep karras": (True, lambda cfg, info: TrigAngleRKScheduler.from_config(info.config, step_spacing="karras", ladder_end="clean")),
     "trig-multistep linspace, trailing": (True, lambda cfg, info: TrigAngleRKScheduler.from_config(
         info.config, step_spacing="linspace", ladder_end="trailing")),
+    "trig-multistep linspace, trailing, order 2": (True, lambda cfg, info: TrigAngleRKScheduler.from_config(
+        info.config, step_spacing="linspace", ladder_end="trailing", solver_order=2)),
+    "trig-multistep linspace, trailing, ε form": (True, lambda cfg, info: TrigAngleRKScheduler.from_config(
+        info.config, step_spacing="linspace", ladder_end="trailing", predict_x0=False)),
+    "trig-multistep linspace, trailing, no corrector": (True, lambda cfg, info: TrigAngleRKScheduler.from_config(
+        info.config, step_spacing="linspace", ladder_end="trailing", use_corrector=False)),
+    "trig-information, order 2": (True, lambda cfg, info: TrigAngleRKScheduler.from_config(info.config, solver_order=2)),
     "trig-multistep searched (GITS-style)": (True, lambda cfg, info: SearchedLadderScheduler.from_config(info.config)),
     "unipc bh2-3 trailing": (False, lambda cfg, info: UniPCMultistepScheduler.from_config(
         cfg, solver_type="bh2", solver_order=3, timestep_spacing="trailing")),
