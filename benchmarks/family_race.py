@@ -25,6 +25,7 @@ import torch
 
 from diffusers_infoflow import EntropyHybridScheduler, GaussianDenoiser, S2NGeneralizedScheduler, TrigAngleRKScheduler
 from diffusers_infoflow.sampling import denoise
+from diffusers_infoflow.schedulers.scheduling_s2n_generalized import spacing_kwargs
 
 
 ROOT = Path(__file__).resolve().parent
@@ -96,7 +97,7 @@ def our_samplers(name: str, config: dict, calls: int) -> List[Tuple[str, Callabl
                 out.append((f"TrigAngleRK {solver} {spacing}", lambda kw=kw: TrigAngleRKScheduler.from_config(config, **kw), ladder_kwargs(name, n, own_ladder=True)))
     spacings = ["logsnr", "karras"] + (["trailing", "linspace"] if family_of(config) == "discrete" else ["linspace"])
     for gamma, spacing in itertools.product((0.0, 0.026, 0.1), spacings):
-        kw = {"gamma": gamma, ("step_spacing" if spacing in ("logsnr", "karras") else "timestep_spacing"): spacing, "clip_sample": False}
+        kw = {"gamma": gamma, **spacing_kwargs(spacing), "clip_sample": False}
         out.append((f"S2N γ={gamma} {spacing}", lambda kw=kw: S2NGeneralizedScheduler.from_config(config, **kw), ladder_kwargs(name, calls, own_ladder=True)))
     if name == "flux1-dev":
         out.append(("S2N γ=0 pipeline sigmas+mu", lambda: S2NGeneralizedScheduler.from_config(config, clip_sample=False), ladder_kwargs(name, calls)))

@@ -54,6 +54,7 @@ from diffusers.utils import logging as diffusers_logging
 from diffusers_infoflow import EmpiricalDenoiser, GaussianDenoiser, calibrate_information_curve, get_schedule
 from diffusers_infoflow.sampling import denoise
 from diffusers_infoflow.schedulers import EntropyHybridScheduler, S2NGeneralizedScheduler, TrigAngleRKScheduler
+from diffusers_infoflow.schedulers.scheduling_s2n_generalized import spacing_kwargs
 from diffusers_infoflow.schedulers.scheduling_trig_angle_rk import angle_from_logsnr
 from diffusers_infoflow.testing import sample_trig_angle
 
@@ -341,11 +342,6 @@ def builtin_configs() -> List[Config]:
 INFORMATION_VARIANTS = (("information", 0.25), ("information", 0.5), ("information", 1.0), ("mmse_decrease", 0.25), ("mmse_decrease", 0.5))
 
 
-def s2n_spacing(spacing: str) -> Dict[str, str]:
-    """S2N's key for a ladder: diffusers' `timestep_spacing`, or our `step_spacing` for λ-uniform/Karras rungs."""
-    return {"step_spacing" if spacing in ("logsnr", "karras") else "timestep_spacing": spacing}
-
-
 def our_configs() -> List[Config]:
     cfgs: List[Config] = []
 
@@ -362,10 +358,10 @@ def our_configs() -> List[Config]:
         add("EntropyHybrid (η=0)", EntropyHybridScheduler, spacing, {"eta": 0.0, "timestep_spacing": spacing})
     for spacing in ("linspace", "trailing", "logsnr", "karras"):
         cfgs.append(Config("S2N (ρ=0)", f"from_preset('deterministic') (γ=0.026), {spacing}", ours=True,
-                           make=lambda sp=spacing: S2NGeneralizedScheduler.from_preset("deterministic", {**BASE, **s2n_spacing(sp)})))
+                           make=lambda sp=spacing: S2NGeneralizedScheduler.from_preset("deterministic", {**BASE, **spacing_kwargs(sp)})))
     for gamma in (-0.05, 0.0, 0.05, 0.1):
         for spacing in ("linspace", "trailing", "logsnr", "karras"):
-            add("S2N (ρ=0)", S2NGeneralizedScheduler, f"γ={gamma}, {spacing}", {"gamma": gamma, "sde_rho": 0.0, **s2n_spacing(spacing)})
+            add("S2N (ρ=0)", S2NGeneralizedScheduler, f"γ={gamma}, {spacing}", {"gamma": gamma, "sde_rho": 0.0, **spacing_kwargs(spacing)})
         if gamma >= 0:
             add_information("S2N (ρ=0)", S2NGeneralizedScheduler, f"γ={gamma}, ", {"gamma": gamma, "sde_rho": 0.0})
     spacings = ("angle", "logsnr", "karras", "linspace")
@@ -500,7 +496,7 @@ def investigate_gaussian(problem: Problem, budgets: List[int]) -> Dict:
         trials = []
         for spacing in ("linspace", "trailing", "logsnr", "karras"):
             for g in gammas:
-                cfg = Config("S2N", f"γ={g}, {spacing}", lambda g=g, sp=spacing: S2NGeneralizedScheduler(**BASE, gamma=g, **s2n_spacing(sp)))
+                cfg = Config("S2N", f"γ={g}, {spacing}", lambda g=g, sp=spacing: S2NGeneralizedScheduler(**BASE, gamma=g, **spacing_kwargs(sp)))
                 trials.append((run(cfg, problem, b)["rms_error"], cfg.setting))
         trials.sort()
         sweep[str(b)] = [f"{e:.3g} ({st})" for e, st in trials[:3]]
@@ -804,7 +800,7 @@ def plot(results: Dict, budgets: List[int], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--budgets", type=int, nargs="+", default=[5, 10, 15, 20, 50])
+    parser.add_argument("--model-calls", "--budgets", dest="budgets", type=int, nargs="+", default=[5, 10, 15, 20, 50])
     parser.add_argument("--problems", nargs="+", default=["gaussian", "empirical"], choices=["gaussian", "empirical"])
     parser.add_argument("--batch", type=int, default=128, help="samples of every problem")
     parser.add_argument("--sets", nargs="+", default=["64@28", "512@28", "4096@28", "64@16", "1024@16"],

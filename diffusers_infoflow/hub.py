@@ -57,7 +57,7 @@ def render_sample_grid(output_dir: str, num_samples: int, num_inference_steps: i
     from diffusers import DiffusionPipeline
     from PIL import Image
 
-    from .images import make_grid
+    from .images import make_grid, to_model_range
 
     if num_samples < 1:
         return None
@@ -69,7 +69,7 @@ def render_sample_grid(output_dir: str, num_samples: int, num_inference_steps: i
     pipeline.set_progress_bar_config(disable=True)
     images = pipeline(batch_size=num_samples, num_inference_steps=steps,
                       generator=torch.Generator().manual_seed(seed), output_type="np").images
-    grid = make_grid(torch.from_numpy(images).permute(0, 3, 1, 2) * 2 - 1)
+    grid = make_grid(to_model_range(images, channels_first=False))
     Image.fromarray(grid).save(os.path.join(output_dir, SAMPLE_GRID_FILE))
     return SAMPLE_GRID_FILE
 
@@ -170,6 +170,7 @@ def write_model_card(
         mixed_precision=args.mixed_precision,
         seed=args.seed,
         final_loss="n/a" if final_loss is None else f"{final_loss:.4f}",
+        snr_gamma=getattr(args, "snr_gamma", None),
         recipe_notes=Path(args.card_notes).read_text().strip() if getattr(args, "card_notes", None) else "",
         training_command=command or training_command(),
     )

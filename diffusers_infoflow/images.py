@@ -10,18 +10,23 @@ import torch
 from diffusers.utils import numpy_to_pil
 
 
-__all__ = ["CHANNELS", "images_to_output", "make_grid", "to_model_range", "to_unit_images"]
+__all__ = ["CHANNELS", "OUTPUT_TYPES", "check_output_type", "images_to_output", "make_grid", "to_model_range", "to_unit_images"]
 
 CHANNELS = (1, 3, 4)  # grayscale, RGB, RGBA
+OUTPUT_TYPES = ("pil", "np", "pt")
 
 
-def to_unit_images(array: Union[np.ndarray, torch.Tensor], value_range: Optional[Sequence[float]] = None) -> torch.Tensor:
+def to_unit_images(
+    array: Union[np.ndarray, torch.Tensor], value_range: Optional[Sequence[float]] = None, channels_first: Optional[bool] = None
+) -> torch.Tensor:
     """Images as float32 ``(N, C, H, W)`` in ``[0, 1]``.
 
     Args:
         array: ``(N, H, W)``, ``(N, C, H, W)`` or channels-last ``(N, H, W, C)``, C in :data:`CHANNELS`; uint8 or float.
         value_range: the range of float images (default ``(0, 1)``; ``(-1, 1)`` for diffusers' model space). uint8
             images are always read as ``[0, 255]``.
+        channels_first: the layout of 4-D images; ``None`` (default) reads ``(N, H, W, C)`` when only the last axis
+            is a channel count.
 
     Returns:
         The images, mapped linearly from their range to ``[0, 1]``.
@@ -32,10 +37,12 @@ def to_unit_images(array: Union[np.ndarray, torch.Tensor], value_range: Optional
     tensor = torch.from_numpy(np.asarray(array)) if not isinstance(array, torch.Tensor) else array.detach().cpu()
     if tensor.ndim == 3:
         tensor = tensor.unsqueeze(1)
-    elif tensor.ndim == 4 and tensor.shape[1] not in CHANNELS and tensor.shape[-1] in CHANNELS:
+    elif tensor.ndim == 4 and (channels_first is False or (channels_first is None and tensor.shape[1] not in CHANNELS and tensor.shape[-1] in CHANNELS)):
         tensor = tensor.permute(0, 3, 1, 2)
     if tensor.ndim != 4 or tensor.shape[1] not in CHANNELS:
-        raise ValueError(f"images must be (N, H, W), (N, C, H, W) or (N, H, W, C) with C in {CHANNELS}, got {tuple(tensor.shape)}.")
+        raise ValueError(f"images must be (N, H, W), (N, C, H, W) or (N, H, W, C) with C in {CHANNELS}, got {tuple(np.shape(array))}.")
+    if tensor.shape[0] == 0:
+        raise ValueError("no images (the first axis is empty).")
     if tensor.dtype == torch.uint8:
         if value_range is not None:
             raise ValueError("`value_range` applies to float images; uint8 images are always read as [0, 255].")
@@ -49,14 +56,22 @@ def to_unit_images(array: Union[np.ndarray, torch.Tensor], value_range: Optional
     if tensor.numel() and (tensor.min() < lo or tensor.max() > hi):
         raise ValueError(
             f"float images must lie in [{lo:g}, {hi:g}], got [{tensor.min().item():.4g}, {tensor.max().item():.4g}]; "
-            "give their value range (`value_range`, `--input-range` in `infoflow evaluate`)."
+            "give their value range."
         )
     return (tensor - lo) / (hi - lo)
 
 
-def to_model_range(array: Union[np.ndarray, torch.Tensor], value_range: Optional[Sequence[float]] = None) -> torch.Tensor:
+def to_model_range(
+    array: Union[np.ndarray, torch.Tensor], value_range: Optional[Sequence[float]] = None, channels_first: Optional[bool] = None
+) -> torch.Tensor:
     """:func:`to_unit_images` mapped to the models' ``[-1, 1]``."""
-    return to_unit_images(array, value_range) * 2.0 - 1.0
+    return to_unit_images(array, value_range, channels_first) * 2.0 - 1.0
+
+
+def check_output_type(output_type: str) -> None:
+    """Raises ``ValueError`` unless ``output_type`` is one of :data:`OUTPUT_TYPES` (before any sampling)."""
+    if output_type not in OUTPUT_TYPES:
+        raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}.")
 
 
 def images_to_output(image: torch.Tensor, output_type: str, clamp: bool = True) -> Union[torch.Tensor, np.ndarray, List]:

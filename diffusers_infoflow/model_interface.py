@@ -102,6 +102,8 @@ REFUSED_VALUES: Dict[str, Tuple[Any, ...]] = {
     "invert_sigmas": (True,),
 }
 LADDER_KEYS = frozenset({"timestep_spacing", "steps_offset", "rho", "sigma_schedule"})
+# Keys of our schedulers' earlier versions, refused with their new names.
+RENAMED_KEYS = {"karras_rho": "rho"}
 
 
 def scheduler_kwargs_from_config(config: Mapping[str, Any], accepted: Iterable[str], target: str) -> Dict[str, Any]:
@@ -114,7 +116,8 @@ def scheduler_kwargs_from_config(config: Mapping[str, Any], accepted: Iterable[s
 
     Returns:
         The keyword arguments for the target's ``__init__``: the model's keys as given, ``noise_family`` set from
-        the source class, the source sampler's own options (:data:`SOURCE_SAMPLER_KEYS`) left out.
+        the source class, the source sampler's own options (:data:`SOURCE_SAMPLER_KEYS`, and the `step_spacing` of
+        another of our classes) left out.
 
     Raises:
         ValueError: for a source class outside :data:`FAMILY_CLASSES` (e.g. a consistency model), a key the target
@@ -126,6 +129,9 @@ def scheduler_kwargs_from_config(config: Mapping[str, Any], accepted: Iterable[s
     cfg = {k: v for k, v in dict(config).items() if not k.startswith("_")}
     class_name = dict(config).get("_class_name")
     family = cfg.get("noise_family")
+    if not (class_name == target or (class_name is None and set(cfg) <= accepted)):
+        # our rung placements differ between our classes: another class's is its sampler option, not the model's
+        cfg.pop("step_spacing", None)
     if class_name is None and family is None:
         # An in-memory scheduler's config carries no class name: the class whose keys it has exactly.
         class_name = _class_from_keys(cfg, target)
@@ -174,6 +180,9 @@ def scheduler_kwargs_from_config(config: Mapping[str, Any], accepted: Iterable[s
             kwargs[key] = value
         elif key not in SOURCE_SAMPLER_KEYS:
             unknown.append(key)
+    renamed = [f"{key} is {RENAMED_KEYS[key]} now" for key in unknown if key in RENAMED_KEYS]
+    if renamed:
+        raise ValueError(f"{target} cannot read the key(s) {sorted(unknown)} of the {class_name or 'given'} config: {'; '.join(renamed)}.")
     if unknown:
         raise ValueError(
             f"{target} cannot read the key(s) {sorted(unknown)} of the {class_name or 'given'} config; it reads "

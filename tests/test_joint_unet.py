@@ -156,6 +156,9 @@ def test_pipeline_refuses_misreading_the_joint_output(saved_pipeline):
     pipe.scheduler = DDIMScheduler(prediction_type="v_prediction")
     with pytest.raises(ValueError, match="prediction_type"):
         pipe(num_inference_steps=2)
+    pipe.scheduler = DDIMScheduler.from_config(JointTrigPipeline.from_pretrained(saved_pipeline).scheduler.config)  # keeps "joint"
+    with pytest.raises(ValueError, match="DDIMScheduler cannot read a joint .* prediction_type='epsilon' or 'sample'"):
+        pipe(num_inference_steps=2)
     single = JointTrigPipeline(unet=tiny_unet(), scheduler=TrigAngleRKScheduler(prediction_type="joint"))
     with pytest.raises(ValueError, match="joint"):
         single(num_inference_steps=2)

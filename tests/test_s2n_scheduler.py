@@ -350,3 +350,24 @@ def test_bad_calls_are_clear_errors():
         scheduler.step(torch.randn(SHAPE), scheduler.timesteps[0], x)
     with pytest.raises(ValueError, match="preset"):
         S2NGeneralizedScheduler.from_preset("sharp")
+
+
+def test_an_edm_models_own_ladder_is_not_stored_as_a_choice():
+    """EDM's Karras ladder is the default when neither spacing is given; a saved config keeps both unset, so a later
+    `timestep_spacing` override still takes effect."""
+    saved = S2NGeneralizedScheduler.from_config(EDMEulerScheduler().config).config
+    assert (saved.timestep_spacing, saved.step_spacing) == (None, None)
+    karras = S2NGeneralizedScheduler.from_config(saved, step_spacing="karras")
+    linspace = S2NGeneralizedScheduler.from_config(saved, timestep_spacing="linspace")
+    default = S2NGeneralizedScheduler.from_config(saved)
+    for scheduler in (karras, linspace, default):
+        scheduler.set_timesteps(6)
+    assert torch.equal(default.timesteps, karras.timesteps) and not torch.equal(linspace.timesteps, karras.timesteps)
+
+
+def test_spacing_kwargs_names_the_key_of_each_ladder():
+    from diffusers_infoflow.schedulers.scheduling_s2n_generalized import spacing_kwargs
+
+    assert spacing_kwargs("trailing") == {"timestep_spacing": "trailing"} and spacing_kwargs("karras") == {"step_spacing": "karras"}
+    with pytest.raises(ValueError, match="spacing must be one of"):
+        spacing_kwargs("angle")

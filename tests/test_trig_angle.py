@@ -414,15 +414,21 @@ def test_spacing_keys_round_trip_with_diffusers_schedulers():
     """Our rung placements live in `step_spacing`, shared by the three schedulers; `timestep_spacing` keeps diffusers'
     values only, so a diffusers scheduler loaded from our config keeps a ladder it can build."""
     assert TrigAngleRKScheduler.from_config(DDIMScheduler(timestep_spacing="leading").config).config.step_spacing is None
-    assert TrigAngleRKScheduler.from_config(S2NGeneralizedScheduler(step_spacing="karras", rho=5.0).config).step_spacing == "karras"
+    # another of our classes' rung placement is its sampler option: replaced by this solver's default, rho kept
+    converted = TrigAngleRKScheduler.from_config(S2NGeneralizedScheduler(step_spacing="karras", rho=5.0).config)
+    assert (converted.config.step_spacing, converted.step_spacing, converted.config.rho) == (None, "logsnr", 5.0)
     ours = TrigAngleRKScheduler(step_spacing="linspace", rho=3.0)
     assert (TrigAngleRKScheduler.from_config(ours.config).config.step_spacing, TrigAngleRKScheduler.from_config(dict(ours.config)).config.rho) == ("linspace", 3.0)
     for diffusers_class in (DDIMScheduler, DDPMScheduler):
         back = diffusers_class.from_config(ours.config)
         back.set_timesteps(10)
         assert back.config.timestep_spacing == "leading" and int(back.timesteps[0]) == 900
-    with pytest.raises(ValueError, match="karras_rho"):  # the old name is refused by name
+    with pytest.raises(ValueError, match="karras_rho is rho now"):  # old names are refused with their new ones
         TrigAngleRKScheduler.from_config({**ours.config, "karras_rho": 7.0})
+    with pytest.raises(ValueError, match="'uniform_logsnr' is called 'logsnr' now"):
+        TrigAngleRKScheduler(step_spacing="uniform_logsnr")
+    with pytest.raises(ValueError, match="is a `step_spacing` now"):
+        S2NGeneralizedScheduler(timestep_spacing="karras")
 
 
 def test_bad_inputs_are_clear_errors():

@@ -104,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
             images = process_shard(load_image_set(args.images, key=args.key, value_range=args.input_range))
         scores = scorer.score(images)
     except (FileNotFoundError, ValueError, RuntimeError) as err:
-        raise SystemExit(f"infoflow evaluate: {err}") from None
+        hint = " Pass --input-range LO HI." if "value range" in str(err) else ""
+        raise SystemExit(f"infoflow evaluate: {err}{hint}") from None
     if not state.is_main_process:
         return 0
     report = {"images": str(args.images), **sampling, "reference": reference_name, "feature_network": args.feature_network,

@@ -31,7 +31,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from ..images import make_grid
+    from ..images import make_grid, to_model_range
     from ..sampling import budget_note, generate, training_levels
 
     if args.model_calls < 1 or args.num_images < 1:
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
                                         batch_size=args.num_images, progress=True, max_steps=levels)
     except (ValueError, OSError) as err:  # OSError: a pipeline folder with missing or unreadable weights
         raise SystemExit(f"infoflow sample: {err}") from None
-    Image.fromarray(make_grid(images * 2 - 1)).save(args.output)
+    Image.fromarray(make_grid(to_model_range(images))).save(args.output)
     step_text = f"{steps} step{'s' if steps != 1 else ''}"
     note = "" if calls == args.model_calls else f" of {args.model_calls} requested"
     call_text = f"{calls} model call{'s' if calls != 1 else ''}"

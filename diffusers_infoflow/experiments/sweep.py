@@ -214,7 +214,7 @@ def _plot(
     left.axhline(exact_frechet, color="C1", lw=0.8, ls=":", label="Fréchet distance of exact draws")
     left.axvline(0.0, color="grey", lw=0.5)
     left.set_xlabel("γ")
-    left.set_title(f"deterministic (ρ = 0), NFE = {deterministic[0].nfe}")
+    left.set_title(f"deterministic (ρ = 0), {deterministic[0].nfe} model calls")
     left.legend()
     grid = np.array([p.frechet_distance for p in stochastic]).reshape(len(gammas), len(deltas))
     image = right.imshow(grid, origin="lower", aspect="auto", cmap="viridis")
@@ -222,7 +222,7 @@ def _plot(
     right.set_yticks(range(len(gammas)), [f"{v:g}" for v in gammas])
     right.set_xlabel("δ")
     right.set_ylabel("γ")
-    right.set_title(f"stochastic (ρ = 1), NFE = {stochastic[0].nfe}: Fréchet (exact draws: {exact_frechet:.3f})")
+    right.set_title(f"stochastic (ρ = 1), {stochastic[0].nfe} model calls: Fréchet (exact draws: {exact_frechet:.3f})")
     for (i, j), value in np.ndenumerate(grid):
         right.text(j, i, f"{value:.3f}", ha="center", va="center", color="white", fontsize=8)
     fig.colorbar(image, ax=right)

@@ -32,7 +32,7 @@ from diffusers.utils import logging
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..entropy import as_discrete_schedule, match_timestep
-from ..images import images_to_output
+from ..images import check_output_type, images_to_output
 from ..schedulers import EntropyHybridScheduler
 from ..schedules import family_params
 
@@ -132,11 +132,6 @@ def entropy_matched_segments(
 
 def _same_table(x, y) -> bool:
     return x.num_train_timesteps == y.num_train_timesteps and torch.allclose(x.alphas_cumprod, y.alphas_cumprod, rtol=1e-10, atol=0)
-
-
-def check_output_type(output_type: str) -> None:
-    if output_type not in ("pil", "np", "pt"):
-        raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}.")
 
 
 def check_unet_channels(unet, name: str = "unet") -> None:

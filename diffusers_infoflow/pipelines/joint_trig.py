@@ -21,7 +21,7 @@ import torch
 from diffusers import DiffusionPipeline, ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from ..images import images_to_output
+from ..images import check_output_type, images_to_output
 from ..models.joint_unet import split_joint_prediction
 from ..sampling import step_kwargs
 
@@ -59,6 +59,12 @@ class JointTrigPipeline(DiffusionPipeline):
                 f"{type(self.scheduler).__name__} has variance_type={self.scheduler.config.variance_type!r}, but the second half "
                 "of a joint model's output is x̂0, not a variance; use variance_type='fixed_small' (or another fixed type)."
             )
+        if prediction_type == "joint" and not type(self.scheduler).__module__.startswith("diffusers_infoflow"):
+            raise ValueError(
+                f"{type(self.scheduler).__name__} cannot read a joint [ε, x0] output; build it with "
+                "prediction_type='epsilon' or 'sample' (the pipeline then feeds it that head), e.g. "
+                f"{type(self.scheduler).__name__}.from_config(pipe.scheduler.config, prediction_type='sample')."
+            )
         if prediction_type in ("joint", "epsilon", "sample"):
             return prediction_type
         raise ValueError(f"a joint model can feed prediction_type 'joint', 'epsilon' or 'sample', not {prediction_type!r}.")
@@ -87,8 +93,7 @@ class JointTrigPipeline(DiffusionPipeline):
             ``ImagePipelineOutput`` or ``tuple``: ``images`` in [0, 1] as ``output_type`` asks (PIL images, an NHWC
             array or an NCHW tensor); the tuple is ``(images,)``.
         """
-        if output_type not in ("pil", "np", "pt"):
-            raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}.")
+        check_output_type(output_type)
         head = self.model_output_head()
         size = self.unet.config.sample_size
         height, width = (size, size) if isinstance(size, int) else tuple(size)

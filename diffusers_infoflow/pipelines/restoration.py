@@ -34,11 +34,11 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..entropy import ScheduleLike, as_discrete_schedule
-from ..images import images_to_output, to_model_range
+from ..images import check_output_type, images_to_output, to_model_range
 from ..metrics.restoration import restoration_metrics
 from ..schedulers import EntropyHybridScheduler
 from ..schedules import DiscreteSchedule
-from .entropy_hybrid import as_entropy_hybrid_scheduler, check_output_type, check_unet_channels
+from .entropy_hybrid import as_entropy_hybrid_scheduler, check_unet_channels
 
 
 __all__ = ["RestorationPipeline", "RestorationPipelineOutput"]
@@ -106,8 +106,7 @@ class RestorationPipeline(DiffusionPipeline):
         if isinstance(images, np.ndarray):
             if images.ndim not in (3, 4):
                 raise ValueError(f"np images must be NHWC or HWC, got shape {images.shape}.")
-            nhwc = images[None] if images.ndim == 3 else images
-            x0 = to_model_range(np.ascontiguousarray(np.transpose(nhwc, (0, 3, 1, 2))))
+            x0 = to_model_range(images[None] if images.ndim == 3 else images, channels_first=False)
         elif isinstance(images, torch.Tensor):
             x0 = images.detach()
             if x0.ndim == 3:

@@ -169,6 +169,8 @@ class EntropyHybridScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin
     ):
         if noise_family not in ("discrete", "edm", "flow"):
             raise ValueError(f"noise_family must be one of ('discrete', 'edm', 'flow'), got {noise_family!r}.")
+        if timestep_spacing == "information":
+            raise ValueError("timestep_spacing='information' is a `step_spacing` now: pass step_spacing='information'.")
         if timestep_spacing not in TIMESTEP_SPACINGS:
             raise ValueError(f"timestep_spacing must be one of {TIMESTEP_SPACINGS}, got {timestep_spacing!r}.")
         if step_spacing not in STEP_SPACINGS:

@@ -46,6 +46,14 @@ TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
 STEP_SPACINGS = (None, "logsnr", "karras", "information")
 
 
+def spacing_kwargs(spacing: str) -> Dict[str, str]:
+    """The config key of a ladder name: ``{"timestep_spacing": spacing}`` for diffusers' ladders, ``{"step_spacing":
+    spacing}`` for ours (e.g. ``S2NGeneralizedScheduler(**spacing_kwargs("logsnr"))``)."""
+    if spacing not in TIMESTEP_SPACINGS + STEP_SPACINGS[1:]:
+        raise ValueError(f"spacing must be one of {TIMESTEP_SPACINGS + STEP_SPACINGS[1:]}, got {spacing!r}.")
+    return {"step_spacing" if spacing in STEP_SPACINGS else "timestep_spacing": spacing}
+
+
 @dataclass
 class S2NGeneralizedSchedulerOutput(BaseOutput):
     """
@@ -94,11 +102,11 @@ class S2NGeneralizedScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixi
             EDM's F-network. `None` = `flow_prediction` for `flow`, else `epsilon`.
         timestep_spacing (`str`, *optional*): diffusers' ladders `leading`, `trailing` (tables only) or `linspace` (for
             `flow`, FlowMatchEulerDiscreteScheduler's shifted ladder; for EDM and analytic families, uniform in their
-            time). `None` = `leading` for tables, else `linspace`.
+            time). `None` = `leading` for tables, `linspace` for flow matching, EDM's own ladder (`karras`, or `logsnr`
+            with `sigma_schedule="exponential"`) for EDM and analytic families.
         step_spacing (`str`, *optional*): our rung placements, used instead of `timestep_spacing` when set: `logsnr`
             (uniform in λ), `karras` (σ̃ Karras-spaced with exponent `rho`) or `information` (placed by the model's
-            measured mmse curve, `information_curve`). `None` with `timestep_spacing=None` = EDM's own ladder
-            (`karras`, or `logsnr` with `sigma_schedule="exponential"`) for EDM and analytic families.
+            measured mmse curve, `information_curve`).
         steps_offset (`int`, defaults to 0): added to `leading` timesteps, as in diffusers.
         information_curve, information_measure, information_power: the `information` rungs, as in
             :class:`~diffusers_infoflow.schedulers.TrigAngleRKScheduler`.
@@ -177,11 +185,13 @@ class S2NGeneralizedScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixi
             noise_family = "edm" if sigma_data is not None else "discrete"
         if noise_family not in NOISE_FAMILIES:
             raise ValueError(f"noise_family must be one of {NOISE_FAMILIES}, got {noise_family!r}.")
-        if step_spacing is None and timestep_spacing is None and noise_family not in ("discrete", "flow"):
-            step_spacing = "logsnr" if sigma_schedule == "exponential" else "karras"
-        if timestep_spacing is None:
+        if timestep_spacing is None and noise_family in ("discrete", "flow"):  # EDM/analytic: None = their own ladder
             timestep_spacing = "leading" if noise_family == "discrete" else "linspace"
-        if timestep_spacing not in TIMESTEP_SPACINGS or (noise_family != "discrete" and timestep_spacing in ("leading", "trailing")):
+        if timestep_spacing in STEP_SPACINGS[1:]:
+            raise ValueError(f"timestep_spacing={timestep_spacing!r} is a `step_spacing` now: pass step_spacing={timestep_spacing!r}.")
+        if (timestep_spacing is not None and timestep_spacing not in TIMESTEP_SPACINGS) or (
+            noise_family != "discrete" and timestep_spacing in ("leading", "trailing")
+        ):
             allowed = TIMESTEP_SPACINGS if noise_family == "discrete" else TIMESTEP_SPACINGS[2:]
             raise ValueError(f"timestep_spacing must be one of {allowed} for noise_family={noise_family!r}, got {timestep_spacing!r}.")
         if step_spacing not in STEP_SPACINGS:
@@ -266,7 +276,8 @@ class S2NGeneralizedScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixi
                 table, EDM's σ, flow matching's unshifted t, shifted here as FlowMatchEulerDiscreteScheduler does).
             mu (`float`, *optional*): flow matching's dynamic shift (`use_dynamic_shifting`), as FLUX passes it.
         """
-        spacing, family = self.config.step_spacing or self.config.timestep_spacing, self.config.noise_family
+        family = self.config.noise_family
+        spacing = self.config.step_spacing or self.config.timestep_spacing or ("logsnr" if self.config.sigma_schedule == "exponential" else "karras")
         if timesteps is not None or sigmas is not None or mu is not None or spacing in ("leading", "trailing") or (
             spacing == "linspace" and family in ("discrete", "flow")
         ):

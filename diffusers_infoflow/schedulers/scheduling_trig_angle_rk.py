@@ -65,6 +65,7 @@ LadderEnd = Literal["clean", "trailing"]
 
 SOLVERS = ("euler", "rk2", "rk4", "ddim", "multistep")
 STEP_SPACINGS = ("angle", "logsnr", "karras", "linspace", "information")
+RENAMED_SPACINGS = {"uniform_eta": "angle", "uniform_logsnr": "logsnr", "uniform_timestep": "linspace"}  # before 0.1
 FINAL_STEPS = ("x0", "extrapolate", "solver")
 LADDER_ENDS = ("clean", "trailing")
 SOLVER_ORDERS = (1, 2, 3)
@@ -258,6 +259,8 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
             raise ValueError(f"noise_family must be one of ('discrete', 'edm', 'flow'), got {noise_family!r}.")
         if solver not in SOLVERS:
             raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}.")
+        if step_spacing in RENAMED_SPACINGS:
+            raise ValueError(f"step_spacing={step_spacing!r} is called {RENAMED_SPACINGS[step_spacing]!r} now.")
         if step_spacing is not None and step_spacing not in STEP_SPACINGS:
             raise ValueError(f"step_spacing must be one of {STEP_SPACINGS} or None (the solver's default), got {step_spacing!r}.")
         if final_step not in FINAL_STEPS:
