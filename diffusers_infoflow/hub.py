@@ -135,7 +135,7 @@ def write_model_card(
         card_data,
         template_path=str(MODEL_CARD_TEMPLATE),
         model_name=name,
-        repo_or_path=name,
+        repo_or_path=args.hub_model_id or output_dir,  # what from_pretrained takes: the Hub id, else the folder
         dataset=os.path.basename(str(dataset)) if os.path.exists(str(dataset)) else dataset,
         prediction_type="joint [ε, x0]" if joint else args.prediction_type,
         joint=joint,
@@ -234,13 +234,22 @@ def push_folder(folder: str, repo_id: str, *, private: bool = False, token: Opti
     """Creates ``repo_id`` (if needed) and uploads ``folder`` without checkpoints or logs; returns the commit URL.
 
     The token is ``token``, else ``HF_TOKEN`` from the environment, else the local ``huggingface-cli login``.
+
+    Raises:
+        FileNotFoundError: ``folder`` holds no pipeline.
+        ConnectionError: the Hub could not be reached or refused the upload (one line; the folder is untouched).
     """
     from huggingface_hub import HfApi
+    from huggingface_hub.errors import HTTPError
 
     if not os.path.isfile(os.path.join(folder, "model_index.json")):
         raise FileNotFoundError(f"{folder!r} has no model_index.json: train into it first (scripts/train.py).")
     api = HfApi(token=token or os.environ.get("HF_TOKEN"))
-    repo_url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-    commit = api.upload_folder(repo_id=repo_url.repo_id, folder_path=folder, commit_message=commit_message,
-                               ignore_patterns=UPLOAD_IGNORE_PATTERNS, repo_type="model")
+    try:
+        repo_url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        commit = api.upload_folder(repo_id=repo_url.repo_id, folder_path=folder, commit_message=commit_message,
+                                   ignore_patterns=UPLOAD_IGNORE_PATTERNS, repo_type="model")
+    except HTTPError as err:  # no network, no or a bad token, no rights: the model stays saved in `folder`
+        raise ConnectionError(f"could not upload {folder} to {repo_id} ({type(err).__name__}: {err}); it stays saved "
+                              f"there: run scripts/push_to_hub.py {folder} {repo_id} later.") from None
     return commit.commit_url

@@ -131,17 +131,32 @@ def build_scheduler(name: str, config, joint: bool = False):
         return S2NGeneralizedScheduler.from_preset("stochastic", config, **overrides)
     if name.startswith("trig-"):
         return TrigAngleRKScheduler.from_config(config, solver=name.split("-")[1], **overrides)
+    if name == "entropy-hybrid":
+        return EntropyHybridScheduler.from_config(config, **overrides)
     if name == "dpm++2m":
-        return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2, **overrides)
+        overrides.update(algorithm_type="dpmsolver++", solver_order=2)
     classes = {
         "ddpm": DDPMScheduler,
         "ddim": DDIMScheduler,
-        "entropy-hybrid": EntropyHybridScheduler,
+        "dpm++2m": DPMSolverMultistepScheduler,
         "unipc": UniPCMultistepScheduler,
         "euler": EulerDiscreteScheduler,
         "heun": HeunDiscreteScheduler,
     }
-    return classes[name].from_config(config, **overrides)
+    return classes[name].from_config(_diffusers_config(config, classes[name]), **overrides)
+
+
+def _diffusers_config(config, cls) -> dict:
+    """A saved config as a diffusers scheduler class reads it: one of our schedulers' own options (its solver,
+    rung placement, ...) are left out, instead of each drawing diffusers' "will be ignored" warning; a model our
+    config describes in a way diffusers' β-table schedulers cannot read is refused."""
+    import inspect
+
+    if config.get("noise_family", "discrete") != "discrete" or config.get("schedule_params"):
+        raise ValueError(f"{cls.__name__} reads β tables only; this model's scheduler config describes "
+                         f"noise_family={config.get('noise_family')!r}, schedule_params={config.get('schedule_params')!r}.")
+    accepted = set(inspect.signature(cls.__init__).parameters)
+    return {key: value for key, value in config.items() if key in accepted or key.startswith("_")}
 
 
 def is_joint_model(pipeline) -> bool:
@@ -204,12 +219,20 @@ def training_levels(model: str) -> int:
         raise ValueError(f"model {model!r} has no readable scheduler config with num_train_timesteps ({config}: {err}).") from None
 
 
-def budget_note(model_calls: int, levels: int) -> Optional[str]:
+# Below this many calls the explicit Runge-Kutta solvers take 4 steps or fewer and diverge on the shipped models
+# (benchmarks/results/fid_vs_calls.md: trig-rk4 FID 467 at 10 calls, 20.6 at 20).
+RK_MIN_MODEL_CALLS = 20
+
+
+def budget_note(model_calls: int, levels: int, scheduler_name: Optional[str] = None) -> Optional[str]:
     """The message for a call budget above the model's ``levels`` training noise levels (where the steps are capped
-    at ``levels``), else ``None``."""
-    if model_calls <= levels:
-        return None
-    return f"--model-calls {model_calls} are more than the model's {levels} training noise levels; at most {levels} steps are taken."
+    at ``levels``), or too small for the Runge-Kutta solvers ``trig-rk2``/``trig-rk4``; else ``None``."""
+    if model_calls > levels:
+        return f"--model-calls {model_calls} are more than the model's {levels} training noise levels; at most {levels} steps are taken."
+    if scheduler_name in ("trig-rk2", "trig-rk4") and model_calls < RK_MIN_MODEL_CALLS:
+        return (f"{scheduler_name} with {model_calls} model calls takes too few steps to converge on a real model; "
+                f"give {RK_MIN_MODEL_CALLS} or more, or use trig-multistep or trig-information.")
+    return None
 
 
 def generate(model: str, scheduler_name: str, model_calls: int, num_images: int, seed: int = 0, batch_size: int = 250,

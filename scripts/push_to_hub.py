@@ -15,7 +15,10 @@ def main() -> None:
     parser.add_argument("repo_id", help="the Hub model repository, e.g. user/mnist-ddpm")
     parser.add_argument("--private", action="store_true")
     args = parser.parse_args()
-    print(push_folder(args.folder, args.repo_id, private=args.private))
+    try:
+        print(push_folder(args.folder, args.repo_id, private=args.private))
+    except (FileNotFoundError, ConnectionError) as err:
+        raise SystemExit(f"scripts/push_to_hub.py: {err}") from None
 
 
 if __name__ == "__main__":

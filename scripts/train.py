@@ -142,7 +142,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> None:
     try:
         train(parse_args(argv))
-    except (ValueError, FileNotFoundError) as err:  # bad data, paths or checkpoints: one line, no traceback
+    except (ValueError, FileNotFoundError, ConnectionError) as err:  # bad data, paths or checkpoints: one line, no traceback
         raise SystemExit(f"scripts/train.py: {err}") from None
 
 

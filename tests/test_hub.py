@@ -157,3 +157,19 @@ def test_push_to_hub_script_against_the_stand_in(local_hub, tmp_path):
     assert done.stdout.strip().startswith(local_hub["endpoint"] + "/team/ddpm/commit/")
     assert TOKEN not in done.stdout + done.stderr
     assert "unet/diffusion_pytorch_model.safetensors" in local_hub["repos"]["team/ddpm"]["files"]
+
+
+def test_an_unreachable_hub_is_one_line_and_the_folder_stays(tmp_path):
+    """No network (here: a closed port) gives the script's one line, naming the folder to push again later."""
+    import socket
+
+    folder = _model_folder(tmp_path)
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    env = {"HF_ENDPOINT": closed, "HF_TOKEN": TOKEN, "HF_HUB_OFFLINE": "0", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "push_to_hub.py"), str(folder), "team/ddpm"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert f"could not upload {folder} to team/ddpm" in done.stderr and "run scripts/push_to_hub.py" in done.stderr
+    assert (folder / "model_index.json").is_file()

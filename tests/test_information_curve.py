@@ -97,3 +97,22 @@ def test_information_curve_bad_inputs():
         information_curve(_posterior_mean, torch.full_like(data, float("nan")), [0.0])
     with pytest.raises(ValueError, match="step"):
         information_curve(_posterior_mean, data, [0.0], step=0.0)
+
+
+def test_a_trained_models_table_bounds_the_default_quadrature():
+    """With a diffusers denoiser the default λ range is its table's (λ outside it would be refused), so
+    `information_curve(denoise_fn_from_diffusers(unet, scheduler), data, ...)` runs with no range given."""
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    from diffusers_infoflow.metrics import denoise_fn_from_diffusers, information_curve, nll_bits_per_dim
+
+    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 8),
+                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4)
+    denoise = denoise_fn_from_diffusers(unet.eval(), DDPMScheduler(num_train_timesteps=100))
+    data = torch.rand(4, 1, 8, 8) * 2 - 1
+    lo, hi = denoise.logsnr_range
+    curve = information_curve(denoise, data, [0.0], step=1.0, batch_size=4)
+    assert float(curve["grid_logsnr"][0]) == pytest.approx(lo)
+    assert nll_bits_per_dim(denoise, data, step=2.0, batch_size=4).shape == (4,)
+    with pytest.raises(ValueError, match="outside"):
+        information_curve(denoise, data, [0.0], logsnr_min=lo - 5, step=1.0, batch_size=4)

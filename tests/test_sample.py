@@ -181,9 +181,13 @@ def test_a_call_budget_above_the_training_levels_is_capped_with_a_message(tmp_pa
     out = capsys.readouterr().out
     assert "--model-calls 100000 are more than the model's 12 training noise levels; at most 12 steps are taken." in out
     assert "12 steps = 45 model calls of 100000 requested" in out  # RK4: 4 calls a step, 1 for the last x̂0
-    argv[6] = "5"  # a budget below the levels is no concern
+    argv[6] = "5"  # a budget below the levels is no concern, but too few for RK4 to converge
     assert main(argv + ["--output", str(tmp_path / "g.png")]) == 0
-    assert "training noise levels" not in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "training noise levels" not in out and "trig-rk4 with 5 model calls takes too few steps" in out
+    argv[4], argv[6] = "trig-multistep", "5"
+    assert main(argv + ["--output", str(tmp_path / "g.png")]) == 0
+    assert "infoflow sample: " not in capsys.readouterr().out.split("wrote")[0]
 
 
 @pytest.mark.parametrize("scheduler_class", [HeunDiscreteScheduler, DDIMScheduler])

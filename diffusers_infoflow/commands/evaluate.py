@@ -83,8 +83,9 @@ def run(args: argparse.Namespace) -> int:
         if is_pipeline and (args.num_images < 2 or args.model_calls < 1 or args.batch_size < 1):
             raise ValueError(f"--num-images must be >= 2, --model-calls and --batch-size >= 1, got {args.num_images}, {args.model_calls} and {args.batch_size}.")
         levels = training_levels(args.images) if is_pipeline else None
-        if is_pipeline and budget_note(args.model_calls, levels):
-            state.print(f"infoflow evaluate: {budget_note(args.model_calls, levels)}")
+        note = budget_note(args.model_calls, levels, args.scheduler) if is_pipeline else None
+        if note:
+            state.print(f"infoflow evaluate: {note}")
         metrics = args.metrics or (GENERATIVE_METRICS if args.feature_network == "mnist" else ("fid", "kid", "is"))
         reference, reference_name = None, None
         if set(REFERENCE_METRICS) & set(metrics):
@@ -120,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
         if args.reference is not None:
             parts += ["--reference", str(args.reference)]
         command = shlex.join(parts + ["--num-reference", str(args.num_reference), "--update-card"])
-        print(f"updated {write_card_evaluation(args.images, report, command)}")
+        card = write_card_evaluation(args.images, report, command)
+        print(f"updated {card}: its evaluation section now holds this run ({args.num_images} images), replacing any earlier one")
     Path(args.output).write_text(json.dumps(report, indent=1))
     print(f"Wrote {args.output} in {time.perf_counter() - start:.1f} s")
     return 0

@@ -40,8 +40,9 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"infoflow sample: --output {args.output!r} must end in .png, .jpg or .webp.")
     try:
         levels = training_levels(args.model)
-        if budget_note(args.model_calls, levels):
-            print(f"infoflow sample: {budget_note(args.model_calls, levels)}")
+        note = budget_note(args.model_calls, levels, args.scheduler)
+        if note:
+            print(f"infoflow sample: {note}")
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)  # before sampling, so no work is lost at the end
         images, steps, calls = generate(args.model, args.scheduler, args.model_calls, args.num_images, args.seed,
                                         batch_size=args.num_images, progress=True, max_steps=levels)

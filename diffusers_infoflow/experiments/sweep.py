@@ -209,13 +209,18 @@ def _plot(
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     g = [p.gamma for p in deterministic]
-    left.plot(g, [p.ode_error for p in deterministic], "o-", label="RMS error vs. ODE endpoint")
-    left.plot(g, [p.frechet_distance for p in deterministic], "s--", label="Fréchet distance to the data (PCA-32)")
-    left.axhline(exact_frechet, color="C1", lw=0.8, ls=":", label="Fréchet distance of exact draws")
+    # two scales: the RMS error is ~0.1 where the Fréchet distance is ~10, so each gets its own axis
+    left.plot(g, [p.ode_error for p in deterministic], "o-", color="C0", label="RMS error vs. ODE endpoint (left)")
+    left.set_ylabel("RMS error per pixel", color="C0")
+    frechet_axis = left.twinx()
+    frechet_axis.plot(g, [p.frechet_distance for p in deterministic], "s--", color="C1", label="Fréchet distance to the data, PCA-32 (right)")
+    frechet_axis.axhline(exact_frechet, color="C1", lw=0.8, ls=":", label="Fréchet distance of exact draws (right)")
+    frechet_axis.set_ylabel("Fréchet distance", color="C1")
     left.axvline(0.0, color="grey", lw=0.5)
     left.set_xlabel("γ")
     left.set_title(f"deterministic (ρ = 0), {deterministic[0].nfe} model calls")
-    left.legend()
+    lines = left.get_legend_handles_labels(), frechet_axis.get_legend_handles_labels()
+    left.legend(lines[0][0] + lines[1][0], lines[0][1] + lines[1][1], fontsize=8)
     grid = np.array([p.frechet_distance for p in stochastic]).reshape(len(gammas), len(deltas))
     image = right.imshow(grid, origin="lower", aspect="auto", cmap="viridis")
     right.set_xticks(range(len(deltas)), [f"{d:g}" for d in deltas])

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Callable, Dict, Optional, Union
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import torch
 
@@ -82,6 +82,13 @@ def _squared_errors(
     return torch.cat(errors)
 
 
+def _logsnr_limits(denoise_fn: DenoiseFn, logsnr_min: Optional[float], logsnr_max: Optional[float]) -> Tuple[float, float]:
+    """The λ range of the quadrature: as given, else the denoiser's own ``logsnr_range`` (a trained model's table,
+    :func:`denoise_fn_from_diffusers`), else ±15 (an exact denoiser)."""
+    own = getattr(denoise_fn, "logsnr_range", (-15.0, 15.0))
+    return (float(own[0]) if logsnr_min is None else logsnr_min, float(own[1]) if logsnr_max is None else logsnr_max)
+
+
 def _logsnr_grid(logsnr_min: float, logsnr_max: float, step: float) -> torch.Tensor:
     if not (math.isfinite(logsnr_min) and math.isfinite(logsnr_max) and logsnr_min < logsnr_max):
         raise ValueError(f"need finite logsnr_min < logsnr_max, got {logsnr_min!r} and {logsnr_max!r}.")
@@ -96,7 +103,7 @@ def information_curve(
     data: torch.Tensor,
     logsnrs: Sequence[float],
     *,
-    logsnr_min: float = -15.0,
+    logsnr_min: Optional[float] = None,
     step: float = 0.25,
     gaussian_baseline: bool = True,
     batch_size: int = 256,
@@ -109,7 +116,8 @@ def information_curve(
             tensor ``(B,)``; e.g. :func:`denoise_fn_from_diffusers` or an exact posterior mean.
         data: samples ``(N, ...)`` of x.
         logsnrs: where to report I; each must be >= ``logsnr_min``.
-        logsnr_min: lower end of the quadrature grid (see the module docstring for the truncation error).
+        logsnr_min: lower end of the quadrature grid (see the module docstring for the truncation error); default:
+            the low end of ``denoise_fn.logsnr_range`` when it has one, else −15.
         step: grid spacing in λ; the trapezoid rule's error is O(step²).
         gaussian_baseline: integrate only the residual to the Gaussian baseline (Kong et al.), recommended.
         batch_size: data points per ``denoise_fn`` call.
@@ -120,6 +128,7 @@ def information_curve(
         the Monte Carlo mmse on the quadrature grid.
     """
     _check_inputs(data, batch_size)
+    logsnr_min = _logsnr_limits(denoise_fn, logsnr_min, None)[0]
     targets = torch.as_tensor(logsnrs, dtype=torch.float64).flatten()
     if targets.numel() == 0 or not torch.isfinite(targets).all():
         raise ValueError(f"`logsnrs` must be a non-empty sequence of finite values, got {logsnrs!r}.")
@@ -151,8 +160,8 @@ def nll_bits_per_dim(
     data: torch.Tensor,
     *,
     discrete: bool = False,
-    logsnr_min: float = -15.0,
-    logsnr_max: float = 15.0,
+    logsnr_min: Optional[float] = None,
+    logsnr_max: Optional[float] = None,
     step: float = 0.25,
     batch_size: int = 256,
     seed: int = 0,
@@ -169,10 +178,11 @@ def nll_bits_per_dim(
       I(x; z_λ) → H(x) as λ → ∞).
 
     The integral is the trapezoid rule on a uniform λ grid over ``[logsnr_min, logsnr_max]`` with one noise draw per
-    (x, λ); both integrands vanish at the ends for a good denoiser, the truncation is the caller's to check.
+    (x, λ); both integrands vanish at the ends for a good denoiser, the truncation is the caller's to check. The
+    default range is ``denoise_fn.logsnr_range`` when it has one (a trained model's table), else [−15, 15].
     """
     _check_inputs(data, batch_size)
-    grid = _logsnr_grid(logsnr_min, logsnr_max, step)
+    grid = _logsnr_grid(*_logsnr_limits(denoise_fn, logsnr_min, logsnr_max), step)
     generator = torch.Generator().manual_seed(seed)
     # rows: grid points, columns: data points
     eps_errors = torch.stack([lam.exp() * _squared_errors(denoise_fn, data, float(lam), generator, batch_size) for lam in grid])

@@ -81,6 +81,10 @@ class ModelInterfaceMixin:
         the source class sets `noise_family`, every key that changes the maths is read, and a key or value that
         cannot be honoured raises a `ValueError` naming it."""
         accepted = [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
+        unknown = sorted(key for key in kwargs if key not in accepted)
+        if unknown:  # diffusers would drop an option given here with a warning; it was asked for, so refuse it
+            hint = " (its rungs are `step_spacing`)" if "timestep_spacing" in unknown else ""
+            raise ValueError(f"{cls.__name__} has no option(s) {unknown}{hint}; it reads {accepted}.")
         translated = scheduler_kwargs_from_config(config or {}, accepted, cls.__name__)
         return super().from_config({**translated, "_class_name": cls.__name__}, return_unused_kwargs=return_unused_kwargs, **kwargs)
 
