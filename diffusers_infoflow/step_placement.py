@@ -128,6 +128,7 @@ def calibrate_information_curve(
     Returns:
         `{"logsnr": [...], "mmse": [...]}`, the value of a scheduler's `information_curve` config entry.
     """
+    from .metrics.information import squared_errors
     from .model_interface import ModelInterface, finite_noisy_logsnr
     from .schedulers import TrigAngleRKScheduler
 
@@ -151,31 +152,35 @@ def calibrate_information_curve(
         raise ValueError("`data` has no variance (all images are the same): it says nothing about the model's mmse.")
     told_levels, snapped = interface.model_timesteps(levels)
     keep = torch.cat([torch.ones(1, dtype=torch.bool), snapped[1:] > snapped[:-1]])  # a table may snap two levels onto one
-    expected = (interface.output_channels(data.shape[1]), *data.shape[2:])
     knots, mmse = [], []
     training = getattr(model, "training", False)
     if training:
         model.eval()  # dropout would inflate the errors
-    with torch.no_grad():
-        for told, level in zip(told_levels[keep], snapped[keep].tolist()):
-            told = told.view(1)
-            total = 0.0
-            for x0 in data.split(batch_size):
-                noise = torch.randn(x0.shape, generator=generator, dtype=torch.float64)
-                state = interface.add_noise(x0.to(torch.float64), noise, told)
-                model_input = interface.scale_model_input(state, level)
-                timestep = told.to(device).expand(len(x0))
-                out = model(model_input.to(device, dtype), timestep).sample
-                if tuple(out.shape[1:]) != expected:
-                    raise ValueError(f"the model's output has shape {tuple(out.shape[1:])} per image but this "
-                                     f"{interface.prediction_type!r} scheduler config implies {expected}.")
-                x0_hat, _ = interface.predictions(out.to(torch.float64).cpu(), state, level)
-                total += float((x0_hat - x0.to(torch.float64)).pow(2).sum())
-            knots.append(level)
-            mmse.append(min(total / data.numel(), prior_variance))
+    for told, level in zip(told_levels[keep], snapped[keep].tolist()):
+        errors = squared_errors(_denoiser_at(model, interface, told, level, device, dtype), data, level, generator, batch_size)
+        knots.append(level)
+        mmse.append(min(float(errors.sum()) / data.numel(), prior_variance))
     if training:
         model.train()
     return {"logsnr": knots, "mmse": mmse}
+
+
+def _denoiser_at(model, interface, told: torch.Tensor, level: float, device, dtype):
+    """``denoise_fn(z, λ) -> x̂0`` of `model` at one of its levels (λ = `level`, told `told`) for
+    :func:`~diffusers_infoflow.metrics.information.squared_errors`: the variance-preserving state z in the family's
+    units, the model's input scaling, its output read as x̂0 (float64, on the CPU)."""
+    scale = float(interface.scale(torch.tensor(level, dtype=torch.float64)))
+
+    def denoise(z: torch.Tensor, logsnr: torch.Tensor) -> torch.Tensor:
+        state = z * scale
+        out = model(interface.scale_model_input(state, level).to(device, dtype), told.view(1).to(device).expand(len(z))).sample
+        expected = (interface.output_channels(z.shape[1]), *z.shape[2:])
+        if tuple(out.shape[1:]) != expected:
+            raise ValueError(f"the model's output has shape {tuple(out.shape[1:])} per image but this "
+                             f"{interface.prediction_type!r} scheduler config implies {expected}.")
+        return interface.predictions(out.to(torch.float64).cpu(), state, level)[0]
+
+    return denoise
 
 
 def check_information_options(measure: str, power: float) -> None:

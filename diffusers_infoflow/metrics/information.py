@@ -26,6 +26,7 @@ from ..schedules import DiscreteSchedule
 __all__ = [
     "DenoiseFn",
     "denoise_fn_from_diffusers",
+    "squared_errors",
     "gaussian_information",
     "gaussian_mmse",
     "information_curve",
@@ -66,10 +67,11 @@ def _check_inputs(data: torch.Tensor, batch_size: int) -> None:
         raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
 
 
-def _squared_errors(
+def squared_errors(
     denoise_fn: DenoiseFn, data: torch.Tensor, logsnr: float, generator: torch.Generator, batch_size: int
 ) -> torch.Tensor:
-    """``‖x − x̂(z_λ, λ)‖²`` per data point, one noise draw each, float64 ``(N,)``."""
+    """``‖x − x̂(z_λ, λ)‖²`` per data point, one noise draw each, float64 ``(N,)``: the denoising error that the
+    information curves integrate and that :func:`~diffusers_infoflow.calibrate_information_curve` measures."""
     errors = []
     with torch.no_grad():
         for x in data.split(batch_size):
@@ -136,7 +138,7 @@ def information_curve(
         raise ValueError(f"every log-SNR must be >= logsnr_min = {logsnr_min}, got {targets.min().item()!r}.")
     grid = _logsnr_grid(logsnr_min, max(float(targets.max()), logsnr_min + step), step)
     generator = torch.Generator().manual_seed(seed)
-    mmse = torch.stack([_squared_errors(denoise_fn, data, float(lam), generator, batch_size).mean() for lam in grid])
+    mmse = torch.stack([squared_errors(denoise_fn, data, float(lam), generator, batch_size).mean() for lam in grid])
 
     variance = data.to(torch.float64).flatten(1).var(0, unbiased=True) if gaussian_baseline else None
     integrand = grid.exp() * (mmse - gaussian_mmse(variance, grid) if gaussian_baseline else mmse)
@@ -185,7 +187,7 @@ def nll_bits_per_dim(
     grid = _logsnr_grid(*_logsnr_limits(denoise_fn, logsnr_min, logsnr_max), step)
     generator = torch.Generator().manual_seed(seed)
     # rows: grid points, columns: data points
-    eps_errors = torch.stack([lam.exp() * _squared_errors(denoise_fn, data, float(lam), generator, batch_size) for lam in grid])
+    eps_errors = torch.stack([lam.exp() * squared_errors(denoise_fn, data, float(lam), generator, batch_size) for lam in grid])
     dim = data[0].numel()
     if discrete:
         nll_nats = 0.5 * torch.trapezoid(eps_errors, grid, dim=0)
