@@ -17,6 +17,7 @@ setting; later ones race ours and each built-in family's three best per budget s
     python benchmarks/sampler_race.py                # everything (about 40 min on one core)
     python benchmarks/sampler_race.py --merge        # race only settings added since the saved results
     python benchmarks/sampler_race.py --quick        # a handful of samplers, for development (writes to /tmp)
+    python benchmarks/sampler_race.py --confirm 1024 # each cell's near-winners again, on a fresh draw of 1,024
     python benchmarks/sampler_race.py --render-only  # rewrite the tables and plot from the saved JSON
 
 Writes ``benchmarks/results/sampler_race.{json,md,png}``; the discussion is in ``benchmarks/README.md`` §1.
@@ -187,7 +188,8 @@ def gaussian_problem(batch: int, seed: int) -> Problem:
     return problem
 
 
-def empirical_problem(batch: int, seed: int, num_data: int, ref_steps: int, resolution: int = 28) -> Optional[Problem]:
+def empirical_problem(batch: int, seed: int, num_data: int, ref_steps: int, resolution: int = 28,
+                      check_reference: bool = True) -> Optional[Problem]:
     data = mnist_or_none(num_data, resolution)
     if data is None:
         print("[sampler_race] skipping problem (b), EmpiricalDenoiser on MNIST: no data "
@@ -198,21 +200,23 @@ def empirical_problem(batch: int, seed: int, num_data: int, ref_steps: int, reso
     x_T = torch.randn((batch, 1, resolution, resolution), generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
     start = time.perf_counter()
     z0, ref = reference_rk4(den, x_T, ref_steps)
-    z0_half, ref_half = reference_rk4(den, x_T, ref_steps // 2)
-    z0_dpm, ref_dpm = reference_dpmpp(den, x_T)
     dist, nearest = torch.cdist(ref.flatten(1), den.data).min(1)
-    info = {
-        "num_data": len(data),
-        "reference": f"RK4 in η, λ-uniform grid, {ref_steps} steps ({4 * ref_steps} evaluations), then D_0",
-        "rms_ref_vs_rk4_half_grid": rms(ref, ref_half),
-        "rms_ref_vs_dpmpp3m_1000_steps": rms(ref, ref_dpm),
-        "rms_state_at_t0_ref_vs_rk4_half_grid": rms(z0, z0_half),
-        "rms_state_at_t0_ref_vs_dpmpp3m_1000_steps": rms(z0, z0_dpm),
+    info = {"num_data": len(data), "reference": f"RK4 in η, λ-uniform grid, {ref_steps} steps ({4 * ref_steps} evaluations), then D_0"}
+    if check_reference:
+        z0_half, ref_half = reference_rk4(den, x_T, ref_steps // 2)
+        z0_dpm, ref_dpm = reference_dpmpp(den, x_T)
+        info.update({
+            "rms_ref_vs_rk4_half_grid": rms(ref, ref_half),
+            "rms_ref_vs_dpmpp3m_1000_steps": rms(ref, ref_dpm),
+            "rms_state_at_t0_ref_vs_rk4_half_grid": rms(z0, z0_half),
+            "rms_state_at_t0_ref_vs_dpmpp3m_1000_steps": rms(z0, z0_dpm),
+        })
+    info.update({
         "target_rms": rms(ref, torch.zeros_like(ref)),
         "target_max_rms_distance_to_nearest_data_point": float(dist.max()) / resolution,
         "median_rms_distance_between_data_points": float(torch.cdist(den.data[:200], den.data[:200]).median()) / resolution,
         "reference_seconds": time.perf_counter() - start,
-    }
+    })
     name = f"mnist{len(data)}@{resolution}"
     problem = Problem(name, f"EmpiricalDenoiser of MNIST train[:{len(data)}] in [-1,1] at {resolution}×{resolution}", den, x_T, ref, info)
     problem.nearest = nearest  # the data point each target sample is
@@ -538,8 +542,10 @@ def side(r: Dict) -> str:
 
 def _compare(ro: Dict, rb: Dict):
     ratio = max(ro["rms_error"], FLOOR) / max(rb["rms_error"], FLOOR)
-    if ratio == 1.0:
+    if max(ro["rms_error"], rb["rms_error"]) <= FLOOR:
         return ratio, f"tie (both below the round-off floor {FLOOR:g})"
+    if ratio == 1.0:  # e.g. both put the same sample on the same other training image
+        return ratio, "ours equals the best built-in"
     if ratio < 1:
         return ratio, "ours beats the best built-in by ×%.3g" % (1 / ratio)
     return ratio, "ours trails the best built-in by ×%.3g" % ratio
@@ -623,6 +629,52 @@ def ladder_comparison(problems: Dict[str, Dict], budgets: List[int]) -> Dict[str
     return out
 
 
+CONFIRM_WITHIN = 1.25  # a race run this close to its side's best (or at round-off) is re-run on the fresh draw
+CONFIRM_AT_MOST = 8  # per side and cell
+
+
+def confirm(results: Dict, batch: int, seed: int, ref_steps: int) -> Dict:
+    """Each side's near-winners of every cell re-run on a fresh draw of `batch` samples; each side's best there.
+
+    The race picks each side's best per cell out of hundreds of settings on one draw, so the winning errors are
+    biased low; on the multimodal sets the RMS is set by the few samples that start near a boundary between training
+    images, and where both sides are exact the winner is any of dozens of settings. Here the settings within
+    ``CONFIRM_WITHIN`` of their side's best (or at round-off), at most ``CONFIRM_AT_MOST`` per side, run again from a
+    new x_T (seed `seed`, a new reference), the same for both sides."""
+    configs = {(c.family, c.setting): c for c in our_configs() + builtin_configs()}
+    out = {"batch": batch, "seed": seed, "within": CONFIRM_WITHIN, "at_most": CONFIRM_AT_MOST, "problems": {}}
+    for pname, pres in results["problems"].items():
+        start = time.perf_counter()
+        if pname == "gaussian":
+            problem = gaussian_problem(batch, seed)
+        else:
+            size, res = pname.removeprefix("mnist").split("@")
+            problem = empirical_problem(batch, seed, int(size), ref_steps, int(res), check_reference=False)
+        valid = [r for r in pres["all_runs"] if r.get("rms_error") is not None and r.get("start_ok") and r["calls"] <= r["budget"]]
+        cells = []
+        for budget in sorted({r["budget"] for r in valid}):
+            cell = {"budget": budget}
+            for key, ours in (("ours", True), ("builtin", False)):
+                ranked = sorted((r for r in valid if r["budget"] == budget and r["ours"] == ours), key=lambda r: r["rms_error"])
+                bound = max(CONFIRM_WITHIN * ranked[0]["rms_error"], FLOOR)
+                near = [r for r in ranked if r["rms_error"] <= bound][:CONFIRM_AT_MOST]
+                reruns = []
+                for r in near:
+                    cfg = configs[(r["family"], r["setting"])]
+                    reruns.append({"setting": f"{r['family']} [{r['setting']}]", "race_rms_error": r["rms_error"],
+                                   **run(cfg, problem, r["steps"])})
+                cell[key] = min(reruns, key=lambda q: q["rms_error"])
+                cell[f"{key}_candidates"] = len(reruns)
+            ratio, text = _compare(cell["ours"], cell["builtin"])
+            cell.update(ours_over_builtin=ratio, verdict=text, meets_bar=ratio <= BAR or text.startswith("tie"))
+            if "same_data_point" in cell["ours"]:
+                cell["meets_bar"] = cell["meets_bar"] and cell["ours"]["same_data_point"] >= cell["builtin"]["same_data_point"]
+            cells.append(cell)
+            print(f"[confirm {pname}] {budget:>3} calls ({cell['ours_candidates']} vs {cell['builtin_candidates']} settings): {text}", flush=True)
+        out["problems"][pname] = {"cells": cells, "seconds": time.perf_counter() - start}
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- reporting
 
 MARK = {"ours": "★ ", "builtin": ""}
@@ -653,6 +705,29 @@ def markdown(results: Dict, budgets: List[int]) -> str:
             cells.append(f"{v['ours_over_builtin']:.3g}{' ✓' if v['meets_bar'] else ''} {same}".strip())
         lines.append(f"| {pname} | " + " | ".join(cells) + " |")
     lines.append("")
+    confirmation = results.get("confirmation")
+    if confirmation:
+        lines += ["## Near-winners on a fresh draw", "",
+                  f"Each side's near-winners of every cell (race RMS within ×{confirmation['within']} of its side's best, "
+                  f"or at round-off; at most {confirmation['at_most']} a side), run again from a new x_T of "
+                  f"{confirmation['batch']} samples (seed {confirmation['seed']}, new reference), and each side's best "
+                  "there: the race's winning errors are biased low by the choice among hundreds of settings, and on the "
+                  "multimodal sets they are set by the few samples that start near a boundary between training images. "
+                  "Ratio ours / built-in, ✓ as above, [ours/built-in] samples on the reference's image.", "",
+                  "| problem | " + " | ".join(f"{b} calls" for b in budgets) + " |", "|" + "---|" * (len(budgets) + 1)]
+        for pname, pres in confirmation["problems"].items():
+            by_budget = {c["budget"]: c for c in pres["cells"]}
+            row = []
+            for b in budgets:
+                c = by_budget.get(b)
+                if c is None:
+                    row.append("—")
+                    continue
+                same = f" [{c['ours']['same_data_point']}/{c['builtin']['same_data_point']}]" if "same_data_point" in c["ours"] else ""
+                value = "tie" if c["verdict"].startswith("tie") else f"{c['ours_over_builtin']:.3g}{' ✓' if c['meets_bar'] else ''}"
+                row.append(value + same)
+            lines.append(f"| {pname} | " + " | ".join(row) + " |")
+        lines.append("")
     fixed = results.get("fixed_settings", {})
     if len(fixed) == 2:
         lines += ["## One setting per side, chosen once for every problem and budget", "",
@@ -815,6 +890,8 @@ def main() -> None:
     parser.add_argument("--output-dir", default=None, help="default: benchmarks/results (a temp dir with --quick)")
     parser.add_argument("--merge", action="store_true", help="keep the runs of the output directory's sampler_race.json "
                         "(same budgets) and race only the settings it lacks, e.g. after adding options")
+    parser.add_argument("--confirm", type=int, default=None, metavar="N",
+                        help="re-run every cell's near-winners of the saved race on a fresh draw of N samples (seed --seed + 1000)")
     parser.add_argument("--render-only", action="store_true", help="rewrite the .md/.png (and the fixed-setting summary) "
                         "from the output directory's sampler_race.json without racing")
     args = parser.parse_args()
@@ -822,9 +899,17 @@ def main() -> None:
         import tempfile
 
         args.output_dir = str(Path(tempfile.gettempdir()) / "sampler_race_quick") if args.quick else str(RESULTS)
-    if args.render_only:
+    if args.render_only or args.confirm is not None:
         out = Path(args.output_dir)
         results = json.loads((out / "sampler_race.json").read_text())
+        if args.confirm is not None:
+            if args.confirm < 1:
+                parser.error(f"--confirm needs a positive number of samples, got {args.confirm}")
+            warnings.filterwarnings("ignore")
+            diffusers_logging.set_verbosity_error()
+            torch.set_num_threads(1)
+            results["confirmation"] = confirm(results, args.confirm, args.seed + 1000, args.ref_steps)
+            results["confirmation"]["command"] = " ".join(["python"] + sys.argv)
         results["fixed_settings"] = fixed_settings(results["problems"], results["budgets"])
         results["ladder_comparison"] = ladder_comparison(results["problems"], results["budgets"])
         (out / "sampler_race.json").write_text(json.dumps(results, separators=(",", ":")))

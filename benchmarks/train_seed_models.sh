@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Trains the small per-schedule MNIST models that benchmarks/seed000_tables.py and benchmarks/seed004_ablation.py use.
 #
-# Each model is the shipped `mnist-ddpm` (linear β, T = 1000, 5000 steps) fine-tuned for a few hundred steps on
+# Each model is the shipped `mnist-ddpm` (linear β, T = 1000) fine-tuned for a few hundred steps on
 # another schedule or length, so every model has the same architecture and the same compute on top of one
-# shared start; the budget fits two CPU cores (about 3 min a model there). Models land in runs/seed-models/.
+# shared start; the budget fits two CPU cores (about 3 min a model there from the previous 0.69M-parameter base,
+# about twice that from the current 1.06M one: 64 against 128 images/s in benchmarks/results/unet_throughput.md).
+# Models land in runs/seed-models/.
 #
 #   bash benchmarks/train_seed_models.sh            # all of them
 #   bash benchmarks/train_seed_models.sh cosine-300 trig-joint-1000   # some of them
