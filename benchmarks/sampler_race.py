@@ -11,7 +11,8 @@ Problems, ``--batch`` samples each: Gaussian data with MNIST's per-pixel mean an
 and the ``EmpiricalDenoiser`` of the first SIZE MNIST training images at RESOLUTION² (``--sets``), whose x* is a
 training image, from a fine RK4 reference checked against DPM-Solver++ 3M on 1,000 steps; there the table also
 counts the samples that end on the reference's image. Our information-placed rungs use the denoiser's mmse curve
-measured on 256 of its data points (``calibrate_information_curve``). The first multimodal set races every
+measured on 256 of its data points (``calibrate_information_curve``); our fitted rungs come from ``fit_ladder`` on
+a calibration draw of the same size (seed ``FIT_SEED``), one fit per problem and step count. The first multimodal set races every
 setting; later ones race ours and each built-in family's three best per budget so far (``--empirical-grid``).
 
     python benchmarks/sampler_race.py                # everything (about 40 min on one core)
@@ -52,7 +53,13 @@ from diffusers import (
 )
 from diffusers.utils import logging as diffusers_logging
 
-from diffusers_infoflow import EmpiricalDenoiser, GaussianDenoiser, calibrate_information_curve, get_schedule
+from diffusers_infoflow import (
+    EmpiricalDenoiser,
+    GaussianDenoiser,
+    calibrate_information_curve,
+    fit_ladder,
+    get_schedule,
+)
 from diffusers_infoflow.sampling import denoise
 from diffusers_infoflow.schedulers import EntropyHybridScheduler, S2NGeneralizedScheduler, TrigAngleRKScheduler
 from diffusers_infoflow.schedulers.scheduling_s2n_generalized import spacing_kwargs
@@ -79,6 +86,7 @@ class Problem:
     info: Dict = field(default_factory=dict)
     nearest: Optional[torch.Tensor] = None  # empirical problem: index of the data point each target sample is
     information_curve: Optional[Dict] = None  # the denoiser's measured mmse curve, for the information rungs
+    fitted_ladders: Dict[int, List[float]] = field(default_factory=dict)  # fit_ladder's rungs per step count
 
 
 class CountingModel:
@@ -246,10 +254,13 @@ class Config:
     set_steps: Optional[Callable[[object, int], None]] = None
     step_kwargs: Dict = field(default_factory=dict)
     uses_curve: bool = False  # `make` takes the problem's information curve
+    fitted: bool = False  # rungs from fit_ladder on the problem's calibration draw
 
     def prepare(self, n: int, problem: Problem):
         sched = self.make(problem.information_curve) if self.uses_curve else self.make()
-        if self.set_steps is None:
+        if self.fitted:
+            sched.set_timesteps(timesteps=fitted_ladder(problem, sched, n))
+        elif self.set_steps is None:
             sched.set_timesteps(n)
         else:
             self.set_steps(sched, n)
@@ -257,6 +268,22 @@ class Config:
 
     def calls(self, n: int, problem: Problem) -> int:
         return len(self.prepare(n, problem).timesteps) + int(self.plus_d0)
+
+
+FIT_SEED = 4321  # the calibration draw of fit_ladder: neither the race's x_T (seed, seed + 1) nor --confirm's
+
+
+def fitted_ladder(problem: Problem, sched, n: int) -> List[float]:
+    """fit_ladder's n rungs for `sched` on this problem (one fitted setting per race, so cached by n), fitted to
+    the solver's own 200-step run from a calibration draw of the race's size; the rungs and the fit's model calls
+    go into the problem's info (--confirm re-runs these rungs, it does not fit again)."""
+    if n not in problem.fitted_ladders:
+        noise = torch.randn(problem.x_T.shape, generator=torch.Generator().manual_seed(FIT_SEED), dtype=torch.float64)
+        model = CountingModel(problem.denoiser)
+        problem.fitted_ladders[n] = fit_ladder(model, sched, n, noise)
+        problem.info.setdefault("fit_ladder_calls", {})[str(n)] = model.calls
+        problem.info.setdefault("fitted_ladders", {})[str(n)] = problem.fitted_ladders[n]
+    return problem.fitted_ladders[n]
 
 
 def _custom_to_zero(sched, n):
@@ -384,6 +411,9 @@ def our_configs() -> List[Config]:
                     for spacing in spacings:
                         add(family, TrigAngleRKScheduler, f"{spacing}, {form}{suffix}", {**kw_end, "step_spacing": spacing})
                     add_information(family, TrigAngleRKScheduler, f"{form}{suffix}, ", kw_end)
+    fitted_kw = {**BASE, "solver": "multistep", "solver_order": 3, "step_spacing": "linspace", "ladder_end": "trailing"}
+    cfgs.append(Config("TrigAngleRK multistep order 3", "fitted ladder (fit_ladder from linspace), x0 form, corrector=on, trailing",
+                       lambda kw=fitted_kw: TrigAngleRKScheduler(**kw), ours=True, fitted=True))
     return cfgs
 
 
@@ -610,7 +640,7 @@ def fixed_settings(problems: Dict[str, Dict], budgets: List[int]) -> Dict[str, D
     return out
 
 
-LADDERS = ("information", "logsnr", "karras", "angle", "linspace")
+LADDERS = ("fitted", "information", "logsnr", "karras", "angle", "linspace")
 
 
 def ladder_comparison(problems: Dict[str, Dict], budgets: List[int]) -> Dict[str, Dict[str, Dict]]:
@@ -650,6 +680,7 @@ def confirm(results: Dict, batch: int, seed: int, ref_steps: int) -> Dict:
         else:
             size, res = pname.removeprefix("mnist").split("@")
             problem = empirical_problem(batch, seed, int(size), ref_steps, int(res), check_reference=False)
+        problem.fitted_ladders = {int(n): ladder for n, ladder in pres["info"].get("fitted_ladders", {}).items()}
         valid = [r for r in pres["all_runs"] if r.get("rms_error") is not None and r.get("start_ok") and r["calls"] <= r["budget"]]
         cells = []
         for budget in sorted({r["budget"] for r in valid}):

@@ -19,7 +19,7 @@ from .schedules import (
     get_betas,
     get_schedule,
 )
-from .step_placement import InformationCurve, calibrate_information_curve
+from .step_placement import InformationCurve, calibrate_information_curve, fit_ladder
 from .testing import EmpiricalDenoiser, GaussianDenoiser
 
 
@@ -59,6 +59,7 @@ __all__ = [
     "S2NGeneralizedScheduler",
     "TrigAngleRKScheduler",
     "calibrate_information_curve",
+    "fit_ladder",
     "gaussian_entropy",
     "get_betas",
     "get_schedule",

@@ -11,6 +11,8 @@ round-trips with ``save_pretrained``) and places N rungs at equal increments of 
   ``E[(dx̂0/dλ)²] = (−d mmse/dλ)·mmse / (4v)`` along the probability flow).
 
 The power p interpolates between log-SNR-uniform rungs (p = 0) and the measure itself (p = 1).
+
+:func:`fit_ladder` instead fits the rungs of one step count to a teacher, for a solver and a model.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 import torch
 
 
-__all__ = ["INFORMATION_MEASURES", "InformationCurve", "calibrate_information_curve"]
+__all__ = ["INFORMATION_MEASURES", "InformationCurve", "calibrate_information_curve", "fit_ladder"]
 
 InformationMeasure = Literal["information", "mmse_decrease"]
 INFORMATION_MEASURES = ("information", "mmse_decrease")
@@ -163,6 +165,82 @@ def calibrate_information_curve(
     if training:
         model.train()
     return {"logsnr": knots, "mmse": mmse}
+
+
+def fit_ladder(
+    model,
+    scheduler,
+    num_inference_steps: int,
+    noise: torch.Tensor,
+    teacher_steps: int = 200,
+    max_evaluations: int = 300,
+) -> List[float]:
+    """Rungs fitted to a model and a solver, as in "Learning to Discretize Denoising Diffusion ODEs" (Tong et al.,
+    2025): the teacher is `scheduler`'s own class on `teacher_steps` log-SNR-uniform steps from `noise`; then the
+    rungs after the first (the start stays where `scheduler` starts) are moved by Powell's method (scipy) over their
+    log-SNR increments to minimise the mean squared distance of the `num_inference_steps`-step samples from the same
+    noise to the teacher's. Costs the teacher's calls plus at most `max_evaluations` · `num_inference_steps` batched
+    model calls; fit on noise you will not sample from, or the ladder learns that noise.
+
+    Args:
+        model: called as ``model(model_input, timestep)`` (a `UNet2DModel`, an exact denoiser, ...).
+        scheduler: one of this package's schedulers with one model call per rung (`TrigAngleRKScheduler` with
+            `solver="multistep"` or `"ddim"`, `S2NGeneralizedScheduler`), configured as it will sample; its
+            `set_timesteps(num_inference_steps)` ladder is where the fit starts.
+        num_inference_steps: the number of rungs (= model calls) to fit.
+        noise: the starting draws, ``(B, C, H, W)``, already scaled (``randn · init_noise_sigma``).
+        teacher_steps: steps of the teacher run.
+        max_evaluations: the most student runs Powell's method may make.
+
+    Returns:
+        The model timesteps of the fitted rungs, for ``scheduler.set_timesteps(timesteps=...)``.
+    """
+    from .model_interface import ModelInterface, finite_noisy_logsnr
+    from .sampling import denoise
+
+    try:
+        from scipy.optimize import minimize
+    except ImportError as err:
+        raise ImportError("fit_ladder needs scipy: pip install scipy") from err
+    interface = getattr(scheduler, "interface", None)
+    if not isinstance(interface, ModelInterface):
+        raise ValueError(f"fit_ladder needs one of this package's schedulers (it places rungs in log-SNR), got {type(scheduler).__name__}.")
+    for name, value, least in (("num_inference_steps", num_inference_steps, 2), ("teacher_steps", teacher_steps, 2), ("max_evaluations", max_evaluations, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}.")
+    if not isinstance(noise, torch.Tensor) or noise.ndim < 2 or not torch.isfinite(noise).all():
+        raise ValueError(f"`noise` must be a finite tensor (B, ...), got {getattr(noise, 'shape', type(noise).__name__)}.")
+
+    student = type(scheduler).from_config(scheduler.config)
+    student.set_timesteps(num_inference_steps)
+    if len(student.timesteps) != num_inference_steps:
+        raise ValueError(f"fit_ladder fits one model call per rung; this {type(scheduler).__name__} makes "
+                         f"{len(student.timesteps)} calls for {num_inference_steps} steps (use solver='multistep' or 'ddim').")
+    start = float(student.timesteps[0])
+    levels = interface.logsnr_from_model_timesteps(student.timesteps.detach().double().cpu())
+    # the rungs after the start lie in (low, high]: from the first finite level (pure-noise starts) to the cleanest
+    low, high = max(float(levels[0]), finite_noisy_logsnr(interface)), float(interface.logsnr_range[1])
+
+    def sample(rungs: torch.Tensor) -> torch.Tensor:  # the private copy, reset by set_timesteps as a pipeline does
+        student.set_timesteps(timesteps=[start] + interface.model_timesteps(rungs)[0].tolist())
+        return denoise(student, model, noise.clone()).double()
+
+    teacher = sample(torch.linspace(low, high, teacher_steps, dtype=torch.float64)[1:])
+
+    def rungs_of(u: np.ndarray) -> torch.Tensor:  # N increments (the last one is the unused rest), softmax-normalised
+        share = np.exp(u - u.max())
+        return torch.from_numpy(low + (high - low) * np.cumsum(share / share.sum())[:-1])
+
+    def loss(u: np.ndarray) -> float:
+        try:
+            return float((sample(rungs_of(u)) - teacher).pow(2).mean())
+        except ValueError:  # two rungs on one timestep: not a ladder
+            return math.inf
+
+    share = np.diff(np.concatenate([[0.0], ((levels[1:] - low) / (high - low)).clamp(0, 1).numpy(), [1.0]]))
+    u0 = np.log(np.maximum(share, 1e-4))
+    fitted = minimize(loss, u0, method="Powell", options={"maxfev": max_evaluations, "xtol": 1e-3, "ftol": 1e-6})
+    return [start] + interface.model_timesteps(rungs_of(fitted.x))[0].tolist()
 
 
 def _denoiser_at(model, interface, told: torch.Tensor, level: float, device, dtype):

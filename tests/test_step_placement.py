@@ -1,11 +1,12 @@
 """Information-placed steps: the calibrated mmse curve against Gaussian closed forms, the rungs it places, and the
-`information` spacing of our schedulers (config round trips, checkpoint families, clear errors)."""
+`information` spacing of our schedulers (config round trips, checkpoint families, clear errors); rungs fitted to a
+teacher (`fit_ladder`) against the exact probability flow."""
 
 import math
 
 import pytest
 import torch
-from diffusers import DDPMScheduler, EDMEulerScheduler, FlowMatchEulerDiscreteScheduler
+from diffusers import DDIMScheduler, DDPMScheduler, EDMEulerScheduler, FlowMatchEulerDiscreteScheduler
 
 from diffusers_infoflow import (
     EntropyHybridScheduler,
@@ -14,6 +15,7 @@ from diffusers_infoflow import (
     S2NGeneralizedScheduler,
     TrigAngleRKScheduler,
     calibrate_information_curve,
+    fit_ladder,
     get_schedule,
 )
 from diffusers_infoflow.metrics import gaussian_information, gaussian_mmse
@@ -194,3 +196,49 @@ def test_a_curve_given_as_tensors_is_stored_as_json_lists(tmp_path):
     assert scheduler.config.information_curve == {"logsnr": [-2.0, 0.0, 2.0], "mmse": [0.5, 0.5, 0.125]}
     scheduler.save_pretrained(tmp_path)
     assert S2NGeneralizedScheduler.from_pretrained(tmp_path).config.information_curve == scheduler.config.information_curve
+
+
+def _sample(scheduler, model, noise, **ladder):
+    scheduler.set_timesteps(**ladder)
+    x, calls = noise.clone(), 0
+    for t in scheduler.timesteps:
+        x, calls = scheduler.step(model(scheduler.scale_model_input(x, t), t).sample, t, x).prev_sample, calls + 1
+    return x, calls
+
+
+@pytest.mark.parametrize("kwargs", [{"solver": "multistep", "solver_order": 2}, {"solver": "ddim"}], ids=["multistep", "ddim"])
+def test_fitted_rungs_beat_the_start_on_fresh_noise(kwargs):
+    scheduler = TrigAngleRKScheduler.from_config(DDPMScheduler(clip_sample=False).config, step_spacing="linspace", **kwargs)
+    model = GaussianDenoiser(MEAN, VARIANCE, scheduler.interface)
+    fit_noise, test_noise = (torch.randn((32, *MEAN.shape), generator=torch.Generator().manual_seed(s), dtype=torch.float64) for s in (1, 2))
+    ladder = fit_ladder(model, scheduler, 6, fit_noise, teacher_steps=60, max_evaluations=80)
+    assert len(ladder) == 6 and ladder[0] == pytest.approx(999.0) and all(a > b for a, b in zip(ladder, ladder[1:]))
+    exact = model.ode_solution_logsnr(test_noise, float(scheduler.interface.logsnr_from_model_timesteps([999.0])[0]), math.inf)
+    start, start_calls = _sample(scheduler, model, test_noise, num_inference_steps=6)
+    fitted, fitted_calls = _sample(scheduler, model, test_noise, timesteps=ladder)
+    assert start_calls == fitted_calls == 6
+    start_error, fitted_error = ((x - exact).pow(2).mean().sqrt() for x in (start, fitted))
+    assert fitted_error < 0.8 * start_error
+
+
+def test_fitted_rungs_from_pure_noise_on_a_flow_model():
+    scheduler = TrigAngleRKScheduler.from_config(FlowMatchEulerDiscreteScheduler(shift=3.0).config, solver="multistep")
+    model = GaussianDenoiser(MEAN, VARIANCE, scheduler.interface)
+    noise = torch.randn((32, *MEAN.shape), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    ladder = fit_ladder(model, scheduler, 5, noise, teacher_steps=40, max_evaluations=30)
+    assert ladder[0] == pytest.approx(1000.0) and all(a > b > 0 for a, b in zip(ladder, ladder[1:]))
+    assert torch.isfinite(_sample(scheduler, model, noise, timesteps=ladder)[0]).all()
+
+
+def test_fit_ladder_refuses_what_it_cannot_fit():
+    scheduler = TrigAngleRKScheduler.from_config(DDPMScheduler().config, solver="multistep")
+    model = GaussianDenoiser(MEAN, VARIANCE, scheduler.interface)
+    noise = torch.randn((4, *MEAN.shape), dtype=torch.float64)
+    with pytest.raises(ValueError, match="this package's schedulers"):
+        fit_ladder(model, DDIMScheduler(), 5, noise)
+    with pytest.raises(ValueError, match="one model call per rung"):
+        fit_ladder(model, TrigAngleRKScheduler.from_config(DDPMScheduler().config, solver="rk4"), 5, noise)
+    with pytest.raises(ValueError, match="num_inference_steps must be an integer >= 2"):
+        fit_ladder(model, scheduler, 1, noise)
+    with pytest.raises(ValueError, match="finite tensor"):
+        fit_ladder(model, scheduler, 5, noise * float("nan"))
