@@ -663,17 +663,19 @@ CONFIRM_WITHIN = 1.25  # a race run this close to its side's best (or at round-o
 CONFIRM_AT_MOST = 8  # per side and cell
 
 
-def confirm(results: Dict, batch: int, seed: int, ref_steps: int) -> Dict:
+def confirm(results: Dict, batch: int, seed: int, ref_steps: int, names: Optional[List[str]] = None) -> Dict:
     """Each side's near-winners of every cell re-run on a fresh draw of `batch` samples; each side's best there.
 
     The race picks each side's best per cell out of hundreds of settings on one draw, so the winning errors are
     biased low; on the multimodal sets the RMS is set by the few samples that start near a boundary between training
     images, and where both sides are exact the winner is any of dozens of settings. Here the settings within
     ``CONFIRM_WITHIN`` of their side's best (or at round-off), at most ``CONFIRM_AT_MOST`` per side, run again from a
-    new x_T (seed `seed`, a new reference), the same for both sides."""
+    new x_T (seed `seed`, a new reference), the same for both sides. `names`: only these problems."""
     configs = {(c.family, c.setting): c for c in our_configs() + builtin_configs()}
     out = {"batch": batch, "seed": seed, "within": CONFIRM_WITHIN, "at_most": CONFIRM_AT_MOST, "problems": {}}
     for pname, pres in results["problems"].items():
+        if names is not None and pname not in names:
+            continue
         start = time.perf_counter()
         if pname == "gaussian":
             problem = gaussian_problem(batch, seed)
@@ -702,7 +704,7 @@ def confirm(results: Dict, batch: int, seed: int, ref_steps: int) -> Dict:
                 cell["meets_bar"] = cell["meets_bar"] and cell["ours"]["same_data_point"] >= cell["builtin"]["same_data_point"]
             cells.append(cell)
             print(f"[confirm {pname}] {budget:>3} calls ({cell['ours_candidates']} vs {cell['builtin_candidates']} settings): {text}", flush=True)
-        out["problems"][pname] = {"cells": cells, "seconds": time.perf_counter() - start}
+        out["problems"][pname] = {"cells": cells, "seconds": time.perf_counter() - start, "command": " ".join(["python"] + sys.argv)}
     return out
 
 
@@ -919,6 +921,9 @@ def main() -> None:
                         "(same budgets) and race only the settings it lacks, e.g. after adding options")
     parser.add_argument("--confirm", type=int, default=None, metavar="N",
                         help="re-run every cell's near-winners of the saved race on a fresh draw of N samples (seed --seed + 1000)")
+    parser.add_argument("--confirm-problems", nargs="+", default=None, metavar="NAME",
+                        help="with --confirm: only these problems of the saved race (e.g. mnist64@16); the others keep "
+                        "an earlier confirmation of the same size")
     parser.add_argument("--render-only", action="store_true", help="rewrite the .md/.png (and the fixed-setting summary) "
                         "from the output directory's sampler_race.json without racing")
     args = parser.parse_args()
@@ -935,8 +940,15 @@ def main() -> None:
             warnings.filterwarnings("ignore")
             diffusers_logging.set_verbosity_error()
             torch.set_num_threads(1)
-            results["confirmation"] = confirm(results, args.confirm, args.seed + 1000, args.ref_steps)
-            results["confirmation"]["command"] = " ".join(["python"] + sys.argv)
+            unknown = sorted(set(args.confirm_problems or []) - set(results["problems"]))
+            if unknown:
+                parser.error(f"--confirm-problems: {unknown} are not in the saved race ({sorted(results['problems'])})")
+            confirmation = confirm(results, args.confirm, args.seed + 1000, args.ref_steps, args.confirm_problems)
+            earlier = results.get("confirmation", {})
+            if args.confirm_problems and {k: earlier.get(k) for k in ("batch", "seed")} == {"batch": args.confirm, "seed": args.seed + 1000}:
+                # the other problems keep their earlier confirmation (each entry names the command that made it)
+                confirmation["problems"] = {**earlier["problems"], **confirmation["problems"]}
+            results["confirmation"] = confirmation
         results["fixed_settings"] = fixed_settings(results["problems"], results["budgets"])
         results["ladder_comparison"] = ladder_comparison(results["problems"], results["budgets"])
         (out / "sampler_race.json").write_text(json.dumps(results, separators=(",", ":")))
