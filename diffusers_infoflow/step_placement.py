@@ -195,13 +195,10 @@ def fit_ladder(
     Returns:
         The model timesteps of the fitted rungs, for ``scheduler.set_timesteps(timesteps=...)``.
     """
+    from scipy.optimize import minimize
+
     from .model_interface import ModelInterface, finite_noisy_logsnr
     from .sampling import denoise
-
-    try:
-        from scipy.optimize import minimize
-    except ImportError as err:
-        raise ImportError("fit_ladder needs scipy: pip install scipy") from err
     interface = getattr(scheduler, "interface", None)
     if not isinstance(interface, ModelInterface):
         raise ValueError(f"fit_ladder needs one of this package's schedulers (it places rungs in log-SNR), got {type(scheduler).__name__}.")
