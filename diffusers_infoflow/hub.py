@@ -108,9 +108,13 @@ def write_model_card(
     final_loss: Optional[float],
     num_processes: int,
     total_steps: int,
+    trained_steps: Optional[int] = None,
     command: Optional[str] = None,
 ) -> str:
-    """Renders ``README.md`` in ``output_dir`` (a saved pipeline) from the template; returns its path."""
+    """Renders ``README.md`` in ``output_dir`` (a saved pipeline) from the template; returns its path.
+
+    `trained_steps` below `total_steps` marks a snapshot saved during the run (``--save_model_steps``).
+    """
     from diffusers import DiffusionPipeline
     from huggingface_hub import ModelCard, ModelCardData
 
@@ -163,6 +167,7 @@ def write_model_card(
         num_processes=num_processes,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         max_train_steps=total_steps,
+        trained_steps=total_steps if trained_steps is None else trained_steps,
         learning_rate=args.learning_rate,
         lr_scheduler=args.lr_scheduler,
         lr_warmup_steps=args.lr_warmup_steps,

@@ -112,6 +112,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite_output_dir", action="store_true")
     run.add_argument("--checkpointing_steps", type=int, default=500)
     run.add_argument("--checkpoints_total_limit", type=int, default=None)
+    run.add_argument("--save_model_steps", type=int, default=None,
+                     help="also save the (EMA) pipeline and its card to --output_dir every N steps, to sample or evaluate a running run.")
     run.add_argument("--resume_from_checkpoint", default=None, help="a checkpoint folder, or 'latest' in --output_dir.")
     run.add_argument("--logging_dir", default="logs")
     run.add_argument("--report_to", default="all", help="accelerate trackers: tensorboard, wandb, ..., 'all' (those installed) or 'none'.")

@@ -131,6 +131,23 @@ def test_crash_and_resume_latest_matches_uninterrupted_run(uninterrupted, tmp_pa
     check_crash_and_resume(SINGLE, uninterrupted, tmp_path, monkeypatch)
 
 
+def test_save_model_steps_snapshots_the_ema_pipeline_without_changing_the_run(uninterrupted, tmp_path, monkeypatch):
+    """--save_model_steps 2: at step 4 the output folder holds the EMA weights of checkpoint-4 as a pipeline whose card
+    says it is a snapshot; resumed, the run ends with the weights of the run that took no snapshots."""
+    from diffusers import UNet2DModel
+
+    args = SINGLE + ["--save_model_steps", "2", "--num_card_samples", "4", "--card_inference_steps", "2"]
+    with pytest.raises(SimulatedCrash):
+        train_in_process(args, tmp_path, crash_after=4, monkeypatch=monkeypatch)
+    assert "| optimisation steps | 4 of the run's 6 (a snapshot saved during training) |" in (tmp_path / "README.md").read_text()
+    shadow = torch.load(tmp_path / "checkpoint-4" / "custom_checkpoint_0.pkl", weights_only=False)["shadow_params"]
+    snapshot = list(UNet2DModel.from_pretrained(str(tmp_path / "unet")).parameters())
+    assert len(snapshot) == len(shadow) and all(torch.equal(p.detach(), s) for p, s in zip(snapshot, shadow))
+    train_in_process(args + ["--resume_from_checkpoint", "latest"], tmp_path)
+    assert max_weight_diff(uninterrupted, tmp_path) <= 1e-6
+    assert "| optimisation steps | 6 |" in (tmp_path / "README.md").read_text()
+
+
 def test_killed_run_resumes_to_the_same_weights(uninterrupted, tmp_path):
     """SIGKILL at an arbitrary moment after the first checkpoint; `latest` is always a complete one."""
     proc = launch(SINGLE, tmp_path, wait=False)
@@ -177,6 +194,7 @@ def test_epoch_batches_split_one_permutation_between_processes():
         (["--prediction_type", "score"], "invalid choice: 'score'"),
         (["--snr_gamma", "5", "--prediction_type", "joint"], "--snr_gamma must be > 0 and needs --prediction_type"),
         (["--snr_gamma", "-1"], "--snr_gamma must be > 0"),
+        (["--save_model_steps", "0"], "--save_model_steps must be >= 1, got 0"),
     ],
 )
 def test_bad_arguments_are_rejected_with_a_clear_message(extra, message, capsys):

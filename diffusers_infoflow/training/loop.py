@@ -79,6 +79,8 @@ def validate_args(args: argparse.Namespace) -> None:
             raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}.")
     if args.max_train_steps is not None and args.max_train_steps < 1:
         raise ValueError(f"--max_train_steps must be >= 1, got {args.max_train_steps}.")
+    if args.save_model_steps is not None and args.save_model_steps < 1:
+        raise ValueError(f"--save_model_steps must be >= 1, got {args.save_model_steps}.")
     if args.checkpoints_total_limit is not None and args.checkpoints_total_limit < 1:
         raise ValueError(f"--checkpoints_total_limit must be >= 1, got {args.checkpoints_total_limit}.")
     get_betas(args.beta_schedule, args.num_train_timesteps, **dict(args.schedule_params))  # raises on bad names/params
@@ -270,6 +272,10 @@ def train(args: argparse.Namespace) -> str:
             progress.set_postfix(loss=f"{logs['loss']:.4f}")
             if global_step % args.logging_steps == 0 or global_step == max_steps:
                 accelerator.log(logs, step=global_step)
+            if args.save_model_steps and global_step % args.save_model_steps == 0 and global_step < max_steps and accelerator.is_main_process:
+                export_pipeline(accelerator.unwrap_model(model), ema, noise_scheduler, args, step=global_step,
+                                total_steps=max_steps, last_loss=last_loss, num_processes=world)
+                acc_logger.info(f"saved the step-{global_step} pipeline to {args.output_dir}")
             if global_step % args.checkpointing_steps == 0:
                 path = save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit)
                 acc_logger.info(f"saved {path}")
@@ -281,13 +287,8 @@ def train(args: argparse.Namespace) -> str:
 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        unet = accelerator.unwrap_model(model)
-        if ema is not None:
-            ema.copy_to(unet.parameters())
-        save_pipeline(unet, noise_scheduler, args)
-        from ..hub import write_model_card
-
-        write_model_card(args.output_dir, args, final_loss=last_loss, num_processes=world, total_steps=max_steps)
+        export_pipeline(accelerator.unwrap_model(model), ema, noise_scheduler, args, step=global_step, total_steps=max_steps,
+                        last_loss=last_loss, num_processes=world)
         accelerator.print(f"saved the pipeline and its model card to {args.output_dir} (load it with "
                           f"DiffusionPipeline.from_pretrained({args.output_dir!r}))")
         if args.push_to_hub:
@@ -296,6 +297,24 @@ def train(args: argparse.Namespace) -> str:
             push_folder(args.output_dir, args.hub_model_id or os.path.basename(os.path.normpath(args.output_dir)), private=args.hub_private_repo)
     accelerator.end_training()
     return args.output_dir
+
+
+def export_pipeline(unet, ema, noise_scheduler, args: argparse.Namespace, *, step: int, total_steps: int,
+                    last_loss, num_processes: int) -> None:
+    """Saves the pipeline (with the EMA weights when there are any) and its model card to ``args.output_dir``; the
+    training weights are left as they were, so a snapshot taken mid-run does not change the run."""
+    from ..hub import write_model_card
+
+    if ema is not None:
+        ema.store(unet.parameters())
+        ema.copy_to(unet.parameters())
+    try:
+        save_pipeline(unet, noise_scheduler, args)
+    finally:
+        if ema is not None:
+            ema.restore(unet.parameters())
+    write_model_card(args.output_dir, args, final_loss=last_loss, num_processes=num_processes, total_steps=total_steps,
+                     trained_steps=step)
 
 
 def save_pipeline(unet, noise_scheduler, args: argparse.Namespace) -> None:
