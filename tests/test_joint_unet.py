@@ -13,8 +13,10 @@ from diffusers import (
     DDPMScheduler,
     DiffusionPipeline,
     DPMSolverMultistepScheduler,
+    EulerDiscreteScheduler,
     UNet2DModel,
 )
+from diffusers.utils.torch_utils import randn_tensor
 
 from diffusers_infoflow import (
     JointHeadAdapter,
@@ -146,6 +148,26 @@ def test_pipeline_samples_with_stock_schedulers(saved_pipeline, stock):
     assert pipe.model_output_head() == "epsilon"
     images = pipe(batch_size=2, num_inference_steps=3, generator=torch.Generator().manual_seed(0), output_type="pt").images
     assert images.shape == (2, 1, 8, 8) and torch.isfinite(images).all()
+
+
+def first_step_sample(pipe, **call):
+    """The sample the pipeline hands to its scheduler's first `step`."""
+    seen, step = [], pipe.scheduler.step
+    pipe.scheduler.step = lambda output, t, sample, **kw: seen.append(sample.clone()) or step(output, t, sample, **kw)
+    pipe(**call)
+    return seen[0]
+
+
+def test_pipeline_starts_at_the_scale_of_the_ladder_it_sets(saved_pipeline):
+    """Euler with `leading` spacing: init_noise_sigma is set by set_timesteps (61.4 at 10 steps against 14.6 for
+    1000), so the start is noise · init_noise_sigma of the ladder the call sets, as in diffusers' pipelines."""
+    pipe = JointTrigPipeline.from_pretrained(saved_pipeline)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config, prediction_type="epsilon", timestep_spacing="leading", steps_offset=1)
+    start = first_step_sample(pipe, batch_size=2, num_inference_steps=10, generator=torch.Generator().manual_seed(0), output_type="pt")
+    ladder = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    ladder.set_timesteps(10)
+    assert torch.allclose(start, randn_tensor(start.shape, generator=torch.Generator().manual_seed(0)) * ladder.init_noise_sigma)
 
 
 def test_pipeline_refuses_misreading_the_joint_output(saved_pipeline):

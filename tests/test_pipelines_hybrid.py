@@ -201,6 +201,21 @@ def test_plain_ddpm_and_euler_checkpoints_load(unets, tmp_path):
     assert euler.scheduler.config.timestep_spacing == "linspace"  # Euler's default spacing is kept
 
 
+def test_the_start_has_the_scale_of_the_ladder_it_sets(unets):
+    """An EDM model with a linear sampling schedule: the noisiest rung, and so init_noise_sigma, comes from
+    set_timesteps; the pipeline sets the ladder before it scales the noise."""
+    scheduler = EntropyHybridScheduler.from_config(EDMEulerScheduler().config, sampling_schedule="linear", sampling_num_timesteps=100)
+    pipe = EntropyHybridPipeline(unet=unets[0], scheduler=scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    seen, step = [], scheduler.step
+    scheduler.step = lambda output, t, sample, **kw: seen.append(sample.clone()) or step(output, t, sample, **kw)
+    pipe(batch_size=2, num_inference_steps=10, generator=gen(), output_type="pt")
+    ladder = EntropyHybridScheduler.from_config(scheduler.config)
+    ladder.set_timesteps(10)
+    assert ladder.init_noise_sigma < 2  # against 80 for the model's own noisiest level
+    assert torch.allclose(seen[0], randn_tensor(seen[0].shape, generator=gen()) * ladder.init_noise_sigma)
+
+
 def test_scheduler_configs_that_cannot_be_interpreted():
     # EDM and flow-matching configs are read through the model interface; two-model segments need β tables
     assert as_entropy_hybrid_scheduler(EDMEulerScheduler()).config.noise_family == "edm"

@@ -283,9 +283,9 @@ class EntropyHybridPipeline(DiffusionPipeline):
         size = self.unet.config.sample_size
         height, width = (size, size) if isinstance(size, int) else tuple(size)
         shape = (batch_size, self.unet.config.in_channels, height, width)
+        scheduler.set_timesteps(num_inference_steps, device=device)  # first: the start's scale is that of the ladder set
         image = randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
         image = image * scheduler.init_noise_sigma
-        scheduler.set_timesteps(num_inference_steps, device=device)
         segment_ids = scheduler.segment_ids.tolist()
         for i, t in enumerate(self.progress_bar(scheduler.timesteps)):
             model = models[names[segment_ids[i]]]

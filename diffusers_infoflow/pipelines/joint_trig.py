@@ -98,9 +98,9 @@ class JointTrigPipeline(DiffusionPipeline):
         size = self.unet.config.sample_size
         height, width = (size, size) if isinstance(size, int) else tuple(size)
         shape = (batch_size, self.unet.config.in_channels, height, width)
+        self.scheduler.set_timesteps(num_inference_steps, device=self._execution_device)  # first: init_noise_sigma depends on it
         image = randn_tensor(shape, generator=generator, device=self._execution_device, dtype=self.unet.dtype)
         image = image * self.scheduler.init_noise_sigma
-        self.scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
         extra = step_kwargs(self.scheduler, generator)
         for t in self.progress_bar(self.scheduler.timesteps):
             prediction = self.unet(self.scheduler.scale_model_input(image, t), t).sample
