@@ -144,6 +144,9 @@ def scheduler_kwargs_from_config(config: Mapping[str, Any], accepted: Iterable[s
                 f"family here implements (allowed classes: {allowed})."
             )
         family = found[0]
+        # A saved config leaves out keys at their defaults (diffusers fills them from the class when it loads one):
+        # read them at the source class's defaults, not ours (e.g. Heun's scaled-linear β range, DDIM's clip_sample).
+        cfg = {**_class_defaults(class_name), **cfg}
     for key, refused in REFUSED_VALUES.items():
         if key in cfg and cfg[key] in refused:
             raise ValueError(f"{target} cannot honour {key}={cfg[key]!r} of the {class_name or 'given'} config.")
@@ -189,6 +192,14 @@ def scheduler_kwargs_from_config(config: Mapping[str, Any], accepted: Iterable[s
             f"{sorted(accepted)} and replaces the source sampler's own options {sorted(SOURCE_SAMPLER_KEYS & set(cfg))}."
         )
     return kwargs
+
+
+def _class_defaults(class_name: str) -> Dict[str, Any]:
+    """The ``__init__`` defaults of the diffusers scheduler `class_name` (those its config records when it is built)."""
+    import diffusers  # noqa: PLC0415
+
+    parameters = inspect.signature(getattr(diffusers, class_name).__init__).parameters
+    return {name: p.default for name, p in parameters.items() if name != "self" and p.default is not inspect.Parameter.empty}
 
 
 def _class_from_keys(cfg: Mapping[str, Any], target: str) -> Optional[str]:

@@ -165,6 +165,24 @@ def test_in_memory_configs_without_class_name(cls):
         cls.from_config(diffusers.CMStochasticIterativeScheduler().config)
 
 
+@pytest.mark.parametrize("cls", SCHEDULERS)
+def test_keys_a_saved_config_leaves_out_take_the_source_class_defaults(cls, tmp_path):
+    """A saved config records only some keys; diffusers fills the rest from the class it names, and so do we (not
+    from our own defaults): Heun's β range is SD's scaled-linear one, DDIM clips, Euler spaces `linspace`."""
+    import json
+
+    for class_name, given in (("HeunDiscreteScheduler", {"beta_schedule": "scaled_linear"}), ("DDIMScheduler", {}), ("EulerDiscreteScheduler", {})):
+        folder = tmp_path / class_name
+        folder.mkdir()
+        (folder / "scheduler_config.json").write_text(json.dumps({"_class_name": class_name, "num_train_timesteps": 1000, **given}))
+        native = getattr(diffusers, class_name).from_pretrained(folder)
+        ours = cls.from_pretrained(folder)
+        torch.testing.assert_close(ours.interface.schedule.alphas_cumprod.float(), native.alphas_cumprod, rtol=1e-5, atol=1e-7)
+        for key in ("clip_sample", "timestep_spacing"):
+            if key in native.config and key in ours.config:
+                assert ours.config[key] == native.config[key], (class_name, key)
+
+
 def test_zero_snr_table_is_exact_and_epsilon_models_are_refused():
     native = native_scheduler("zero-snr-v-trailing")
     ours = S2NGeneralizedScheduler.from_config(scheduler_config("zero-snr-v-trailing"))
