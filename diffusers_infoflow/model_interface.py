@@ -132,6 +132,9 @@ def scheduler_kwargs_from_config(config: Mapping[str, Any], accepted: Iterable[s
     if not (class_name == target or (class_name is None and set(cfg) <= accepted)):
         # our rung placements differ between our classes: another class's is its sampler option, not the model's
         cfg.pop("step_spacing", None)
+        if cfg.get("noise_family", "discrete") != "discrete":  # β-table ladder keys: unused on EDM and flow ladders
+            cfg.pop("timestep_spacing", None)
+            cfg.pop("steps_offset", None)
     if class_name is None and family is None:
         # An in-memory scheduler's config carries no class name: the class whose keys it has exactly.
         class_name = _class_from_keys(cfg, target)
@@ -570,6 +573,9 @@ class ModelInterface:
                 t = np.linspace(1.0, t_end, n)
             else:
                 t = np.asarray(sigmas, dtype=np.float64)
+                if not bool(((t > 0.0) & (t <= 1.0)).all()):
+                    raise ValueError(f"flow-matching `sigmas` must lie in (0, 1] (1 is pure noise; the clean end is appended "
+                                     f"by the scheduler), got {t.min():.6g} to {t.max():.6g}.")
             if self.ladder["use_dynamic_shifting"]:
                 e = math.exp(mu) if self.ladder["time_shift_type"] == "exponential" else mu
                 t = e / (e + (1.0 / t - 1.0))
@@ -577,7 +583,7 @@ class ModelInterface:
                 t = _static_shift(t, self.ladder["shift"])
             if self.ladder["shift_terminal"]:
                 t = 1.0 - (1.0 - t) / ((1.0 - t[-1]) / (1.0 - self.ladder["shift_terminal"]))
-            t = torch.as_tensor(t, dtype=torch.float64).clamp(max=1.0)
+            t = torch.as_tensor(t, dtype=torch.float64).clamp(max=1.0)  # the shifts' round-off above 1
             return _check_descending_noise(self.schedule.logsnr(t), "sigmas")
         if sigmas is not None:
             s = torch.as_tensor(np.asarray(sigmas, dtype=np.float64))

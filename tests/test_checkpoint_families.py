@@ -183,6 +183,35 @@ def test_keys_a_saved_config_leaves_out_take_the_source_class_defaults(cls, tmp_
                 assert ours.config[key] == native.config[key], (class_name, key)
 
 
+@pytest.mark.parametrize("cls", SCHEDULERS)
+def test_flow_sigmas_outside_the_unit_interval_are_refused(cls):
+    ours = cls.from_config(diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0).config)
+    for sigmas in ([1.5, 0.5], [1.0, 0.5, 0.0]):
+        with pytest.raises(ValueError, match=r"flow-matching `sigmas` must lie in \(0, 1\]"):
+            ours.set_timesteps(sigmas=sigmas)
+
+
+@pytest.mark.parametrize("family", ["edm", "flow"])
+@pytest.mark.parametrize("cls", [EntropyHybridScheduler, S2NGeneralizedScheduler])
+def test_table_ladder_keys_on_models_with_their_own_ladder_are_refused(cls, family):
+    """`trailing` spacing or a steps_offset would change nothing on an EDM or flow model's own ladder: refused."""
+    for kwargs in ({"timestep_spacing": "trailing"}, {"steps_offset": 5}):
+        with pytest.raises(ValueError, match="timestep_spacing|steps_offset"):
+            cls(noise_family=family, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["playground-v2.5", "sd3-medium"])
+@pytest.mark.parametrize("source", SCHEDULERS)
+def test_converting_between_our_schedulers_keeps_an_edm_or_flow_ladder(source, name):
+    """`B.from_config(A.config)` for any two of ours on an EDM or flow model: the same ladder as B from the source config."""
+    via = source.from_config(scheduler_config(name))
+    for target in SCHEDULERS:
+        converted, direct = target.from_config(via.config), target.from_config(scheduler_config(name))
+        converted.set_timesteps(6)
+        direct.set_timesteps(6)
+        torch.testing.assert_close(converted.timesteps, direct.timesteps)
+
+
 def test_zero_snr_table_is_exact_and_epsilon_models_are_refused():
     native = native_scheduler("zero-snr-v-trailing")
     ours = S2NGeneralizedScheduler.from_config(scheduler_config("zero-snr-v-trailing"))

@@ -173,6 +173,11 @@ class EntropyHybridScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin
             raise ValueError("timestep_spacing='information' is a `step_spacing` now: pass step_spacing='information'.")
         if timestep_spacing not in TIMESTEP_SPACINGS:
             raise ValueError(f"timestep_spacing must be one of {TIMESTEP_SPACINGS}, got {timestep_spacing!r}.")
+        if noise_family != "discrete" and sampling_schedule is None and not segments and (timestep_spacing != "leading" or steps_offset):
+            raise ValueError(
+                f"timestep_spacing={timestep_spacing!r} and steps_offset={steps_offset} place rungs on a β table; this "
+                f"{noise_family!r} model walks its own ladder (give a `sampling_schedule` to walk a table's)."
+            )
         if step_spacing not in STEP_SPACINGS:
             raise ValueError(f"step_spacing must be one of {STEP_SPACINGS}, got {step_spacing!r}.")
         if not 0.0 <= float(eta) <= 1.0:

@@ -194,6 +194,8 @@ class S2NGeneralizedScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixi
         ):
             allowed = TIMESTEP_SPACINGS if noise_family == "discrete" else TIMESTEP_SPACINGS[2:]
             raise ValueError(f"timestep_spacing must be one of {allowed} for noise_family={noise_family!r}, got {timestep_spacing!r}.")
+        if steps_offset and noise_family != "discrete":
+            raise ValueError(f"steps_offset={steps_offset} shifts β-table ladders (noise_family='discrete'); this is a {noise_family!r} model.")
         if step_spacing not in STEP_SPACINGS:
             raise ValueError(f"step_spacing must be one of {STEP_SPACINGS}, got {step_spacing!r}.")
         self.information = information_placement(step_spacing, information_curve, information_measure, information_power)
