@@ -542,11 +542,16 @@ class ModelInterface:
 
         `discrete`: `timestep_spacing`/`steps_offset` over the table (DDIM's ladder), or explicit integer
         `timesteps`, or Euler-style `sigmas` σ̃ = √((1 − ᾱ)/ᾱ). `edm`: Karras (`rho`) or exponential σ from
-        σ_max to σ_min, or explicit `sigmas`. `flow`: FlowMatchEulerDiscreteScheduler's ladder, with the pipeline's
+        σ_max to σ_min, or explicit `sigmas`. Explicit σ are the levels of the calls; a last σ = 0 (Euler's lists,
+        diffusers' ``AysSchedules``) is the clean end, which every ladder here reaches after its calls, and σ within
+        1e-4 (relative) beyond the table's ends, as printed lists round them, are taken as the ends. `flow`: FlowMatchEulerDiscreteScheduler's ladder, with the pipeline's
         `sigmas` and `mu` when given: t shifted statically (`shift`) or dynamically (`mu`), then stretched to
         `shift_terminal` (also for DPM-Solver/UniPC configs with `use_flow_sigmas`, whose own ladders differ);
         explicit `timesteps` are told as given (t = timestep / num_train_timesteps).
         """
+        flow = self.time_input == "flow"
+        if sigmas is not None and not flow and len(sigmas) > 1 and float(sigmas[-1]) == 0.0:
+            sigmas = list(sigmas)[:-1]  # Euler's lists end at σ = 0 (diffusers' AysSchedules): the clean end, always reached here
         given = [name for name, value in (("timesteps", timesteps), ("sigmas", sigmas)) if value is not None]
         if len(given) > 1:
             raise ValueError("pass at most one of `timesteps` and `sigmas`.")
@@ -555,7 +560,6 @@ class ModelInterface:
                 raise ValueError(f"num_inference_steps must be a positive integer, got {num_inference_steps!r}.")
         elif num_inference_steps is not None and num_inference_steps != len(timesteps if sigmas is None else sigmas):
             raise ValueError(f"num_inference_steps={num_inference_steps} disagrees with the {len(timesteps if sigmas is None else sigmas)} given {given[0]}.")
-        flow = self.time_input == "flow"
         if mu is not None and not flow:
             raise ValueError("`mu` (flow-matching's dynamic shift) applies only to a flow-matching model.")
         if flow and self.ladder["use_dynamic_shifting"] and mu is None and timesteps is None:
@@ -588,8 +592,13 @@ class ModelInterface:
         if sigmas is not None:
             s = torch.as_tensor(np.asarray(sigmas, dtype=np.float64))
             if bool((s <= 0).any()):
-                raise ValueError("`sigmas` must all be > 0 (the clean end is appended by the scheduler).")
-            return _check_descending_noise(-2.0 * torch.log(s), "sigmas")
+                raise ValueError("`sigmas` must be > 0 but for a last 0 (the clean end, appended by the scheduler).")
+            logsnr = -2.0 * torch.log(s)
+            # printed σ lists round the table's ends (AysSchedules' 14.615 for SD's 14.6146): snap those to the ends
+            noisiest, cleanest = self.logsnr_range
+            logsnr = torch.where((logsnr < noisiest) & (logsnr >= noisiest - _PRINTED_ROUNDING), torch.full_like(logsnr, noisiest), logsnr)
+            logsnr = torch.where((logsnr > cleanest) & (logsnr <= cleanest + _PRINTED_ROUNDING), torch.full_like(logsnr, cleanest), logsnr)
+            return _check_descending_noise(logsnr, "sigmas")
         if self.family_time_is_index:
             T = self.schedule.num_train_timesteps
             if n > T:
@@ -638,6 +647,10 @@ def spaced_indices(spacing: str, num_train: int, num_steps: int, steps_offset: i
 
 def _static_shift(t, shift: float):
     return shift * t / (1 + (shift - 1) * t)
+
+
+# Slack in λ for explicit σ lists at the table's ends: 2e-4 in λ is 1e-4 relative in σ, five significant digits.
+_PRINTED_ROUNDING = 2e-4
 
 
 def _check_descending_noise(logsnr: torch.Tensor, what: str) -> torch.Tensor:

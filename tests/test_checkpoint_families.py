@@ -212,6 +212,23 @@ def test_converting_between_our_schedulers_keeps_an_edm_or_flow_ladder(source, n
         torch.testing.assert_close(converted.timesteps, direct.timesteps)
 
 
+@pytest.mark.parametrize("cls", SCHEDULERS)
+def test_diffusers_ays_sigma_lists_give_eulers_calls(cls):
+    """diffusers' AysSchedules sigma lists (rounded σ_max first, 0 last), as a pipeline passes them to Euler: the same
+    10 model timesteps as EulerDiscreteScheduler; past the table's end by more than rounding, S2N still refuses a σ."""
+    from diffusers.schedulers.scheduling_utils import AysSchedules
+
+    for name, key in (("sd15", "StableDiffusionSigmas"), ("sdxl-base", "StableDiffusionXLSigmas")):
+        euler = diffusers.EulerDiscreteScheduler.from_config(scheduler_config(name))
+        euler.set_timesteps(sigmas=AysSchedules[key])
+        ours = _ours(cls, name)
+        ours.set_timesteps(sigmas=AysSchedules[key])
+        torch.testing.assert_close(ours.timesteps.double()[:10], euler.timesteps.double(), rtol=0, atol=1e-3)
+    if cls is S2NGeneralizedScheduler:  # (the others tell levels noisier than the table its noisiest one, by design)
+        with pytest.raises(ValueError, match="outside this schedule's range"):
+            _ours(cls, "sd15").set_timesteps(sigmas=[14.7, 1.0, 0.0])
+
+
 def test_zero_snr_table_is_exact_and_epsilon_models_are_refused():
     native = native_scheduler("zero-snr-v-trailing")
     ours = S2NGeneralizedScheduler.from_config(scheduler_config("zero-snr-v-trailing"))
