@@ -544,10 +544,11 @@ class ModelInterface:
         `timesteps`, or Euler-style `sigmas` σ̃ = √((1 − ᾱ)/ᾱ). `edm`: Karras (`rho`) or exponential σ from
         σ_max to σ_min, or explicit `sigmas`. Explicit σ are the levels of the calls; a last σ = 0 (Euler's lists,
         diffusers' ``AysSchedules``) is the clean end, which every ladder here reaches after its calls, and σ within
-        1e-4 (relative) beyond the table's ends, as printed lists round them, are taken as the ends. `flow`: FlowMatchEulerDiscreteScheduler's ladder, with the pipeline's
-        `sigmas` and `mu` when given: t shifted statically (`shift`) or dynamically (`mu`), then stretched to
-        `shift_terminal` (also for DPM-Solver/UniPC configs with `use_flow_sigmas`, whose own ladders differ);
-        explicit `timesteps` are told as given (t = timestep / num_train_timesteps).
+        1e-4 (relative) beyond the table's ends, as printed lists round them, are taken as the ends.
+        `flow`: FlowMatchEulerDiscreteScheduler's ladder, with the pipeline's `sigmas` (in (0, 1]) and `mu` when
+        given: t shifted statically (`shift`) or dynamically (`mu`), then stretched to `shift_terminal` (also for
+        DPM-Solver/UniPC configs with `use_flow_sigmas`, whose own ladders differ); explicit `timesteps` are told as
+        given (t = timestep / num_train_timesteps).
         """
         flow = self.time_input == "flow"
         if sigmas is not None and not flow and len(sigmas) > 1 and float(sigmas[-1]) == 0.0:
