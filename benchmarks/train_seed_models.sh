@@ -37,5 +37,6 @@ for name in "${models[@]}"; do
     --beta_schedule "$schedule" --num_train_timesteps "$T" --prediction_type "$prediction" \
     --train_batch_size 64 --max_train_steps "$STEPS" --learning_rate 5e-4 --lr_scheduler cosine --lr_warmup_steps 50 \
     --use_ema --ema_max_decay 0.995 --checkpointing_steps 250 --checkpoints_total_limit 1 \
-    --num_card_samples 0 --report_to none --seed 0 --output_dir "$OUT/$name"
+    --num_card_samples 0 --report_to none --seed 0 --output_dir "$OUT/$name" \
+    $(ls -d "$OUT/$name"/checkpoint-* >/dev/null 2>&1 && echo --resume_from_checkpoint latest)  # an interrupted model goes on
 done

@@ -195,12 +195,26 @@ def test_epoch_batches_split_one_permutation_between_processes():
         (["--snr_gamma", "5", "--prediction_type", "joint"], "--snr_gamma must be > 0 and needs --prediction_type"),
         (["--snr_gamma", "-1"], "--snr_gamma must be > 0"),
         (["--save_model_steps", "0"], "--save_model_steps must be >= 1, got 0"),
+        (["--logging_steps", "0"], "--logging_steps must be >= 1, got 0"),
+        (["--max_train_samples", "-4"], "--max_train_samples must be >= 1, got -4"),
+        (["--num_card_samples", "2", "--card_inference_steps", "0"], "--card_inference_steps must be in [1, --num_train_timesteps 1000]"),
+        (["--report_to", "surely_not_a_tracker"], "--report_to 'surely_not_a_tracker': ['surely_not_a_tracker'] not installed"),
+        (["--push_to_hub", "--hub_model_id", "bad id!!"], "--hub_model_id: "),
     ],
 )
 def test_bad_arguments_are_rejected_with_a_clear_message(extra, message, capsys):
     with pytest.raises(SystemExit):
         parse_args(["--dataset_name", "triangles"] + extra)
     assert message in capsys.readouterr().err
+
+
+def test_an_output_dir_of_another_run_is_not_overwritten(uninterrupted, capsys):
+    """A folder holding a model or checkpoints is refused unless the run resumes it or says --overwrite_output_dir."""
+    with pytest.raises(SystemExit):
+        parse_args(SINGLE + ["--output_dir", str(uninterrupted)])
+    assert "holds a trained model or checkpoints of another run" in capsys.readouterr().err
+    parse_args(SINGLE + ["--output_dir", str(uninterrupted), "--resume_from_checkpoint", "latest"])
+    parse_args(SINGLE + ["--output_dir", str(uninterrupted), "--overwrite_output_dir"])
 
 
 def test_a_namespace_built_by_hand_is_validated_too():

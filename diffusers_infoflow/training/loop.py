@@ -74,11 +74,19 @@ def validate_args(args: argparse.Namespace) -> None:
     if args.snr_gamma is not None and (args.prediction_type == "joint" or not args.snr_gamma > 0):
         raise ValueError(f"--snr_gamma must be > 0 and needs --prediction_type epsilon, sample or v_prediction; got "
                          f"{args.snr_gamma} with {args.prediction_type!r}.")
-    for name in ("resolution", "train_batch_size", "gradient_accumulation_steps", "checkpointing_steps", "layers_per_block", "num_train_timesteps", "num_epochs"):
+    for name in ("resolution", "train_batch_size", "gradient_accumulation_steps", "checkpointing_steps", "layers_per_block",
+                 "num_train_timesteps", "num_epochs", "logging_steps"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}.")
     if args.max_train_steps is not None and args.max_train_steps < 1:
         raise ValueError(f"--max_train_steps must be >= 1, got {args.max_train_steps}.")
+    if args.max_train_samples is not None and args.max_train_samples < 1:
+        raise ValueError(f"--max_train_samples must be >= 1, got {args.max_train_samples}.")
+    if args.num_card_samples < 0:
+        raise ValueError(f"--num_card_samples must be >= 0, got {args.num_card_samples}.")
+    if args.num_card_samples > 0 and args.prediction_type != "joint" and not 1 <= args.card_inference_steps <= args.num_train_timesteps:
+        raise ValueError(f"--card_inference_steps must be in [1, --num_train_timesteps {args.num_train_timesteps}] to sample "
+                         f"the card's grid, got {args.card_inference_steps} (or set --num_card_samples 0).")
     if args.save_model_steps is not None and args.save_model_steps < 1:
         raise ValueError(f"--save_model_steps must be >= 1, got {args.save_model_steps}.")
     if args.checkpoints_total_limit is not None and args.checkpoints_total_limit < 1:
@@ -98,6 +106,27 @@ def validate_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--init_unet {args.init_unet!r} has no UNet config: give a pipeline folder with unet/ or a unet folder.")
     if args.resume_from_checkpoint not in (None, "latest") and not os.path.isdir(args.resume_from_checkpoint):
         raise ValueError(f"--resume_from_checkpoint {args.resume_from_checkpoint!r} is not a folder; give a checkpoint folder or 'latest'.")
+    if args.report_to not in ("all", "none"):
+        from accelerate.tracking import get_available_trackers
+
+        available = [str(getattr(t, "value", t)) for t in get_available_trackers()]
+        missing = [name for name in args.report_to.split(",") if name.strip() not in available]
+        if missing:
+            raise ValueError(f"--report_to {args.report_to!r}: {missing} not installed here (installed: {available}); "
+                             "install it, or use 'all' (those installed) or 'none'.")
+    if args.push_to_hub or args.hub_model_id is not None:
+        from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+        try:
+            validate_repo_id(args.hub_model_id or os.path.basename(os.path.normpath(args.output_dir)))
+        except HFValidationError as err:
+            raise ValueError(f"--hub_model_id: {err}") from None
+    if args.resume_from_checkpoint is None and not args.overwrite_output_dir and os.path.isdir(args.output_dir):
+        from .checkpointing import list_checkpoints
+
+        if list_checkpoints(args.output_dir) or os.path.isfile(os.path.join(args.output_dir, "model_index.json")):
+            raise ValueError(f"--output_dir {args.output_dir!r} holds a trained model or checkpoints of another run; "
+                             "resume it (--resume_from_checkpoint latest), pick a new folder, or pass --overwrite_output_dir.")
     if args.card_notes is not None and not os.path.isfile(args.card_notes):
         raise ValueError(f"--card_notes {args.card_notes!r} is not a file.")
     validate_joint_args(args)
