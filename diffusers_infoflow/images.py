@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import List, Optional, Sequence, Union
 
 import numpy as np
@@ -50,6 +51,8 @@ def to_unit_images(
     if not tensor.is_floating_point():
         raise ValueError(f"images must be uint8 or floating point, got {tensor.dtype}.")
     lo, hi = (0.0, 1.0) if value_range is None else (float(v) for v in value_range)
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ValueError(f"a value range needs finite LO < HI, got [{lo:g}, {hi:g}].")
     tensor = tensor.float()
     if not torch.isfinite(tensor).all():
         raise ValueError("images contain NaN or infinite values.")

@@ -1,9 +1,10 @@
 """Train the MNIST classifier whose penultimate layer is the offline FID/KID feature space.
 
-Deterministic (seeded, single-threaded-order data shuffling), a few minutes on CPU. Writes safetensors weights
-(default: ``diffusers_infoflow/assets/mnist_classifier.safetensors``) and prints the test accuracy.
+Deterministic (seeded, single-threaded-order data shuffling), a few minutes on CPU. Writes safetensors weights to
+``--output`` and prints the test accuracy; the shipped network is ``diffusers_infoflow/assets/mnist_classifier.safetensors``
+(every FID in the README is measured with it, so replacing it is a deliberate ``--output`` there).
 
-    python scripts/train_fid_classifier.py --data ../shared/data/mnist.npz --epochs 3
+    python scripts/train_fid_classifier.py --data ../shared/data/mnist.npz --epochs 3 --output runs/mnist_classifier.safetensors
 """
 
 from __future__ import annotations
@@ -16,14 +17,8 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
+from diffusers_infoflow.images import to_unit_images
 from diffusers_infoflow.metrics.features import MnistClassifier
-
-
-DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "diffusers_infoflow" / "assets" / "mnist_classifier.safetensors"
-
-
-def _as_images(pixels: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(pixels).float().div_(255.0).unsqueeze(1)
 
 
 @torch.no_grad()
@@ -36,18 +31,33 @@ def accuracy(model: MnistClassifier, images: torch.Tensor, labels: torch.Tensor,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist.npz")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--output", type=Path, required=True, help="the .safetensors file to write")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.epochs < 1 or args.batch_size < 1 or not args.lr > 0:
+        parser.error(f"--epochs and --batch-size must be >= 1 and --lr > 0, got {args.epochs}, {args.batch_size}, {args.lr}.")
+    if args.output.suffix != ".safetensors" or args.output.is_dir() or any(p.is_file() for p in args.output.parents):
+        parser.error(f"--output {str(args.output)!r} must be a .safetensors file path whose folders are not files.")
+    if not args.data.is_file():
+        parser.error(f"--data {str(args.data)!r} is not a file (an .npz with x_train, y_train, x_test, y_test).")
 
     torch.manual_seed(args.seed)
     torch.use_deterministic_algorithms(True)
     with np.load(args.data) as mnist:
-        train_x, train_y = _as_images(mnist["x_train"]), torch.from_numpy(mnist["y_train"]).long()
-        test_x, test_y = _as_images(mnist["x_test"]), torch.from_numpy(mnist["y_test"]).long()
+        missing = sorted({"x_train", "y_train", "x_test", "y_test"} - set(mnist.files))
+        if missing:
+            parser.error(f"--data {str(args.data)!r} lacks {missing} (it has {mnist.files}).")
+        try:
+            train_x, test_x = to_unit_images(mnist["x_train"]), to_unit_images(mnist["x_test"])
+        except ValueError as err:
+            parser.error(f"--data: {err}")
+        train_y, test_y = torch.from_numpy(mnist["y_train"]).long(), torch.from_numpy(mnist["y_test"]).long()
+    for name, labels, images in (("y_train", train_y, train_x), ("y_test", test_y, test_x)):
+        if labels.shape != (len(images),) or labels.min() < 0 or labels.max() > 9:
+            parser.error(f"--data: {name} must hold one digit label 0-9 per image.")
 
     model = MnistClassifier()
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)

@@ -28,6 +28,7 @@ def test_every_layout_and_range_reads_to_the_same_images():
         (np.full((1, 4, 4), np.nan, dtype=np.float32), {}, "NaN"),
         (np.zeros((1, 4, 4), dtype=np.uint8), {"value_range": (-1, 1)}, "uint8"),
         (np.zeros((1, 4, 4), dtype=np.int64), {}, "uint8 or floating point"),
+        (np.zeros((1, 4, 4), dtype=np.float32), {"value_range": (1, 0)}, r"finite LO < HI, got \[1, 0\]"),
     ],
 )
 def test_bad_images_are_refused_not_clipped(images, kwargs, message):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 import pytest
+import torch
 
 from diffusers_infoflow.cli import main
 from diffusers_infoflow.experiments.sweep import (
@@ -36,6 +38,19 @@ def test_random_data_on_request_and_a_missing_file_is_an_error(tmp_path, monkeyp
 
     monkeypatch.setattr(sweep, "locate_mnist", no_mnist)  # the default falls back to random images
     assert "random" in load_sweep_data(8, 6, seed=1)[1]
+
+
+def test_uint8_and_float_digits_read_alike(tmp_path):
+    """MNIST digits saved as floats in [0, 1] are the same images as the uint8 ones (they were divided by 255 again)."""
+    digits = np.random.default_rng(0).integers(0, 256, size=(4, 28, 28), dtype=np.uint8)
+    np.savez(tmp_path / "u8.npz", x_train=digits)
+    np.savez(tmp_path / "f.npz", x_train=digits.astype(np.float32) / 255)
+    u8, _ = load_sweep_data(4, 14, path=str(tmp_path / "u8.npz"))
+    f, _ = load_sweep_data(4, 14, path=str(tmp_path / "f.npz"))
+    torch.testing.assert_close(u8, f)
+    np.savez(tmp_path / "none.npz", images=digits)
+    with pytest.raises(ValueError, match="no array 'x_train'"):
+        load_sweep_data(4, 14, path=str(tmp_path / "none.npz"))
 
 
 def test_measures_are_zero_on_the_data_itself():

@@ -27,6 +27,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from ..images import to_unit_images
 from ..metrics.data import locate_mnist
 from ..sampling import denoise
 from ..schedulers.scheduling_s2n_generalized import S2NGeneralizedScheduler
@@ -86,8 +87,10 @@ def load_sweep_data(
         raise FileNotFoundError(f"MNIST data {path!r} not found; give an existing .npz, or 'random' for random images.")
     if path != "random":
         with np.load(path) as archive:
-            digits = torch.from_numpy(archive["x_train"][:num_points].astype(np.float32) / 255.0)
-        images = torch.nn.functional.interpolate(digits[:, None], size=(image_size, image_size), mode="area")
+            if "x_train" not in archive.files:
+                raise ValueError(f"MNIST data {path!r} has no array 'x_train' (it has {archive.files}).")
+            digits = to_unit_images(archive["x_train"][:num_points])  # uint8 or float in [0, 1], checked
+        images = torch.nn.functional.interpolate(digits, size=(image_size, image_size), mode="area")
         return images * 2 - 1, f"MNIST x_train[:{len(images)}] at {image_size}x{image_size} from {path}"
     generator = torch.Generator().manual_seed(seed)
     return torch.rand(
