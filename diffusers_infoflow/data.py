@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from .images import to_model_range
+from .images import GREY_MODES, pil_to_unit_array, to_model_range
 
 
 BUILTIN_DATASETS = ("triangles", "digits")
@@ -173,11 +173,9 @@ def load_npz_images(path: str, key: Optional[str] = None) -> np.ndarray:
 
 
 def _pil_transform(resolution: int, mode: str, num_channels: int) -> Callable[[object], torch.Tensor]:
-    pil_mode = "L" if num_channels == 1 else "RGB"
-
     def transform(image) -> torch.Tensor:
-        array = np.asarray(image.convert(pil_mode), dtype=np.uint8)
-        return fit_resolution(to_model_range(array[None]), resolution, mode)[0]
+        array = pil_to_unit_array(image, num_channels)
+        return fit_resolution(to_model_range(array[None], channels_first=False), resolution, mode)[0]
 
     return transform
 
@@ -192,7 +190,7 @@ def _wrap_hf_dataset(hf_dataset, image_column: Optional[str], resolution: int, m
     if len(hf_dataset) == 0:
         raise ValueError(f"{source} is empty.")
     first = hf_dataset[0][image_column]
-    num_channels = 1 if getattr(first, "mode", "RGB") in ("1", "L", "I", "I;16", "F") else 3
+    num_channels = 1 if getattr(first, "mode", "RGB") in GREY_MODES else 3
     return TransformedHFDataset(hf_dataset, image_column, _pil_transform(resolution, mode, num_channels), num_channels)
 
 

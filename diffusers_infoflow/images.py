@@ -64,6 +64,49 @@ def to_unit_images(
     return (tensor - lo) / (hi - lo)
 
 
+# PIL modes of one-channel images, and the full scale of those stored with 16 bits (PNG/TIFF "I;16", read as "I")
+GREY_MODES = ("1", "L", "I", "I;16", "I;16B", "I;16L", "I;16N")
+_SIXTEEN_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
+
+
+def pil_to_unit_array(image, num_channels: int) -> np.ndarray:
+    """One image file's pixels as float32 ``(H, W, num_channels)`` in ``[0, 1]``: 8-bit modes divided by 255, 16-bit
+    ones by 65535 (not clipped to 8 bits), a grey image repeated to 3 channels when asked.
+
+    Raises:
+        ValueError: for a colour image asked as one channel (its colour would be lost), 32-bit float files, or
+            values beyond 16 bits.
+    """
+    if num_channels not in (1, 3):
+        raise ValueError(f"num_channels must be 1 or 3, got {num_channels!r}.")
+    if image.mode == "F":
+        raise ValueError("32-bit float image files are not read (their range is unknown); save them with 8 or 16 bits.")
+    if image.mode in _SIXTEEN_BIT_MODES:
+        array = np.asarray(image, dtype=np.float64)
+        if array.min() < 0 or array.max() > 65535:
+            raise ValueError(f"a {image.mode} image holds values outside 16 bits [{array.min():g}, {array.max():g}].")
+        array = (array / 65535.0)[..., None]
+    elif image.mode in GREY_MODES:
+        array = np.asarray(image.convert("L"), dtype=np.float64)[..., None] / 255.0
+    else:
+        array = np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
+        if num_channels == 1:
+            if not (np.array_equal(array[..., 0], array[..., 1]) and np.array_equal(array[..., 1], array[..., 2])):
+                raise ValueError(f"a colour ({image.mode}) image in a one-channel image set: its colour would be lost.")
+            array = array[..., :1]
+    if array.shape[-1] != num_channels:
+        array = np.repeat(array, num_channels, axis=-1)
+    return array.astype(np.float32)
+
+
+def is_colour_image(image) -> bool:
+    """Whether a PIL image has colour (three channels that differ somewhere)."""
+    if image.mode in GREY_MODES or image.mode == "F":
+        return False
+    rgb = np.asarray(image.convert("RGB"))
+    return not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]))
+
+
 def to_model_range(
     array: Union[np.ndarray, torch.Tensor], value_range: Optional[Sequence[float]] = None, channels_first: Optional[bool] = None
 ) -> torch.Tensor:

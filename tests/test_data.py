@@ -47,6 +47,13 @@ def test_image_folder(tmp_path):
     assert len(data) == 3 and data[0]["input"].shape == (1, 8, 8)
 
 
+def test_sixteen_bit_image_folder_keeps_its_grey_levels(tmp_path):
+    """A 16-bit PNG trains at its full scale, not clipped to 8 bits (which made every pixel -1 or 1)."""
+    Image.fromarray(np.full((8, 8), 30000, dtype=np.uint16)).save(tmp_path / "deep.png")
+    data = load_training_dataset(train_data_dir=str(tmp_path), resolution=8)
+    torch.testing.assert_close(data[0]["input"], torch.full((1, 8, 8), 30000 / 65535 * 2 - 1))
+
+
 def test_errors_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match="could not load dataset 'no/such-data'.*--train_data_dir"):
         load_training_dataset("no/such-data")

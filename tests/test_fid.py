@@ -79,6 +79,31 @@ def test_loaders(tmp_path, digit_like_images):
         load_image_set(tmp_path / "gen.npz")  # [-1, 1] floats without --input-range
 
 
+def test_image_folders_keep_depth_and_colour_and_refuse_what_they_cannot_read(tmp_path):
+    """16-bit PNGs at their full scale (they were clipped to 8 bits: black and white), colour kept as 3 channels
+    (it was turned grey), and a folder with files of other kinds refused (they were skipped)."""
+    from PIL import Image
+
+    deep = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)
+    for name in ("a", "b"):
+        (tmp_path / "deep").mkdir(exist_ok=True)
+        Image.fromarray(deep).save(tmp_path / "deep" / f"{name}.png")
+    loaded = load_image_set(tmp_path / "deep")
+    assert loaded.shape == (2, 1, 8, 8)
+    torch.testing.assert_close(loaded[0, 0], torch.from_numpy(deep / 65535).float())
+    (tmp_path / "colour").mkdir()
+    red = np.zeros((8, 8, 3), dtype=np.uint8)
+    red[..., 0] = 200
+    Image.fromarray(red).save(tmp_path / "colour" / "red.png")
+    Image.fromarray(np.full((8, 8), 50, dtype=np.uint8)).save(tmp_path / "colour" / "grey.png")
+    colour = load_image_set(tmp_path / "colour")
+    assert colour.shape == (2, 3, 8, 8) and torch.allclose(colour[1, 0], torch.tensor(200 / 255))
+    assert torch.allclose(colour[0], torch.tensor(50 / 255))  # the grey one, repeated to three channels
+    Image.fromarray(red).save(tmp_path / "colour" / "red.ppm")
+    with pytest.raises(ValueError, match=r"1 file\(s\) that are not .* images, e.g. \['red.ppm'\]"):
+        load_image_set(tmp_path / "colour")
+
+
 def test_evaluate_command(tmp_path, mnist_path, digit_like_images, capsys):
     from diffusers_infoflow.cli import main
 

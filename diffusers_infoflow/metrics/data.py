@@ -13,13 +13,13 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
-from ..images import to_unit_images
+from ..images import is_colour_image, pil_to_unit_array, to_unit_images
 
 
 __all__ = ["IMAGE_SUFFIXES", "MNIST_ENV_VAR", "load_image_set", "load_mnist", "locate_mnist"]
 
 MNIST_ENV_VAR = "INFOFLOW_MNIST"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 PathLike = Union[str, Path]
 
 
@@ -55,8 +55,9 @@ def load_mnist(split: str = "test", limit: Optional[int] = None, path: Optional[
 
 
 def load_image_set(path: PathLike, key: Optional[str] = None, value_range: Optional[Sequence[float]] = None) -> torch.Tensor:
-    """An image set from a folder of image files (sorted by name, converted to grayscale "L"), a ``.npy`` array or
-    an ``.npz`` archive (array ``key``; defaults to the only array, or ``x_test`` for MNIST-like archives)."""
+    """An image set from a folder of image files (sorted by name; one channel unless one of them has colour, 8- and
+    16-bit files at their full scale), a ``.npy`` array or an ``.npz`` archive (array ``key``; defaults to the only
+    array, or ``x_test`` for MNIST-like archives)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"image set {path} does not exist.")
@@ -64,13 +65,19 @@ def load_image_set(path: PathLike, key: Optional[str] = None, value_range: Optio
         from PIL import Image
 
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        others = sorted(p.name for p in path.iterdir() if p.suffix.lower() not in IMAGE_SUFFIXES and not p.name.startswith("."))
         if not files:
             raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in folder {path}.")
-        arrays = [np.asarray(Image.open(f).convert("L")) for f in files]
+        if others:  # an image in a format not listed would be left out of the set without a word
+            raise ValueError(f"folder {path} holds {len(others)} file(s) that are not {'/'.join(IMAGE_SUFFIXES)} images, e.g. {others[:3]}; "
+                             "give a folder of images only.")
+        images = [Image.open(f) for f in files]
+        channels = 3 if any(is_colour_image(image) for image in images) else 1
+        arrays = [pil_to_unit_array(image, channels) for image in images]
         shapes = {a.shape for a in arrays}
         if len(shapes) != 1:
             raise ValueError(f"images in {path} have different sizes {sorted(shapes)}.")
-        return to_unit_images(np.stack(arrays))
+        return to_unit_images(np.stack(arrays), channels_first=False)
     if path.suffix == ".npy":
         return to_unit_images(np.load(path), value_range)
     if path.suffix == ".npz":
