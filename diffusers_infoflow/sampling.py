@@ -219,6 +219,20 @@ def training_levels(model: str) -> int:
         raise ValueError(f"model {model!r} has no readable scheduler config with num_train_timesteps ({config}: {err}).") from None
 
 
+def pipeline_sample_shape(model: str) -> tuple:
+    """``(C, H, W)`` of the samples of the saved pipeline ``model``, from its UNet config."""
+    import json
+
+    config = Path(model) / "unet" / "config.json"
+    try:
+        unet = json.loads(config.read_text())
+        size = unet["sample_size"]
+        height, width = (size, size) if isinstance(size, int) else tuple(size)
+        return int(unet["in_channels"]), int(height), int(width)
+    except (OSError, KeyError, ValueError, TypeError) as err:
+        raise ValueError(f"model {model!r} has no readable UNet config with in_channels and sample_size ({config}: {err}).") from None
+
+
 # Below this many calls the explicit Runge-Kutta solvers take 4 steps or fewer and diverge on the shipped models
 # (benchmarks/results/fid_vs_calls.md: trig-rk4 FID 467 at 10 calls, 20.6 at 20).
 RK_MIN_MODEL_CALLS = 20

@@ -134,8 +134,48 @@ def test_evaluate_samples_a_pipeline_folder(tmp_path):
     assert np.isfinite(scores["fid"]) and scores["fid"] > 0
     with pytest.raises(SystemExit, match="not one of"):
         main(argv[:3] + ["nonsense"] + argv[4:])
-    with pytest.raises(SystemExit, match="needs a pipeline folder"):
+    with pytest.raises(SystemExit, match="--update-card apply only to a pipeline folder"):
         main(["evaluate", str(tmp_path / "ref.npz"), "--update-card"])
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["IMAGES", "--scheduler", "bogus", "--num-images", "10"], "--scheduler, --num-images apply only to a pipeline folder"),
+        (["IMAGES", "--num-reference", "-5"], "--num-reference must be >= 2"),
+        (["IMAGES", "--output", "OUTDIR"], "--output .* is a folder; give a file name"),
+        (["IMAGES", "--output", "AFILE/scores.json"], "is a file, not a folder"),
+        (["MODEL", "--update-card"], "has no README.md model card to update"),
+        (["MODEL", "--input-range", "0", "1"], "--input-range reads float image arrays"),
+        (["TINY16", "--reference", "IMAGES"], r"images of shape \(1, 16, 16\) differ in shape from the reference \(1, 28, 28\)"),
+        (["IMAGES", "--metrics", "is"], r"needs at least 10 image\(s\) for is \(IS: one per split, 10 splits\), got 5"),
+    ],
+)
+def test_evaluate_refuses_before_any_work(tmp_path, extra, message):
+    """Each of these failed after sampling/scoring, or was ignored, or cut the reference short."""
+    import shutil
+
+    from diffusers_infoflow.cli import main
+    from diffusers_infoflow.sampling import DEFAULT_MODEL
+
+    np.savez(tmp_path / "images.npz", x=np.random.default_rng(0).integers(0, 256, size=(5, 28, 28), dtype=np.uint8))
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+    tiny = UNet2DModel(sample_size=16, in_channels=1, out_channels=1, block_out_channels=(8, 8), layers_per_block=1, norm_num_groups=4,
+                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"))
+    DDPMPipeline(unet=tiny, scheduler=DDPMScheduler()).save_pretrained(tmp_path / "tiny16")
+    (tmp_path / "outdir").mkdir()
+    (tmp_path / "afile").write_text("")
+    model = tmp_path / "model"
+    shutil.copytree(DEFAULT_MODEL, model)
+    (model / "README.md").unlink()
+    names = {"IMAGES": tmp_path / "images.npz", "OUTDIR": tmp_path / "outdir", "AFILE/scores.json": tmp_path / "afile" / "s.json",
+             "MODEL": model, "TINY16": tmp_path / "tiny16"}
+    argv = ["evaluate"] + [str(names.get(a, a)) for a in extra]
+    if "--output" not in argv:
+        argv += ["--output", str(tmp_path / "s.json")]
+    with pytest.raises(SystemExit, match=message):
+        main(argv)
 
 
 def test_evaluate_update_card_writes_and_replaces_one_section(tmp_path):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from . import prepare_output
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -26,6 +28,10 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"infoflow analyze: --num-train-timesteps must be >= 2, got {args.num_train_timesteps}.")
     if any(s < 1 for s in args.sample_shape):
         raise SystemExit(f"infoflow analyze: --sample-shape must be positive integers, got {args.sample_shape}.")
+    try:
+        prepare_output(args.output_dir, "--output-dir", folder=True)
+    except ValueError as err:
+        raise SystemExit(f"infoflow analyze: {err}") from None
     start = time.perf_counter()
     written, cases = run_analysis(args.output_dir, args.num_train_timesteps, tuple(args.sample_shape), progress=not args.quiet)
     print("Seed 000's matched steps (paper → entropy rule):")

@@ -8,6 +8,8 @@ import json
 import time
 from pathlib import Path
 
+from . import prepare_output
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -39,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"infoflow curves: --num-images must be >= 1, got {args.num_images}.")
     start = time.perf_counter()
     try:
+        prepare_output(args.output_dir, "--output-dir", folder=True)
         if args.data is None:
             images = load_mnist("test", args.num_images)
         else:

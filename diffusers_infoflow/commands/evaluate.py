@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..metrics.fid import GENERATIVE_METRICS, REFERENCE_METRICS
 from ..sampling import DEFAULT_SCHEDULER, DEFAULT_STEPS
+from . import prepare_output
 
 
 # What each printed score is, in its unit (FID and KID are squared distances in the feature network's space).
@@ -25,6 +26,7 @@ SCORE_UNITS = {
     "fid": "Fréchet distance of {network} features (squared feature units; lower is better)",
     "kid_mean": "kernel inception distance, unbiased MMD² of {network} features (squared feature units; lower is better)",
     "kid_std": "its standard deviation over the random subsets",
+    "kid_subset_size": "images per KID subset (1000, or fewer when there are fewer images)",
     "is_mean": "Inception score (exp of nats, 1 to the number of classes; higher is better)",
     "is_std": "its standard deviation over the splits",
     "confident_fraction": "share of images the MNIST classifier gives max-softmax > 0.9 (real test digits: 0.965)",
@@ -35,6 +37,9 @@ SCORE_UNITS = {
 }
 
 
+PIPELINE_DEFAULTS = {"scheduler": DEFAULT_SCHEDULER, "model_calls": DEFAULT_STEPS, "num_images": 1000, "batch_size": 250}
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "evaluate",
@@ -43,12 +48,14 @@ def register(subparsers) -> None:
     )
     parser.add_argument("images", help="folder of images, .npy array or .npz archive of generated images, or a saved "
                         "pipeline folder (with model_index.json) to sample from")
-    parser.add_argument("--scheduler", default=DEFAULT_SCHEDULER, help="for a pipeline folder: the `infoflow sample` scheduler name")
-    parser.add_argument("--model-calls", "--steps", dest="model_calls", type=int, default=DEFAULT_STEPS,
-                        help="for a pipeline folder: model calls per sample (--steps is its older name)")
-    parser.add_argument("--num-images", type=int, default=1000, help="for a pipeline folder: samples to draw")
-    parser.add_argument("--batch-size", type=int, default=250, help="for a pipeline folder: samples per pipeline call "
-                        "(batch b starts from the noise of seed + b·batch-size; under accelerate launch the batches are split between processes)")
+    # the pipeline-only options default to None, so that one given with an image file is refused, not ignored
+    parser.add_argument("--scheduler", default=None, help=f"for a pipeline folder: the `infoflow sample` scheduler name (default: {DEFAULT_SCHEDULER})")
+    parser.add_argument("--model-calls", "--steps", dest="model_calls", type=int, default=None,
+                        help=f"for a pipeline folder: model calls per sample (--steps is its older name; default: {DEFAULT_STEPS})")
+    parser.add_argument("--num-images", type=int, default=None, help=f"for a pipeline folder: samples to draw (default: {PIPELINE_DEFAULTS['num_images']})")
+    parser.add_argument("--batch-size", type=int, default=None, help="for a pipeline folder: samples per pipeline call "
+                        "(batch b starts from the noise of seed + b·batch-size; under accelerate launch the batches are split "
+                        f"between processes; default: {PIPELINE_DEFAULTS['batch_size']})")
     parser.add_argument("--update-card", action="store_true", help="for a pipeline folder: write the scores into its README.md model card")
     parser.add_argument("--key", default=None, help="array name inside an .npz images file")
     parser.add_argument("--input-range", type=float, nargs=2, default=None, metavar=("LO", "HI"), help="value range of float arrays (default 0 1; uint8 is always 0..255)")
@@ -68,16 +75,27 @@ def run(args: argparse.Namespace) -> int:
     from ..hub import write_card_evaluation
     from ..metrics.data import load_image_set, load_mnist
     from ..metrics.fid import GenerativeScorer, process_shard
-    from ..sampling import SCHEDULERS, budget_note, generate, process_state, training_levels
+    from ..sampling import SCHEDULERS, budget_note, generate, pipeline_sample_shape, process_state, training_levels
 
     start = time.perf_counter()
     sampling = {}
     try:
         state = process_state()
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)  # before any work
+        prepare_output(args.output, "--output")  # before any work
         is_pipeline = (Path(args.images) / "model_index.json").is_file()
-        if args.update_card and not is_pipeline:
-            raise ValueError("--update-card needs a pipeline folder (with model_index.json) as `images`.")
+        given = [f"--{name.replace('_', '-')}" for name in PIPELINE_DEFAULTS if getattr(args, name) is not None]
+        if not is_pipeline and (given or args.update_card):
+            raise ValueError(f"{', '.join(given + (['--update-card'] if args.update_card else []))} apply only to a pipeline "
+                             f"folder (with model_index.json); {args.images!r} is an image set, scored whole.")
+        if is_pipeline and args.input_range is not None:
+            raise ValueError("--input-range reads float image arrays; a pipeline folder's samples need none.")
+        for name, default in PIPELINE_DEFAULTS.items():
+            if getattr(args, name) is None:
+                setattr(args, name, default)
+        if args.update_card and not (Path(args.images) / "README.md").is_file():
+            raise ValueError(f"--update-card: {args.images!r} has no README.md model card to update.")
+        if args.num_reference < 2:
+            raise ValueError(f"--num-reference must be >= 2 (a covariance), got {args.num_reference}.")
         if is_pipeline and args.scheduler not in SCHEDULERS:
             raise ValueError(f"--scheduler {args.scheduler!r} is not one of {', '.join(SCHEDULERS)}.")
         if is_pipeline and (args.num_images < 2 or args.model_calls < 1 or args.batch_size < 1):
@@ -96,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
                 reference_name = args.reference
         scorer = GenerativeScorer(reference, feature_network=args.feature_network, metrics=metrics, seed=args.seed,
                                   device=state.device)
+        if is_pipeline:  # before sampling: samples the reference or the feature network cannot take are refused now
+            scorer.check_image_shape(pipeline_sample_shape(args.images))
         if is_pipeline:
             images, steps, calls = generate(args.images, args.scheduler, args.model_calls, args.num_images, args.seed, args.batch_size,
                                             progress=state.is_main_process, max_steps=levels)

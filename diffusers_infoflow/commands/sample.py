@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from ..sampling import DEFAULT_MODEL, DEFAULT_SCHEDULER, DEFAULT_STEPS, SCHEDULERS
+from . import prepare_output
 
 
 def register(subparsers) -> None:
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         note = budget_note(args.model_calls, levels, args.scheduler)
         if note:
             print(f"infoflow sample: {note}")
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)  # before sampling, so no work is lost at the end
+        prepare_output(args.output, "--output")  # before sampling, so no work is lost at the end
         images, steps, calls = generate(args.model, args.scheduler, args.model_calls, args.num_images, args.seed,
                                         batch_size=args.num_images, progress=True, max_steps=levels)
     except (ValueError, OSError) as err:  # OSError: a pipeline folder with missing or unreadable weights

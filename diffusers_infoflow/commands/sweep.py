@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from . import prepare_output
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -46,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
             raise SystemExit(f"infoflow sweep: {flags.get(name, '--' + name.replace('_', '-'))} must be >= 1, got {getattr(args, name)}.")
     start = time.perf_counter()
     try:
+        prepare_output(args.output_dir, "--output-dir", folder=True)
         results = run_sweep(
             args.output_dir,
             gammas=args.gammas,
@@ -61,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             data_path=args.data,
         )
-    except FileNotFoundError as err:
+    except (FileNotFoundError, ValueError) as err:
         raise SystemExit(f"infoflow sweep: {err}") from None
     exact = results["frechet_distance_of_exact_draws"]
     print(f"data: {results['data']}; Fréchet distance of {args.num_samples} exact draws: {exact:.4f}")

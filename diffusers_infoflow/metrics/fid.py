@@ -26,7 +26,7 @@ from typing import Dict, Optional, Union
 import torch
 from torch import nn
 
-from .features import inception_feature_extractor, mnist_feature_extractor
+from .features import IMAGE_SHAPE, inception_feature_extractor, mnist_feature_extractor
 
 
 __all__ = ["CONFIDENCE_THRESHOLD", "GENERATIVE_METRICS", "REFERENCE_METRICS", "GenerativeScorer", "generative_scores", "process_shard"]
@@ -150,6 +150,8 @@ class GenerativeScorer:
         self.metrics, self.batch_size, self.seed = tuple(metrics), batch_size, seed
         self.device = torch.device(device) if device is not None else _default_device(reference)
         self.kid_subset_size = kid_subset_size
+        self.is_splits = is_splits
+        self.feature_network = feature_network
         self.num_images = 0
         self.image_shape = None
         self._class_counts = None  # top-1 count of each class, then the count of confident images
@@ -179,6 +181,14 @@ class GenerativeScorer:
                 for name in ("fid", "kid"):
                     if name in self._scorers:
                         self._scorers[name].update(batch.to(self.device), real=True)
+
+    def check_image_shape(self, shape) -> None:
+        """Raises the error that images of `shape` ``(C, H, W)`` would meet in :meth:`update`, before any are made."""
+        shape = tuple(int(v) for v in shape)
+        if self.image_shape is not None and shape != self.image_shape:
+            raise ValueError(f"images of shape {shape} differ in shape from the reference {self.image_shape}.")
+        if self.feature_network == "mnist" and shape != IMAGE_SHAPE:
+            raise ValueError(f"the MNIST feature network takes (N, 1, 28, 28) images; these would be {shape}.")
 
     def update(self, images: torch.Tensor) -> None:
         """Adds ``images`` (this process's share; float ``(N, C, H, W)`` in [0, 1]) to the set being scored."""
@@ -224,17 +234,21 @@ class GenerativeScorer:
             self.update(torch.empty(0, *self.image_shape, device=self.device))
         num_images = _global_count(self.num_images, self.device)
         needed = 2 if set(REFERENCE_METRICS) & set(self.metrics) else 1
+        if "is" in self.metrics:  # fewer images than splits leave splits of one image: IS is exactly 1
+            needed = max(needed, self.is_splits)
         if num_images < needed:
-            raise ValueError(f"`images` needs at least {needed} image(s) for {', '.join(self.metrics)}, got {num_images}.")
+            raise ValueError(f"`images` needs at least {needed} image(s) for {', '.join(self.metrics)}"
+                             f"{f' (IS: one per split, {self.is_splits} splits)' if 'is' in self.metrics else ''}, got {num_images}.")
         result: Dict[str, object] = {"num_images": num_images, "num_reference": self.num_reference}
         with torch.random.fork_rng(devices=[]):
             torch.default_generator.manual_seed(self.seed)  # the subsets of KID and IS come from the CPU generator
             if "fid" in self._scorers:
                 result["fid"] = float(self._scorers["fid"].compute())
             if "kid" in self._scorers:
-                self._scorers["kid"].subset_size = min(self.kid_subset_size, num_images, self.num_reference)
+                subset_size = min(self.kid_subset_size, num_images, self.num_reference)
+                self._scorers["kid"].subset_size = subset_size
                 kid_mean, kid_std = self._scorers["kid"].compute()
-                result.update(kid_mean=float(kid_mean), kid_std=float(kid_std))
+                result.update(kid_mean=float(kid_mean), kid_std=float(kid_std), kid_subset_size=subset_size)
             if "is" in self._scorers:
                 is_mean, is_std = self._scorers["is"].compute()
                 result.update(is_mean=float(is_mean), is_std=float(is_std))
