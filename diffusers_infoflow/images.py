@@ -58,8 +58,8 @@ def to_unit_images(
         raise ValueError("images contain NaN or infinite values.")
     if tensor.numel() and (tensor.min() < lo or tensor.max() > hi):
         raise ValueError(
-            f"float images must lie in [{lo:g}, {hi:g}], got [{tensor.min().item():.4g}, {tensor.max().item():.4g}]; "
-            "give their value range."
+            f"float images must lie in [{lo:g}, {hi:g}], got [{tensor.min().item():.4g}, {tensor.max().item():.4g}] "
+            "(never clipped)."
         )
     return (tensor - lo) / (hi - lo)
 

@@ -217,6 +217,12 @@ def test_an_output_dir_of_another_run_is_not_overwritten(uninterrupted, capsys):
     parse_args(SINGLE + ["--output_dir", str(uninterrupted), "--overwrite_output_dir"])
 
 
+def test_resuming_a_checkpoint_of_another_architecture_is_one_clear_error(uninterrupted, tmp_path):
+    result = launch(SINGLE + ["--block_out_channels", "8,8", "--resume_from_checkpoint", str(uninterrupted / "checkpoint-2")], tmp_path / "out")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "holds a model of another shape than this command builds" in result.stderr
+
+
 def test_a_namespace_built_by_hand_is_validated_too():
     args = parse_args(["--dataset_name", "triangles"])
     args.prediction_type = "score"

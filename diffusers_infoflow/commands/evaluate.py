@@ -110,7 +110,10 @@ def run(args: argparse.Namespace) -> int:
             if args.reference is None:
                 reference, reference_name = load_mnist("test", args.num_reference), "MNIST test"
             else:
-                reference = load_image_set(args.reference, key=args.reference_key)[: args.num_reference]
+                try:
+                    reference = load_image_set(args.reference, key=args.reference_key)[: args.num_reference]
+                except ValueError as err:
+                    raise ValueError(f"--reference {args.reference!r}: {err}") from None
                 reference_name = args.reference
         scorer = GenerativeScorer(reference, feature_network=args.feature_network, metrics=metrics, seed=args.seed,
                                   device=state.device)
@@ -125,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
             images = process_shard(load_image_set(args.images, key=args.key, value_range=args.input_range))
         scores = scorer.score(images)
     except (FileNotFoundError, ValueError, RuntimeError) as err:
-        hint = " Pass --input-range LO HI." if "value range" in str(err) else ""
+        # an image set's floats in another range: --input-range says which (it applies to `images`, not --reference)
+        hint = " Pass --input-range LO HI." if "must lie in" in str(err) and not str(err).startswith("--reference") else ""
         raise SystemExit(f"infoflow evaluate: {err}{hint}") from None
     if not state.is_main_process:
         return 0

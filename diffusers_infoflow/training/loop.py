@@ -254,7 +254,14 @@ def train(args: argparse.Namespace) -> str:
     global_step, last_loss = 0, None
     if resume_path is not None:
         accelerator.print(f"resuming from {resume_path}")
-        accelerator.load_state(resume_path)
+        try:
+            accelerator.load_state(resume_path)
+        except RuntimeError as err:  # torch's state-dict mismatch: a checkpoint of another architecture or objective
+            if "state_dict" not in str(err):
+                raise
+            raise ValueError(f"--resume_from_checkpoint {resume_path!r} holds a model of another shape than this command "
+                             "builds (--block_out_channels, --layers_per_block, --attention, --prediction_type ...); give "
+                             "the run's own flags.") from None
         global_step = checkpoint_step(resume_path)
 
     total_batch = args.train_batch_size * world * args.gradient_accumulation_steps
