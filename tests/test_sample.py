@@ -64,6 +64,8 @@ def test_calibrate_saves_the_information_sampler_and_sample_uses_it(joint_folder
         main(["sample", "--model", str(bare), "--scheduler", "trig-information", "--output", str(tmp_path / "g.png")])
     with pytest.raises(SystemExit, match="--num-images and --levels must be >= 2"):
         main(["calibrate", str(bare), "--levels", "1"])
+    with pytest.raises(SystemExit, match="--levels 100000 exceeds the model's .* training levels"):
+        main(["calibrate", str(bare), "--levels", "100000"])
     with pytest.raises(SystemExit, match="not a saved pipeline folder"):
         main(["calibrate", str(tmp_path), "--data", str(tmp_path)])
     # with a model card, calibrate writes (and on a second run replaces) its section there

@@ -29,17 +29,21 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..hub import write_card_information
     from ..metrics.data import load_image_set, load_mnist
-    from ..sampling import INFORMATION_SUBFOLDER, calibrate_pipeline, check_pipeline_folder
+    from ..sampling import INFORMATION_SUBFOLDER, calibrate_pipeline, check_pipeline_folder, training_levels
 
     start = time.perf_counter()
     try:
         if args.num_images < 2 or args.levels < 2:
             raise ValueError(f"--num-images and --levels must be >= 2, got {args.num_images} and {args.levels}.")
         check_pipeline_folder(args.model)
+        if args.levels > training_levels(args.model):  # a table has no levels in between to measure
+            raise ValueError(f"--levels {args.levels} exceeds the model's {training_levels(args.model)} training levels.")
         if args.data is None:
             images = load_mnist("train", args.num_images)
         else:
             images = load_image_set(args.data, key=args.key or _training_key(args.data))[: args.num_images]
+            if len(images) < args.num_images:
+                print(f"infoflow calibrate: {args.data} holds {len(images)} images, fewer than --num-images {args.num_images}; using them all")
         scheduler = calibrate_pipeline(args.model, images * 2 - 1, num_levels=args.levels, seed=args.seed)
     except (FileNotFoundError, ValueError, OSError) as err:
         raise SystemExit(f"infoflow calibrate: {err}") from None
