@@ -45,7 +45,7 @@ __all__ = [
     "scheduler_kwargs_from_config",
 ]
 
-NOISE_FAMILIES = ("discrete", "edm", "flow") + CONTINUOUS_SCHEDULES
+NOISE_FAMILIES = tuple(dict.fromkeys(("discrete", "edm", "flow") + CONTINUOUS_SCHEDULES))  # "edm" is both a family and a schedule
 # The diffusers scheduler classes whose configs describe each family's models.
 FAMILY_CLASSES: Dict[str, Tuple[str, ...]] = {
     "discrete": (
