@@ -158,3 +158,9 @@ def test_curves_command_missing_data(tmp_path):
 
     with pytest.raises(SystemExit, match="does not exist"):
         main(["curves", "--data", str(tmp_path / "none.npz"), "--output-dir", str(tmp_path)])
+    np.savez(tmp_path / "few.npz", x_test=np.zeros((2, 8, 8), dtype=np.uint8))
+    with pytest.raises(SystemExit, match=r"schedule names \['cosine'\] are given more than once"):
+        main(["curves", "--data", str(tmp_path / "few.npz"), "--schedules", "cosine", "linear", "cosine", "--output-dir", str(tmp_path)])
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(SystemExit, match="--output-dir .* is a file; give a folder"):
+        main(["curves", "--output-dir", str(tmp_path / "afile")])

@@ -35,7 +35,11 @@ MODEL_RANGE = (-1.0, 1.0)
 
 
 def schedules_from_names(names: Sequence[str], lengths: Sequence[int]) -> Dict[str, NoiseSchedule]:
-    """``{"cosine T=300": DiscreteSchedule, …}`` for every name × length."""
+    """``{"cosine T=300": DiscreteSchedule, …}`` for every name × length (each given once: a repeat is refused, not merged)."""
+    for what, values in (("schedule names", list(names)), ("lengths", [int(v) for v in lengths])):
+        repeated = sorted({v for v in values if values.count(v) > 1})
+        if repeated:
+            raise ValueError(f"{what} {repeated} are given more than once.")
     return {f"{name} T={length}": get_schedule(name, int(length)) for length in lengths for name in names}
 
 
@@ -52,7 +56,7 @@ def forward_process_curves(
     Args:
         images: clean images ``(N, C, H, W)`` in [0, 1].
         schedules: label → discrete schedule (see :func:`schedules_from_names`).
-        num_points: timesteps per schedule, evenly spaced over ``0..T−1`` (both ends included).
+        num_points: timesteps per schedule, evenly spaced over ``0..T−1`` (both ends included; at most T distinct).
         mi_bins: histogram bins per variable for the MI.
         seed: seeds the shared noise ε.
 
