@@ -89,11 +89,10 @@ def pil_to_unit_array(image, num_channels: int) -> np.ndarray:
     elif image.mode in GREY_MODES:
         array = np.asarray(image.convert("L"), dtype=np.float64)[..., None] / 255.0
     else:
-        array = np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
-        if num_channels == 1:
-            if not (np.array_equal(array[..., 0], array[..., 1]) and np.array_equal(array[..., 1], array[..., 2])):
-                raise ValueError(f"a colour ({image.mode}) image in a one-channel image set: its colour would be lost.")
-            array = array[..., :1]
+        rgb = np.asarray(image.convert("RGB"))
+        if num_channels == 1 and not _grey(rgb):
+            raise ValueError(f"a colour ({image.mode}) image in a one-channel image set: its colour would be lost.")
+        array = rgb[..., :num_channels].astype(np.float64) / 255.0
     if array.shape[-1] != num_channels:
         array = np.repeat(array, num_channels, axis=-1)
     return array.astype(np.float32)
@@ -103,8 +102,11 @@ def is_colour_image(image) -> bool:
     """Whether a PIL image has colour (three channels that differ somewhere)."""
     if image.mode in GREY_MODES or image.mode == "F":
         return False
-    rgb = np.asarray(image.convert("RGB"))
-    return not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]))
+    return not _grey(np.asarray(image.convert("RGB")))
+
+
+def _grey(rgb: np.ndarray) -> bool:
+    return bool(np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]))
 
 
 def to_model_range(

@@ -117,9 +117,8 @@ def run(args: argparse.Namespace) -> int:
                 reference_name = args.reference
         scorer = GenerativeScorer(reference, feature_network=args.feature_network, metrics=metrics, seed=args.seed,
                                   device=state.device)
-        if is_pipeline:  # before sampling: samples the reference or the feature network cannot take are refused now
-            scorer.check_image_shape(pipeline_sample_shape(args.images))
         if is_pipeline:
+            scorer.check_image_shape(pipeline_sample_shape(args.images))  # before sampling, not after
             images, steps, calls = generate(args.images, args.scheduler, args.model_calls, args.num_images, args.seed, args.batch_size,
                                             progress=state.is_main_process, max_steps=levels)
             sampling = {"scheduler": args.scheduler, "steps": steps, "model_calls": calls, "num_images": args.num_images}
