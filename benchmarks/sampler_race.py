@@ -580,6 +580,12 @@ def _compare(ro: Dict, rb: Dict):
     return ratio, "ours trails the best built-in by ×%.3g" % ratio
 
 
+def _meets_bar(ro: Dict, rb: Dict, ratio: float, text: str) -> bool:
+    """Issue 14's bar for one cell: at most BAR of the built-in's RMS (or a tie at round-off), with at least as many
+    samples on the reference's training image where the problem counts them."""
+    return (ratio <= BAR or text.startswith("tie")) and ro.get("same_data_point", 0) >= rb.get("same_data_point", 0)
+
+
 def verdict(best: Dict[str, Dict[int, Dict]], budgets: List[int]) -> List[Dict]:
     """Per budget: our best against the best built-in."""
     out = []
@@ -601,10 +607,9 @@ def verdict(best: Dict[str, Dict[int, Dict]], budgets: List[int]) -> List[Dict]:
             "ours_over_builtin": ratio,
             "verdict": text,
         }
-        v["meets_bar"] = ratio <= BAR or text.startswith("tie")
+        v["meets_bar"] = _meets_bar(ro, rb, ratio, text)
         if "same_data_point" in ro:
             v["same_data_point_ours_builtin"] = [ro["same_data_point"], rb["same_data_point"]]
-            v["meets_bar"] = v["meets_bar"] and ro["same_data_point"] >= rb["same_data_point"]
         out.append(v)
     return out
 
@@ -699,9 +704,7 @@ def confirm(results: Dict, batch: int, seed: int, ref_steps: int, names: Optiona
                 cell[key] = min(reruns, key=lambda q: q["rms_error"])
                 cell[f"{key}_candidates"] = len(reruns)
             ratio, text = _compare(cell["ours"], cell["builtin"])
-            cell.update(ours_over_builtin=ratio, verdict=text, meets_bar=ratio <= BAR or text.startswith("tie"))
-            if "same_data_point" in cell["ours"]:
-                cell["meets_bar"] = cell["meets_bar"] and cell["ours"]["same_data_point"] >= cell["builtin"]["same_data_point"]
+            cell.update(ours_over_builtin=ratio, verdict=text, meets_bar=_meets_bar(cell["ours"], cell["builtin"], ratio, text))
             cells.append(cell)
             print(f"[confirm {pname}] {budget:>3} calls ({cell['ours_candidates']} vs {cell['builtin_candidates']} settings): {text}", flush=True)
         out["problems"][pname] = {"cells": cells, "seconds": time.perf_counter() - start, "command": " ".join(["python"] + sys.argv)}

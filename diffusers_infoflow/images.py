@@ -69,15 +69,16 @@ GREY_MODES = ("1", "L", "I", "I;16", "I;16B", "I;16L", "I;16N")
 _SIXTEEN_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
 
 
-def pil_to_unit_array(image, num_channels: int) -> np.ndarray:
-    """One image file's pixels as float32 ``(H, W, num_channels)`` in ``[0, 1]``: 8-bit modes divided by 255, 16-bit
-    ones by 65535 (not clipped to 8 bits), a grey image repeated to 3 channels when asked.
+def pil_to_unit_array(image, num_channels: Optional[int] = None) -> np.ndarray:
+    """One image file's pixels as float32 ``(H, W, C)`` in ``[0, 1]``: 8-bit modes divided by 255, 16-bit ones by
+    65535 (not clipped to 8 bits). C is the image's own (1 for grey, also an RGB file whose channels are equal; 3 for
+    colour) or `num_channels` when given, a grey image being repeated to 3 channels.
 
     Raises:
         ValueError: for a colour image asked as one channel (its colour would be lost), 32-bit float files, or
             values beyond 16 bits.
     """
-    if num_channels not in (1, 3):
+    if num_channels not in (None, 1, 3):
         raise ValueError(f"num_channels must be 1 or 3, got {num_channels!r}.")
     if image.mode == "F":
         raise ValueError("32-bit float image files are not read (their range is unknown); save them with 8 or 16 bits.")
@@ -89,24 +90,14 @@ def pil_to_unit_array(image, num_channels: int) -> np.ndarray:
     elif image.mode in GREY_MODES:
         array = np.asarray(image.convert("L"), dtype=np.float64)[..., None] / 255.0
     else:
-        rgb = np.asarray(image.convert("RGB"))
-        if num_channels == 1 and not _grey(rgb):
-            raise ValueError(f"a colour ({image.mode}) image in a one-channel image set: its colour would be lost.")
-        array = rgb[..., :num_channels].astype(np.float64) / 255.0
-    if array.shape[-1] != num_channels:
-        array = np.repeat(array, num_channels, axis=-1)
+        rgb = np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
+        grey = np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2])
+        array = rgb[..., :1] if grey else rgb
+    if num_channels == 1 and array.shape[-1] == 3:
+        raise ValueError(f"a colour ({image.mode}) image in a one-channel image set: its colour would be lost.")
+    if num_channels == 3 and array.shape[-1] == 1:
+        array = np.repeat(array, 3, axis=-1)
     return array.astype(np.float32)
-
-
-def is_colour_image(image) -> bool:
-    """Whether a PIL image has colour (three channels that differ somewhere)."""
-    if image.mode in GREY_MODES or image.mode == "F":
-        return False
-    return not _grey(np.asarray(image.convert("RGB")))
-
-
-def _grey(rgb: np.ndarray) -> bool:
-    return bool(np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]))
 
 
 def to_model_range(

@@ -19,6 +19,7 @@ from diffusers_infoflow import (
     get_schedule,
 )
 from diffusers_infoflow.metrics import gaussian_information, gaussian_mmse
+from diffusers_infoflow.sampling import denoise
 
 
 VARIANCE = torch.tensor([0.01, 0.05, 0.2, 0.5, 1.0, 2.0], dtype=torch.float64).repeat(4).view(1, 4, 6)
@@ -199,11 +200,11 @@ def test_a_curve_given_as_tensors_is_stored_as_json_lists(tmp_path):
 
 
 def _sample(scheduler, model, noise, **ladder):
+    """The samples of `scheduler` on `ladder` and the model calls they took (diffusers' loop, `sampling.denoise`)."""
+    calls = []
     scheduler.set_timesteps(**ladder)
-    x, calls = noise.clone(), 0
-    for t in scheduler.timesteps:
-        x, calls = scheduler.step(model(scheduler.scale_model_input(x, t), t).sample, t, x).prev_sample, calls + 1
-    return x, calls
+    x = denoise(scheduler, lambda z, t: calls.append(t) or model(z, t), noise.clone())
+    return x, len(calls)
 
 
 @pytest.mark.parametrize("kwargs", [{"solver": "multistep", "solver_order": 2}, {"solver": "ddim"}], ids=["multistep", "ddim"])

@@ -36,8 +36,9 @@ def run(args: argparse.Namespace) -> int:
         if args.num_images < 2 or args.levels < 2:
             raise ValueError(f"--num-images and --levels must be >= 2, got {args.num_images} and {args.levels}.")
         check_pipeline_folder(args.model)
-        if args.levels > training_levels(args.model):  # a table has no levels in between to measure
-            raise ValueError(f"--levels {args.levels} exceeds the model's {training_levels(args.model)} training levels.")
+        levels = training_levels(args.model)
+        if args.levels > levels:  # a table has no levels in between to measure
+            raise ValueError(f"--levels {args.levels} exceeds the model's {levels} training levels.")
         if args.data is None:
             images = load_mnist("train", args.num_images)
         else:

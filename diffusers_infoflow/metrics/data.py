@@ -13,7 +13,7 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
-from ..images import is_colour_image, pil_to_unit_array, to_unit_images
+from ..images import pil_to_unit_array, to_unit_images
 
 
 __all__ = ["IMAGE_SUFFIXES", "MNIST_ENV_VAR", "load_image_set", "load_mnist", "locate_mnist"]
@@ -71,9 +71,9 @@ def load_image_set(path: PathLike, key: Optional[str] = None, value_range: Optio
         if others:  # an image in a format not listed would be left out of the set without a word
             raise ValueError(f"folder {path} holds {len(others)} file(s) that are not {'/'.join(IMAGE_SUFFIXES)} images, e.g. {others[:3]}; "
                              "give a folder of images only.")
-        images = [Image.open(f) for f in files]
-        channels = 3 if any(is_colour_image(image) for image in images) else 1
-        arrays = [pil_to_unit_array(image, channels) for image in images]
+        arrays = [pil_to_unit_array(Image.open(f)) for f in files]
+        if any(a.shape[-1] == 3 for a in arrays):  # one colour file makes the set colour: the grey ones are repeated
+            arrays = [np.repeat(a, 3, axis=-1) if a.shape[-1] == 1 else a for a in arrays]
         shapes = {a.shape for a in arrays}
         if len(shapes) != 1:
             raise ValueError(f"images in {path} have different sizes {sorted(shapes)}.")
