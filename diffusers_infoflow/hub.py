@@ -2,8 +2,8 @@
 
 The card is rendered from ``model_cards/ddpm_model_card.md`` with huggingface_hub's ``ModelCard``; it shows
 the training configuration, the schedule with its entropy curve (:func:`diffusers_infoflow.gaussian_entropy`)
-and a grid of samples (DDIM for a ``DDPMPipeline``; a joint ``[ε, x0]`` model's ``JointTrigPipeline`` samples
-with its own saved ``TrigAngleRKScheduler``). :func:`push_folder` uploads an output folder with ``HfApi.create_repo`` and
+and a grid of samples drawn with any `infoflow sample` scheduler (by default DDIM, or a joint ``[ε, x0]`` model's
+own saved ``TrigAngleRKScheduler``). :func:`push_folder` uploads an output folder with ``HfApi.create_repo`` and
 ``HfApi.upload_folder``; the token comes from the environment (``HF_TOKEN``) or the local login and is never
 printed.
 """
@@ -19,6 +19,8 @@ from typing import Optional, Tuple
 
 import torch
 
+from .sampling import SCHEDULERS
+
 
 # assets/model_cards is a symlink to the repository's model_cards/, so wheels ship the template as package data.
 MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent / "assets" / "model_cards" / "ddpm_model_card.md"
@@ -26,46 +28,59 @@ SAMPLE_GRID_FILE = "samples.png"
 ENTROPY_CURVE_FILE = "entropy.png"
 # Never uploaded: resumable training state and tracker logs.
 UPLOAD_IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "logs/**", "*.tmp/**"]
+# A card's grid can be drawn by any `infoflow sample` scheduler but the calibrated one, which a new model lacks.
+CARD_SCHEDULERS = tuple(name for name in SCHEDULERS if name != "trig-information")
 
 
-def card_sampler(pipeline, model_calls: int) -> Optional[Tuple[object, int, str]]:
-    """The sampler of the card's grid for a loaded pipeline: ``(scheduler, num_inference_steps, description)``.
+def default_card_scheduler(scheduler_config, joint: bool) -> str:
+    """The `infoflow sample` name of the sampler a card draws with when none is chosen: the saved trig solver of a
+    joint ``[ε, x0]`` model (its pipeline's own), DDIM for any other."""
+    return f"trig-{scheduler_config['solver']}" if joint else "ddim"
 
-    A ``JointTrigPipeline`` keeps its own saved scheduler (``TrigAngleRKScheduler(prediction_type="joint")`` for a
-    joint model), with as many whole solver steps as fit in ``model_calls``; any other pipeline gets DDIM with
-    ``model_calls`` steps, or ``None`` when its model's output is not a plain ε/x0/v prediction.
+
+def card_scheduler(scheduler_config, model_calls: int, joint: bool, name: Optional[str] = None) -> Tuple[object, int, str]:
+    """The sampler of a card's grid: ``(scheduler, num_inference_steps, description)``.
+
+    Args:
+        scheduler_config: the pipeline's saved (training) scheduler config.
+        model_calls (`int`): the grid's budget; the sampler takes as many whole steps as fit.
+        joint (`bool`): whether the model predicts ``[ε, x0]``.
+        name (`str`, *optional*): one of :data:`CARD_SCHEDULERS`; default :func:`default_card_scheduler`.
+
+    Raises ``ValueError`` when not even one step fits in ``model_calls``.
     """
-    from diffusers import DDIMScheduler
+    from .sampling import build_scheduler, steps_within_calls
 
-    from .pipelines.joint_trig import JointTrigPipeline
-    from .sampling import steps_within_calls
-
-    if isinstance(pipeline, JointTrigPipeline):
-        scheduler = type(pipeline.scheduler).from_config(pipeline.scheduler.config)
-        steps, calls = steps_within_calls(scheduler, model_calls)
-        solver = scheduler.config.get("solver")
-        name = type(scheduler).__name__ + (f" ({solver})" if solver else "")
-        return scheduler, steps, f"{name} with {steps} step{'s' if steps != 1 else ''} = {calls} model calls"
-    if pipeline.unet.config.out_channels != pipeline.unet.config.in_channels:
-        return None
-    return DDIMScheduler.from_config(pipeline.scheduler.config), model_calls, f"DDIM with {model_calls} steps"
+    name = name or default_card_scheduler(scheduler_config, joint)
+    scheduler = build_scheduler(name, scheduler_config, joint=joint)
+    steps, calls = steps_within_calls(scheduler, model_calls)
+    solver = scheduler.config.get("solver")
+    kind = type(scheduler).__name__ + (f" ({solver})" if solver else "")
+    return scheduler, steps, f"{kind} with {steps} step{'s' if steps != 1 else ''} = {calls} model calls"
 
 
-def render_sample_grid(output_dir: str, num_samples: int, num_inference_steps: int, seed: int = 0) -> Optional[str]:
-    """Samples the saved pipeline with :func:`card_sampler` (``num_inference_steps`` model calls) and writes
-    ``samples.png``; returns the file name, or ``None`` when ``num_samples`` is 0 or there is no sampler."""
+def render_sample_grid(output_dir: str, num_samples: int, model_calls: int, seed: int = 0,
+                       scheduler_name: Optional[str] = None) -> Optional[str]:
+    """Samples the saved pipeline in ``output_dir`` with :func:`card_scheduler` (``model_calls`` model calls) and
+    writes ``samples.png``; returns the file name, or ``None`` when ``num_samples`` is 0 or the model's output is
+    neither one prediction nor a joint ``[ε, x0]`` pair (e.g. a learned variance)."""
     from diffusers import DiffusionPipeline
     from PIL import Image
 
     from .images import make_grid, to_model_range
+    from .pipelines.joint_trig import JointTrigPipeline
+    from .sampling import is_joint_model
 
     if num_samples < 1:
         return None
-    pipeline = DiffusionPipeline.from_pretrained(output_dir)
-    sampler = card_sampler(pipeline, num_inference_steps)
-    if sampler is None:
+    saved = DiffusionPipeline.from_pretrained(output_dir)
+    joint = is_joint_model(saved)
+    if not joint and saved.unet.config.out_channels != saved.unet.config.in_channels:
         return None
-    pipeline.scheduler, steps, _ = sampler
+    scheduler, steps, _ = card_scheduler(saved.scheduler.config, model_calls, joint, scheduler_name)
+    # diffusers' standard loop, which the σ-space schedulers need and DDPMPipeline skips; a joint model's output is
+    # split for schedulers that read one head (as `infoflow sample` does)
+    pipeline = JointTrigPipeline(unet=saved.unet, scheduler=scheduler)
     pipeline.set_progress_bar_config(disable=True)
     images = pipeline(batch_size=num_samples, num_inference_steps=steps,
                       generator=torch.Generator().manual_seed(seed), output_type="np").images
@@ -122,9 +137,13 @@ def write_model_card(
     unet, scheduler = pipeline.unet, pipeline.scheduler
     joint = args.prediction_type == "joint"
     sample_shape = (unet.config.in_channels, args.resolution, args.resolution)
-    grid = render_sample_grid(output_dir, args.num_card_samples, args.card_inference_steps, seed=args.seed)
-    sampler = card_sampler(pipeline, args.card_inference_steps) if grid else None
+    chosen = getattr(args, "card_scheduler", None)
+    grid = render_sample_grid(output_dir, args.num_card_samples, args.card_inference_steps, seed=args.seed, scheduler_name=chosen)
+    sample_scheduler = chosen or default_card_scheduler(scheduler.config, joint)
+    sampler = card_scheduler(scheduler.config, args.card_inference_steps, joint, chosen) if grid else None
     sampler_text = sampler[2] if sampler else ""
+    # the usage snippet calls the pipeline with its own scheduler: its steps only when the grid was drawn with it
+    own_sampler = joint and sampler is not None and sample_scheduler == default_card_scheduler(scheduler.config, joint)
     tags = ["diffusers", "unconditional-image-generation", "diffusers-infoflow", f"schedule-{args.beta_schedule}"]
     curve = render_entropy_curve(output_dir, scheduler.alphas_cumprod, sample_shape, f"{args.beta_schedule}, T = {args.num_train_timesteps}")
     dataset = args.dataset_name or args.train_data_dir
@@ -146,9 +165,9 @@ def write_model_card(
         joint_gamma=getattr(args, "joint_gamma", None),
         joint_loss_norm=getattr(args, "joint_loss_norm", None),
         pipeline_class=type(pipeline).__name__,
-        usage_steps=sampler[1] if (joint and sampler) else None,
-        usage_comment=sampler_text if joint else "",
-        sample_scheduler=f"trig-{scheduler.config.solver}" if joint else "ddim",
+        usage_steps=sampler[1] if own_sampler else None,
+        usage_comment=sampler_text if own_sampler else "",
+        sample_scheduler=sample_scheduler,
         sample_calls=args.card_inference_steps,
         sample_grid=grid,
         sample_caption=f"{args.num_card_samples} samples, {sampler_text}, seed {args.seed}.",

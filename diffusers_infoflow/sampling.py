@@ -148,15 +148,19 @@ def build_scheduler(name: str, config, joint: bool = False):
 
 def _diffusers_config(config, cls) -> dict:
     """A saved config as a diffusers scheduler class reads it: one of our schedulers' own options (its solver,
-    rung placement, ...) are left out, instead of each drawing diffusers' "will be ignored" warning; a model our
-    config describes in a way diffusers' β-table schedulers cannot read is refused."""
+    rung placement, ...) are left out, instead of each drawing diffusers' "will be ignored" warning, and every key
+    is read as given (none replaced by the new class's default); a model our config describes in a way diffusers'
+    β-table schedulers cannot read is refused."""
     import inspect
 
     if config.get("noise_family", "discrete") != "discrete" or config.get("schedule_params"):
         raise ValueError(f"{cls.__name__} reads β tables only; this model's scheduler config describes "
                          f"noise_family={config.get('noise_family')!r}, schedule_params={config.get('schedule_params')!r}.")
     accepted = set(inspect.signature(cls.__init__).parameters)
-    return {key: value for key, value in config.items() if key in accepted or key.startswith("_")}
+    # `_use_default_values` (an in-memory config's keys its class filled by default) would make diffusers'
+    # from_config swap those for the new class's defaults, e.g. Heun's β range for a DDPM's: a model is sampled
+    # on the table it was trained on, as a config read from disk (which has no such list) is.
+    return {key: value for key, value in config.items() if (key in accepted or key.startswith("_")) and key != "_use_default_values"}
 
 
 def is_joint_model(pipeline) -> bool:

@@ -12,6 +12,7 @@ import json
 from typing import Dict, List, Optional, Sequence
 
 from diffusers_infoflow.data import BUILTIN_DATASETS, RESIZE_MODES
+from diffusers_infoflow.hub import CARD_SCHEDULERS
 from diffusers_infoflow.schedulers.scheduling_trig_angle_rk import SOLVERS
 from diffusers_infoflow.schedules import DISCRETE_SCHEDULES
 from diffusers_infoflow.training import (
@@ -120,7 +121,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
     run.add_argument("--logging_steps", type=int, default=10)
     run.add_argument("--num_card_samples", type=int, default=16, help="images in the model card's sample grid (0: none).")
     run.add_argument("--card_inference_steps", type=int, default=50,
-                     help="model calls for the card's sample grid (DDIM; joint: the saved solver, rounded down to whole steps).")
+                     help="model calls for the card's sample grid (as many whole steps of --card_scheduler as fit).")
+    run.add_argument("--card_scheduler", choices=CARD_SCHEDULERS, default=None,
+                     help="the `infoflow sample` scheduler of the card's grid and its `infoflow sample` line; default: "
+                          "ddim, or for a joint model its saved trig solver (--joint_solver).")
     run.add_argument("--card_notes", default=None,
                      help="a Markdown file whose text becomes the model card's 'Training recipe' section (why this recipe, "
                           "how the run went, e.g. a horizon changed on resume).")

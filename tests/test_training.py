@@ -12,10 +12,15 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
+from diffusers_infoflow.hub import CARD_SCHEDULERS
+from diffusers_infoflow.images import make_grid
+from diffusers_infoflow.sampling import build_scheduler, generate
 from diffusers_infoflow.training import (
     SimulatedCrash,
     build_noise_scheduler,
@@ -112,6 +117,7 @@ def test_output_dir_is_a_ddpm_pipeline_with_model_card(uninterrupted):
     assert (uninterrupted / "entropy.png").is_file()
     assert (uninterrupted / "samples.png").is_file() and "samples.png" in card
     assert "## Training recipe\n\nSix steps, because a test has no time for more.\n\n## Training\n" in card
+    assert "--scheduler ddim --model-calls 2" in card and "4 samples, DDIMScheduler with 2 steps = 2 model calls, seed 3." in card
     assert json.loads((uninterrupted / "infoflow_training_args.json").read_text())["max_train_steps"] == 6
     assert [checkpoint_step(p) for p in list_checkpoints(str(uninterrupted))] == [2, 4, 6]
 
@@ -136,7 +142,7 @@ def test_save_model_steps_snapshots_the_ema_pipeline_without_changing_the_run(un
     says it is a snapshot; resumed, the run ends with the weights of the run that took no snapshots."""
     from diffusers import UNet2DModel
 
-    args = SINGLE + ["--save_model_steps", "2", "--num_card_samples", "4", "--card_inference_steps", "2"]
+    args = SINGLE + ["--save_model_steps", "2", "--num_card_samples", "4", "--card_inference_steps", "2", "--card_scheduler", "unipc"]
     with pytest.raises(SimulatedCrash):
         train_in_process(args, tmp_path, crash_after=4, monkeypatch=monkeypatch)
     assert "| optimisation steps | 4 of the run's 6 (a snapshot saved during training) |" in (tmp_path / "README.md").read_text()
@@ -145,7 +151,13 @@ def test_save_model_steps_snapshots_the_ema_pipeline_without_changing_the_run(un
     assert len(snapshot) == len(shadow) and all(torch.equal(p.detach(), s) for p, s in zip(snapshot, shadow))
     train_in_process(args + ["--resume_from_checkpoint", "latest"], tmp_path)
     assert max_weight_diff(uninterrupted, tmp_path) <= 1e-6
-    assert "| optimisation steps | 6 |" in (tmp_path / "README.md").read_text()
+    card = (tmp_path / "README.md").read_text()
+    assert "| optimisation steps | 6 |" in card
+    # the grid is what the card's `infoflow sample` line draws (same scheduler, calls and noise)
+    assert "--scheduler unipc --model-calls 2" in card and "4 samples, UniPCMultistepScheduler with 2 steps = 2 model calls, seed 3." in card
+    images, _, _ = generate(str(tmp_path), "unipc", 2, 4, seed=3)
+    grid = np.asarray(Image.open(tmp_path / "samples.png").convert("L"))
+    assert np.array_equal(grid, make_grid(images * 2 - 1))
 
 
 def test_killed_run_resumes_to_the_same_weights(uninterrupted, tmp_path):
@@ -197,7 +209,10 @@ def test_epoch_batches_split_one_permutation_between_processes():
         (["--save_model_steps", "0"], "--save_model_steps must be >= 1, got 0"),
         (["--logging_steps", "0"], "--logging_steps must be >= 1, got 0"),
         (["--max_train_samples", "-4"], "--max_train_samples must be >= 1, got -4"),
-        (["--num_card_samples", "2", "--card_inference_steps", "0"], "--card_inference_steps must be in [1, --num_train_timesteps 1000]"),
+        (["--num_card_samples", "2", "--card_inference_steps", "0"], "--card_inference_steps 0 model calls cannot sample the card's grid with ddim"),
+        (["--num_card_samples", "2", "--card_scheduler", "heun", "--card_inference_steps", "-2"],
+         "--card_inference_steps -2 model calls cannot sample the card's grid with heun"),
+        (["--card_scheduler", "trig-information"], "argument --card_scheduler: invalid choice: 'trig-information'"),
         (["--report_to", "surely_not_a_tracker"], "--report_to 'surely_not_a_tracker': ['surely_not_a_tracker'] not installed"),
         (["--push_to_hub", "--hub_model_id", "bad id!!"], "--hub_model_id: "),
     ],
@@ -250,6 +265,10 @@ def test_saved_scheduler_reproduces_the_core_schedule(name):
     args = parse_args(["--dataset_name", "triangles", "--beta_schedule", name, "--num_train_timesteps", "100"])
     scheduler = build_noise_scheduler(args)
     assert torch.allclose(scheduler.betas.double(), get_betas(name, 100), rtol=1e-5, atol=1e-7)
+    # every `infoflow sample` scheduler (the card's too) reads the saved config, diffusers' DDIM/UniPC/... included
+    for sampler in CARD_SCHEDULERS:
+        built = build_scheduler(sampler, scheduler.config)
+        assert torch.allclose(built.alphas_cumprod.double(), scheduler.alphas_cumprod.double(), rtol=1e-5, atol=1e-7), sampler
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "v_prediction"])

@@ -149,8 +149,8 @@ def test_joint_scheduler_angles_are_the_training_schedule(name):
         (["--prediction_type", "v_prediction", "--joint_solver", "rk2"], "--joint_solver applies only to --prediction_type joint"),
         (["--prediction_type", "joint", "--joint_gamma", "-1"], "--joint_gamma must be a finite number >= 0"),
         (["--prediction_type", "joint", "--joint_gamma", "nan"], "--joint_gamma must be a finite number >= 0"),
-        (["--prediction_type", "joint", "--card_inference_steps", "0"], "--card_inference_steps 0 model calls cannot sample the card's grid with --joint_solver rk4"),
-        (["--prediction_type", "joint", "--joint_solver", "rk2", "--card_inference_steps", "-1"], "cannot sample the card's grid with --joint_solver rk2"),
+        (["--prediction_type", "joint", "--card_inference_steps", "0"], "--card_inference_steps 0 model calls cannot sample the card's grid with trig-rk4"),
+        (["--prediction_type", "joint", "--joint_solver", "rk2", "--card_inference_steps", "-1"], "cannot sample the card's grid with trig-rk2"),
     ],
 )
 def test_bad_joint_arguments_raise_a_clear_value_error(extra, message, capsys):

@@ -15,12 +15,12 @@ PREDICTION_TYPES = ("epsilon", "sample", "v_prediction", "joint")
 # Options of --prediction_type joint (seed 004 §3.2-3.3) and their defaults; None on the command line means
 # "not given", so that giving one without `joint` is an error rather than silently ignored.
 JOINT_DEFAULTS = {"joint_gamma": 1.0, "joint_loss_norm": "mse", "joint_solver": "rk4"}
-# Our schedule names whose diffusers spelling reproduces get_betas exactly; others are saved as trained_betas.
+# Our schedule names whose diffusers spelling reproduces get_betas exactly and every diffusers scheduler reads;
+# others are saved as trained_betas ("sigmoid" too: only DDPMScheduler and its kin know that name).
 DIFFUSERS_NATIVE_SCHEDULES = {
     "linear": "linear",
     "quadratic": "scaled_linear",
     "scaled_linear": "scaled_linear",
-    "sigmoid": "sigmoid",
     "cosine": "squaredcos_cap_v2",
     "squaredcos_cap_v2": "squaredcos_cap_v2",
 }

@@ -30,7 +30,6 @@ import numpy as np
 import torch
 
 from ..data import load_training_dataset
-from ..schedulers.scheduling_trig_angle_rk import TrigAngleRKScheduler
 from ..schedules import get_betas
 from .build import (
     JOINT_DEFAULTS,
@@ -39,7 +38,6 @@ from .build import (
     build_noise_scheduler,
     build_unet,
     default_norm_groups,
-    diffusers_schedule_config,
     load_init_unet,
 )
 from .checkpointing import (
@@ -84,9 +82,6 @@ def validate_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--max_train_samples must be >= 1, got {args.max_train_samples}.")
     if args.num_card_samples < 0:
         raise ValueError(f"--num_card_samples must be >= 0, got {args.num_card_samples}.")
-    if args.num_card_samples > 0 and args.prediction_type != "joint" and not 1 <= args.card_inference_steps <= args.num_train_timesteps:
-        raise ValueError(f"--card_inference_steps must be in [1, --num_train_timesteps {args.num_train_timesteps}] to sample "
-                         f"the card's grid, got {args.card_inference_steps} (or set --num_card_samples 0).")
     if args.save_model_steps is not None and args.save_model_steps < 1:
         raise ValueError(f"--save_model_steps must be >= 1, got {args.save_model_steps}.")
     if args.checkpoints_total_limit is not None and args.checkpoints_total_limit < 1:
@@ -130,6 +125,27 @@ def validate_args(args: argparse.Namespace) -> None:
     if args.card_notes is not None and not os.path.isfile(args.card_notes):
         raise ValueError(f"--card_notes {args.card_notes!r} is not a file.")
     validate_joint_args(args)
+    validate_card_args(args)
+
+
+def validate_card_args(args: argparse.Namespace) -> None:
+    """Whether ``--card_scheduler`` can draw the card's grid in ``--card_inference_steps`` model calls (``ValueError``
+    naming both if not), checked on the scheduler the run will save, before any training."""
+    if args.num_card_samples == 0:
+        return
+    from ..hub import card_scheduler, default_card_scheduler
+
+    joint = args.prediction_type == "joint"
+    config = build_noise_scheduler(args).config
+    name = getattr(args, "card_scheduler", None) or default_card_scheduler(config, joint)
+    try:
+        card_scheduler(config, args.card_inference_steps, joint, name)
+    except ValueError as err:
+        raise ValueError(
+            f"--card_inference_steps {args.card_inference_steps} model calls cannot sample the card's grid with {name} ({err}); "
+            "raise --card_inference_steps, pick another --card_scheduler" + (" or --joint_solver" if joint else "") +
+            ", or set --num_card_samples 0."
+        ) from None
 
 
 def validate_joint_args(args: argparse.Namespace) -> None:
@@ -145,19 +161,6 @@ def validate_joint_args(args: argparse.Namespace) -> None:
     gamma = JOINT_DEFAULTS["joint_gamma"] if args.joint_gamma is None else args.joint_gamma
     if not (math.isfinite(gamma) and gamma >= 0):
         raise ValueError(f"--joint_gamma must be a finite number >= 0, got {gamma!r}.")
-    solver = args.joint_solver or JOINT_DEFAULTS["joint_solver"]
-    if args.num_card_samples > 0:
-        from ..sampling import steps_within_calls
-
-        scheduler = TrigAngleRKScheduler(**diffusers_schedule_config(args), prediction_type="joint", solver=solver)
-        try:
-            steps_within_calls(scheduler, args.card_inference_steps)
-        except ValueError as err:
-            raise ValueError(
-                f"--card_inference_steps {args.card_inference_steps} model calls cannot sample the card's grid with "
-                f"--joint_solver {solver} ({err}); raise --card_inference_steps, pick another --joint_solver, or set "
-                "--num_card_samples 0."
-            ) from None
 
 
 def epoch_batches(num_items: int, epoch: int, seed: int, batch_size: int, num_processes: int, rank: int) -> List[torch.Tensor]:
