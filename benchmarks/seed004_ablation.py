@@ -2,8 +2,9 @@
 
 Rows are :data:`diffusers_infoflow.experiments.ablations.SEED004_TABLE2` (DDIM; + the trig schedule β*; + the sin/cos angle
 ODE; + joint ``[ε, x0]`` prediction; their combinations; and "Ours" = trig schedule + angle ODE + joint model +
-RK4), plus one row of ours with the project's multistep solver in place of RK4. Each row's sampler is built by
-the row itself for the model it needs; the models are four fine-tunes of the shipped ``mnist-ddpm`` with the
+RK4), plus one row of ours with the project's multistep solver in place of RK4, and every joint row again with
+the two heads read as one v-prediction (``joint_heads="velocity"``, this project's default) instead of as they
+are. Each row's sampler is built by the row itself for the model it needs; the models are four fine-tunes of the shipped ``mnist-ddpm`` with the
 same recipe (500 steps, ``bash benchmarks/train_seed_models.sh``): ``linear-eps-1000``, ``trig-eps-1000``,
 ``linear-joint-1000`` and ``trig-joint-1000`` (T = 1000). So the rows differ only in schedule, objective and
 sampler, not in compute.
@@ -45,7 +46,12 @@ PAPER_FID = {
     "ours": (9.50, 5.62, 4.57),
 }
 PAPER_BUDGETS = (10, 20, 50)
-ROWS = [(row, {}) for row in SEED004_TABLE2] + [(next(r for r in SEED004_TABLE2 if r.name == "ours"), {"solver": "multistep"})]
+# The paper's rows (each joint head read as it is), then ours with the multistep solver, and the joint rows with both
+# heads read as one v-prediction (this project's default, `joint_heads="velocity"`).
+_OURS = next(r for r in SEED004_TABLE2 if r.name == "ours")
+ROWS = ([(row, {}) for row in SEED004_TABLE2] + [(_OURS, {"solver": "multistep"})]
+        + [(row, {"joint_heads": "velocity"}) for row in SEED004_TABLE2 if row.needs_joint_model]
+        + [(_OURS, {"solver": "multistep", "joint_heads": "velocity"})])
 
 
 def model_name(row) -> str:
@@ -84,7 +90,7 @@ def main() -> None:
         if not torch.allclose(saved.scheduler.alphas_cumprod.double(), scheduler.alphas_cumprod.double(), rtol=1e-4, atol=1e-7):
             raise SystemExit(f"row {row.name} expects a {row.train_schedule} model, but {folder} was trained on another table.")
         pipeline = JointTrigPipeline(unet=saved.unet, scheduler=scheduler)
-        variant = f" ({overrides['solver']})" if overrides else ""
+        variant = f" ({', '.join(str(value) for value in overrides.values())})" if overrides else ""
         label = row.name + variant
         for budget in args.calls:
             start = time.perf_counter()

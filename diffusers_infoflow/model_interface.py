@@ -40,6 +40,7 @@ from .schedules import (
 
 __all__ = [
     "FAMILY_CLASSES",
+    "JOINT_HEADS",
     "NOISE_FAMILIES",
     "ModelInterface",
     "scheduler_kwargs_from_config",
@@ -74,6 +75,11 @@ PREDICTIONS: Dict[str, Tuple[str, ...]] = {
     "edm": ("epsilon", "v_prediction"),  # EDM's F-network, c_out sign + for ε, − for v (diffusers' EDM schedulers)
 }
 DEFAULT_PREDICTION = {"flow": "flow_prediction"}
+# How a joint [ε, x0] model's heads become (x̂0, ε̂). "separate": each head as it is (Zhang & Ehinger's
+# "DDIM + x̂0, ε̂"); the pair need not add up to the state x, and the solvers drop the difference at every step.
+# "velocity": one v̂ = a·ε̂ − b·x̂0 read as a v-prediction, i.e. x̂0 = (a·x − b·v̂)/(a² + b²), a pair that adds up to
+# x; on VP states x̂0 weighs the x0 head by σ² and the ε head's x̂0 by α², each head where it is the more accurate.
+JOINT_HEADS = ("velocity", "separate")
 # The cleanest flow time a flow-matching model is asked about (its training covers t in (0, 1]).
 FLOW_T_MIN = 1e-5
 
@@ -241,6 +247,7 @@ class ModelInterface:
         num_train_timesteps: the `flow` time scale.
         ladder: the family's native ladder settings (see :meth:`native_logsnrs`).
         logsnr_range: (noisiest, cleanest) λ that ladders span; default: the schedule's whole domain.
+        joint_heads: how a `joint` model's two heads are read (see :data:`JOINT_HEADS`).
     """
 
     def __init__(
@@ -253,7 +260,10 @@ class ModelInterface:
         num_train_timesteps: int = 1000,
         ladder: Optional[Dict[str, Any]] = None,
         logsnr_range: Optional[Tuple[float, float]] = None,
+        joint_heads: str = "velocity",
     ):
+        if joint_heads not in JOINT_HEADS:
+            raise ValueError(f"joint_heads must be one of {JOINT_HEADS}, got {joint_heads!r}.")
         if preconditioning not in PREDICTIONS:
             raise ValueError(f"preconditioning must be one of {tuple(PREDICTIONS)}, got {preconditioning!r}.")
         if prediction_type not in PREDICTIONS[preconditioning]:
@@ -268,6 +278,7 @@ class ModelInterface:
         self.sigma_data = sigma_data
         self.num_train_timesteps = num_train_timesteps
         self.ladder = dict(ladder or {})
+        self.joint_heads = joint_heads
         noisy, clean = schedule.logsnr_range if logsnr_range is None else logsnr_range
         self.logsnr_range = (noisy, clean)
         if math.isinf(noisy) and prediction_type == "epsilon" and preconditioning == "none":
@@ -341,7 +352,8 @@ class ModelInterface:
         time_input = {"discrete": "index", "flow": "flow"}.get(family, "time")
         if preconditioning == "edm":
             time_input = "c_noise"
-        return cls(schedule, prediction_type, time_input, preconditioning, sigma_data, num_train, ladder, logsnr_range)
+        return cls(schedule, prediction_type, time_input, preconditioning, sigma_data, num_train, ladder, logsnr_range,
+                   get("joint_heads", "velocity"))
 
     # ------------------------------------------------------------------ noise levels
 
@@ -438,8 +450,9 @@ class ModelInterface:
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """(x̂0, ε̂) from a model output at level λ for the family state `sample` (in the dtype of `sample`).
 
-        With `clip_range`, x̂0 is clamped to ±clip_range and a single-head model's ε̂ re-derived from the clamp
-        (ε̂ = (x − a·x̂0)/b, the probability flow of the clamped denoiser); a joint model keeps its ε head.
+        A joint model's heads are read as :attr:`joint_heads` says. With `clip_range`, x̂0 is clamped to ±clip_range
+        and ε̂ re-derived from the clamp (ε̂ = (x − a·x̂0)/b, the probability flow of the clamped denoiser), except
+        that a joint model read with ``joint_heads="separate"`` keeps its ε head.
         """
         a, b = (float(v) for v in self.alpha_sigma(torch.tensor([logsnr], dtype=torch.float64)))
         x, out, kind = sample, model_output, self.prediction_type
@@ -448,6 +461,10 @@ class ModelInterface:
             x0, eps = c_skip * (x / a) + c_out * out, None
         elif kind == "joint":
             eps, x0 = out.chunk(2, dim=1)
+            if self.joint_heads == "velocity":
+                v = a * eps - b * x0
+                norm = a * a + b * b
+                x0, eps = (a * x - b * v) / norm, (b * x + a * v) / norm
         elif kind == "epsilon":
             eps = out
             x0 = (x - b * eps) / a
@@ -460,7 +477,7 @@ class ModelInterface:
             x0, eps = (x - b * out) / (a + b), (x + a * out) / (a + b)
         if clip_range is not None:
             x0 = x0.clamp(-clip_range, clip_range)
-            if kind != "joint":
+            if kind != "joint" or self.joint_heads == "velocity":
                 eps = None
         if eps is None:
             eps = (x - a * x0) / b

@@ -99,12 +99,13 @@ def build_scheduler(name: str, config, joint: bool = False):
     """A scheduler of kind ``name`` from the saved (training) scheduler config.
 
     The prediction type is the config's (the model's), so an ε, x0 or v model is read as trained. For a joint
-    ``[ε, x0]`` model (``joint=True``) the trig solvers read both heads (``prediction_type="joint"``) and the others
-    are told ``prediction_type="sample"``: ``JointTrigPipeline`` hands them the x0 head. The x0 head, not the ε
-    head, because at the noisy end of a table ε̂ enters x̂0 = (x − σ ε̂)/α divided by a tiny α (≈ 5e-5 at
-    t = T − 1 of the trig table, 6e-3 of the linear one): on a joint model trained on triangles every stock
-    scheduler (and S2N, whose ``joint`` mode uses only the ε half) gave noise or blobs from the ε head and
-    shapes from the x0 head.
+    ``[ε, x0]`` model (``joint=True``) the trig solvers read both heads (``prediction_type="joint"``, as one
+    v-prediction: ``joint_heads="velocity"``) and the others are told ``prediction_type="sample"``:
+    ``JointTrigPipeline`` hands them the x0 head. The x0 head, not the ε head, because at the noisy end of a
+    table ε̂ enters x̂0 = (x − σ ε̂)/α divided by a tiny α (≈ 5e-5 at t = T − 1 of the trig table, 6e-3 of the
+    linear one): on a joint model trained on triangles every stock scheduler (and S2N reading the heads as they
+    are, whose deterministic update uses only the ε half) gave noise or blobs from the ε head and shapes from
+    the x0 head.
     """
     from diffusers import (
         DDIMScheduler,
@@ -297,7 +298,7 @@ def calibrate_pipeline(model: str, data, num_levels: int = 32, seed: int = 0):
     """Measures the mmse curve of the saved pipeline `model` on `data` (clean images in its training range, one batch)
     and saves :data:`INFORMATION_SAMPLER` with that curve in ``model/scheduler_information``. Returns the scheduler.
 
-    A joint ``[ε, x0]`` model's curve is that of its x0 head, the x̂0 the trig solvers read.
+    A joint ``[ε, x0]`` model's curve is that of the x̂0 the trig solvers read (both heads as one v-prediction).
 
     Raises ``ValueError`` when `data` does not have the model's channels and size."""
     from diffusers import DiffusionPipeline

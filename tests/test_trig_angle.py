@@ -4,6 +4,7 @@ the multistep exponential integrator and the x̂0 final step."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -398,16 +399,33 @@ def test_clip_sample_clamps_x0_and_keeps_the_pair_consistent(solver):
     torch.testing.assert_close(solve(wide, model, x, 4), solve(plain, model, x, 4))
 
 
-def test_clip_sample_is_read_from_a_ddpm_config_and_keeps_the_joint_eps_head():
+def test_clip_sample_is_read_from_a_ddpm_config_and_joint_heads_are_read_as_configured():
     assert TrigAngleRKScheduler.from_config(DDPMScheduler(clip_sample=True).config).config.clip_sample is True
     assert TrigAngleRKScheduler.from_config(DDPMScheduler(clip_sample=False).config).config.clip_sample is False
-    scheduler = TrigAngleRKScheduler(clip_sample=True, prediction_type="joint")
-    eps, x0 = torch.randn(2, 1, 4, 4), 3 * torch.randn(2, 1, 4, 4)
-    got_x0, got_eps = scheduler.interface.predictions(torch.cat([eps, x0], dim=1), torch.randn(2, 1, 4, 4), 0.7, clip_range=1.0)
+    eps, x0, x = torch.randn(2, 1, 4, 4, dtype=torch.float64), 3 * torch.randn(2, 1, 4, 4, dtype=torch.float64), torch.randn(2, 1, 4, 4, dtype=torch.float64)
+    logsnr = 0.7
+    a, b = math.sqrt(1 / (1 + math.exp(-logsnr))), math.sqrt(1 / (1 + math.exp(logsnr)))
+    joint_output = torch.cat([eps, x0], dim=1)
+    # "separate" (seed 004): x̂0 clamped, the ε head kept
+    separate = TrigAngleRKScheduler(clip_sample=True, prediction_type="joint", joint_heads="separate").interface
+    got_x0, got_eps = separate.predictions(joint_output, x, logsnr, clip_range=1.0)
     torch.testing.assert_close(got_x0, x0.clamp(-1, 1))
     torch.testing.assert_close(got_eps, eps)
+    # "velocity" (default): v̂ = a·ε̂ − b·x̂0 read as a v-prediction, then clamped with ε̂ re-derived: the pair adds up to x
+    velocity = TrigAngleRKScheduler(clip_sample=True, prediction_type="joint").interface
+    got_x0, got_eps = velocity.predictions(joint_output, x, logsnr, clip_range=1.0)
+    torch.testing.assert_close(got_x0, (a * x - b * (a * eps - b * x0)).clamp(-1, 1))
+    torch.testing.assert_close(a * got_x0 + b * got_eps, x)
+    # heads that already agree with the state are read unchanged either way
+    consistent = a * x0 + b * eps
+    for interface in (separate, velocity):
+        got_x0, got_eps = interface.predictions(joint_output, consistent, logsnr)
+        torch.testing.assert_close(got_x0, x0)
+        torch.testing.assert_close(got_eps, eps)
     with pytest.raises(ValueError, match="clip_sample_range must be > 0, got 0"):
         TrigAngleRKScheduler(clip_sample_range=0)
+    with pytest.raises(ValueError, match=re.escape("joint_heads must be one of ('velocity', 'separate'), got 'both'")):
+        TrigAngleRKScheduler(prediction_type="joint", joint_heads="both")
 
 
 def test_spacing_keys_round_trip_with_diffusers_schedulers():

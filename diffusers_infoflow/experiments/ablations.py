@@ -6,8 +6,10 @@ Our reading of the rows (seed 004 §5.1; the paper gives no code):
 * ``+β*``: the model is trained on the trig schedule ``ᾱ_t = cos²(t/T·π/2)`` (seed 004 §3.1), still sampled by DDIM.
 * ``+sin(·)``: the angle parameterisation as a *sampler*: the ODE dx/dη (eqs. 10–11) with Euler steps (eq. 13),
   the linear-schedule ε model queried at its entropy-matched timesteps.
-* ``+x̂0, ε̂``: a joint ``[ε, x0]`` model (eq. 12) with the DDIM update fed both heads (eq. 8's ε̂ replaced by
-  the ε head): ``TrigAngleRKScheduler(solver="ddim", prediction_type="joint")``.
+* ``+x̂0, ε̂``: a joint ``[ε, x0]`` model (eq. 12) with the DDIM update fed both heads as they are (eq. 8's ε̂
+  replaced by the ε head): ``TrigAngleRKScheduler(solver="ddim", prediction_type="joint", joint_heads="separate")``.
+  Every joint row reads the heads this way, as the paper does; ``overrides={"joint_heads": "velocity"}`` gives
+  this project's reading (both heads as one v-prediction, see :class:`~diffusers_infoflow.TrigAngleRKScheduler`).
 * combinations as in the table (the paper does not combine β* with sin(·)), and ``Ours``: trig schedule +
   sin/cos ODE + joint model + RK sampling (``rk4`` here; any solver can be swapped in with ``overrides``).
 
@@ -67,14 +69,17 @@ class AblationRow:
 # DDIM baselines: start at the last training step ("trailing") and never clip x̂0, like the other rows.
 _DDIM = {"timestep_spacing": "trailing", "clip_sample": False, "set_alpha_to_one": True}
 
+# The paper's joint rows: each head as it is.
+_JOINT = {"prediction_type": "joint", "joint_heads": "separate"}
+
 SEED004_TABLE2: Tuple[AblationRow, ...] = (
     AblationRow("ddim", "DDIM", "linear", False, DDIMScheduler, _DDIM),
     AblationRow("ddim+beta*", "DDIM+β*", "trig", False, DDIMScheduler, _DDIM),
     AblationRow("ddim+sin", "DDIM+sin(·)", "linear", False, TrigAngleRKScheduler, {"solver": "euler", "prediction_type": "epsilon"}),
-    AblationRow("ddim+joint", "DDIM+x̂0,ε̂", "linear", True, TrigAngleRKScheduler, {"solver": "ddim", "prediction_type": "joint"}),
-    AblationRow("ddim+sin+joint", "DDIM+sin(·)+x̂0,ε̂", "linear", True, TrigAngleRKScheduler, {"solver": "euler", "prediction_type": "joint"}),
-    AblationRow("ddim+beta*+joint", "DDIM+β*+x̂0,ε̂", "trig", True, TrigAngleRKScheduler, {"solver": "ddim", "prediction_type": "joint"}),
-    AblationRow("ours", "Ours", "trig", True, TrigAngleRKScheduler, {"solver": "rk4", "prediction_type": "joint"}),
+    AblationRow("ddim+joint", "DDIM+x̂0,ε̂", "linear", True, TrigAngleRKScheduler, {"solver": "ddim", **_JOINT}),
+    AblationRow("ddim+sin+joint", "DDIM+sin(·)+x̂0,ε̂", "linear", True, TrigAngleRKScheduler, {"solver": "euler", **_JOINT}),
+    AblationRow("ddim+beta*+joint", "DDIM+β*+x̂0,ε̂", "trig", True, TrigAngleRKScheduler, {"solver": "ddim", **_JOINT}),
+    AblationRow("ours", "Ours", "trig", True, TrigAngleRKScheduler, {"solver": "rk4", **_JOINT}),
 )
 
 

@@ -3,7 +3,8 @@
 Runs the plain diffusers loop (scale, call the model, step) with any scheduler and hands the scheduler the
 part of a joint model's output it understands:
 
-* ``TrigAngleRKScheduler(prediction_type="joint")``: the whole ``[ε, x0]`` output (seed 004's sampler);
+* ``TrigAngleRKScheduler(prediction_type="joint")`` (and our other schedulers): the whole ``[ε, x0]`` output,
+  read as its ``joint_heads`` says (seed 004's sampler with ``"separate"``);
 * a stock scheduler (``DDIMScheduler``, ``DPMSolverMultistepScheduler``, ``DDPMScheduler``, ...) with
   ``prediction_type="epsilon"`` or ``"sample"``: the ε or the x0 half;
 * a single-head model: its output unchanged.

@@ -93,6 +93,9 @@ class EntropyHybridScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin
         prediction_type (`str`, *optional*): what the model predicts: `epsilon`, `sample`, `v_prediction`,
             `joint` ([ε, x0]) or `flow_prediction`; `None` = the family's own (`flow_prediction` for `flow`,
             else `epsilon`; for `edm` EDM's F-network).
+        joint_heads (`str`, defaults to `"velocity"`): how a `joint` model's heads are read: `velocity` (one
+            v̂ = α·ε̂ − σ·x̂0, read as a v-prediction, so x̂0 and ε̂ add up to the state) or `separate` (each head as
+            it is, seed 004's "DDIM + x̂0, ε̂"). Other prediction types have one head and ignore it.
         clip_sample (`bool`, defaults to `False`): clamp x̂0 to `[-clip_sample_range, clip_sample_range]`.
         clip_sample_range (`float`, defaults to 1.0): the clamp bound.
         timestep_spacing (`str`, defaults to `"leading"`): `leading`, `trailing` or `linspace`, as in diffusers
@@ -150,6 +153,7 @@ class EntropyHybridScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin
         shift_terminal: Optional[float] = None,
         time_shift_type: Literal["exponential", "linear"] = "exponential",
         prediction_type: Optional[Literal["epsilon", "sample", "v_prediction", "joint", "flow_prediction"]] = None,
+        joint_heads: Literal["velocity", "separate"] = "velocity",
         clip_sample: bool = False,
         clip_sample_range: float = 1.0,
         timestep_spacing: Literal["leading", "trailing", "linspace"] = "leading",

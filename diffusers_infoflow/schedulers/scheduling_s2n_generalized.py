@@ -100,6 +100,9 @@ class S2NGeneralizedScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixi
         prediction_type (`str`, *optional*): `epsilon`, `sample`, `v_prediction`, `joint` (2C channels
             [ε, x0]) or `flow_prediction` (v = ε − x0); with EDM preconditioning `epsilon`/`v_prediction` mean
             EDM's F-network. `None` = `flow_prediction` for `flow`, else `epsilon`.
+        joint_heads (`str`, defaults to `"velocity"`): how a `joint` model's heads are read: `velocity` (one
+            v̂ = α·ε̂ − σ·x̂0, read as a v-prediction, so x̂0 and ε̂ add up to the state) or `separate` (each head as
+            it is, seed 004's "DDIM + x̂0, ε̂"). Other prediction types have one head and ignore it.
         timestep_spacing (`str`, *optional*): diffusers' ladders `leading`, `trailing` (tables only) or `linspace` (for
             `flow`, FlowMatchEulerDiscreteScheduler's shifted ladder; for EDM and analytic families, uniform in their
             time). `None` = `leading` for tables, `linspace` for flow matching, EDM's own ladder (`karras`, or `logsnr`
@@ -163,6 +166,7 @@ class S2NGeneralizedScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixi
         time_shift_type: Literal["exponential", "linear"] = "exponential",
         preconditioning: Optional[Literal["none", "edm"]] = None,
         prediction_type: Optional[Literal["epsilon", "sample", "v_prediction", "joint", "flow_prediction"]] = None,
+        joint_heads: Literal["velocity", "separate"] = "velocity",
         timestep_spacing: Optional[Literal["leading", "trailing", "linspace"]] = None,
         step_spacing: Optional[Literal["logsnr", "karras", "information"]] = None,
         steps_offset: int = 0,

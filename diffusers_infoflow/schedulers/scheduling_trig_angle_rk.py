@@ -5,7 +5,8 @@ multistep exponential integrator.
 The forward marginal lies on a quarter circle, ``x_η = cos η·x0 + sin η·ε`` (``ᾱ = cos² η``, ``λ = log cot² η``),
 so the deterministic reverse process is ``dx/dη = −sin η·x̂0 + cos η·ε̂``, integrated from the start angle to
 η = 0. ``solver="euler"`` is the paper's eq. 13, ``"rk2"``/``"rk4"`` its higher-order solvers, ``"ddim"`` the
-exact rotation ``x_s = cos η_s·x̂0 + sin η_s·ε̂`` (DDIM for an ε model, "DDIM + x̂0, ε̂" for a joint one).
+exact rotation ``x_s = cos η_s·x̂0 + sin η_s·ε̂`` (DDIM for an ε model, "DDIM + x̂0, ε̂" for a joint one read
+with ``joint_heads="separate"``).
 
 ``solver="multistep"`` uses that ``d(x/σ)/du = x̂0`` for ``u = cot η = e^{λ/2}`` (x0 form; ``d(x/α)/dρ = ε̂`` for
 ``ρ = tan η`` in the ε form): order k integrates the Lagrange polynomial in λ through the last k model outputs
@@ -172,6 +173,9 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
             time_shift_type: a flow-matching model's time shift, as `FlowMatchEulerDiscreteScheduler`.
         prediction_type (`str`, *optional*): `epsilon`, `sample`, `v_prediction`, `joint` (the model outputs
             2C channels ordered `[ε, x0]`, seed 004 §3.2) or `flow_prediction`; `None` = the family's own.
+        joint_heads (`str`, defaults to `"velocity"`): how a `joint` model's heads are read: `velocity` (one
+            v̂ = α·ε̂ − σ·x̂0, read as a v-prediction, so x̂0 and ε̂ add up to the state) or `separate` (each head as
+            it is, seed 004's "DDIM + x̂0, ε̂"). Other prediction types have one head and ignore it.
         solver (`str`, defaults to `"rk4"`): `euler` (eq. 13), `rk2` (Heun), `rk4` (classic), `ddim`
             (the exact rotation x_s = cos η_s·x̂0 + sin η_s·ε̂) or `multistep` (exponential integrator of order
             `solver_order`, one model call per step).
@@ -240,6 +244,7 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         shift_terminal: Optional[float] = None,
         time_shift_type: Literal["exponential", "linear"] = "exponential",
         prediction_type: Optional[PredictionType] = None,
+        joint_heads: Literal["velocity", "separate"] = "velocity",
         solver: Solver = "rk4",
         step_spacing: Optional[StepSpacing] = None,
         rho: float = 7.0,
@@ -604,7 +609,8 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
                     = α_{i+1}·x̂0_i + σ_{i+1}·ε̂_i + s_{i+1}·Σ_{j≠i} w_j (f_j − f_i) + s_{i+1}·δ_i,
 
         the second line using x_i^model = α_i x̂0_i + σ_i ε̂_i at the point the model saw (exact for single-head
-        models; a joint model's two heads both enter, as in ``ddim``), Σ_j w_j = v_{i+1} − v_i, and δ_i =
+        models and joint ones read with ``joint_heads="velocity"``; with ``"separate"`` both heads enter as they
+        are, as in ``ddim``), Σ_j w_j = v_{i+1} − v_i, and δ_i =
         (x_i − x_i^model)/s_i, the corrector's change. Order k = min(`solver_order`, calls so far). The corrector
         (``solver_order`` ≥ 2) re-integrates the last step [v_{i-1}, v_i] with the polynomial through the last
         ``solver_order`` nodes *including* the new one (Adams–Moulton style; the model output at x_i^model stands
