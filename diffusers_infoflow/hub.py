@@ -43,7 +43,8 @@ def card_scheduler(scheduler_config, model_calls: int, joint: bool, name: Option
 
     Args:
         scheduler_config: the pipeline's saved (training) scheduler config.
-        model_calls (`int`): the grid's budget; the sampler takes as many whole steps as fit.
+        model_calls (`int`): the grid's budget; the sampler takes as many whole steps as fit, at most one per
+            training level (as `infoflow sample` does).
         joint (`bool`): whether the model predicts ``[ε, x0]``.
         name (`str`, *optional*): one of :data:`CARD_SCHEDULERS`; default :func:`default_card_scheduler`.
 
@@ -53,7 +54,7 @@ def card_scheduler(scheduler_config, model_calls: int, joint: bool, name: Option
 
     name = name or default_card_scheduler(scheduler_config, joint)
     scheduler = build_scheduler(name, scheduler_config, joint=joint)
-    steps, calls = steps_within_calls(scheduler, model_calls)
+    steps, calls = steps_within_calls(scheduler, model_calls, max_steps=int(scheduler_config["num_train_timesteps"]))
     solver = scheduler.config.get("solver")
     kind = type(scheduler).__name__ + (f" ({solver})" if solver else "")
     return scheduler, steps, f"{kind} with {steps} step{'s' if steps != 1 else ''} = {calls} model calls"
@@ -170,6 +171,7 @@ def write_model_card(
         sample_scheduler=sample_scheduler,
         sample_calls=args.card_inference_steps,
         sample_grid=grid,
+        num_card_samples=args.num_card_samples,
         sample_caption=f"{args.num_card_samples} samples, {sampler_text}, seed {args.seed}.",
         beta_schedule=args.beta_schedule,
         num_train_timesteps=args.num_train_timesteps,

@@ -76,9 +76,12 @@ PREDICTIONS: Dict[str, Tuple[str, ...]] = {
 }
 DEFAULT_PREDICTION = {"flow": "flow_prediction"}
 # How a joint [ε, x0] model's heads become (x̂0, ε̂). "separate": each head as it is (Zhang & Ehinger's
-# "DDIM + x̂0, ε̂"); the pair need not add up to the state x, and the solvers drop the difference at every step.
-# "velocity": one v̂ = a·ε̂ − b·x̂0 read as a v-prediction, i.e. x̂0 = (a·x − b·v̂)/(a² + b²), a pair that adds up to
-# x; on VP states x̂0 weighs the x0 head by σ² and the ε head's x̂0 by α², each head where it is the more accurate.
+# "DDIM + x̂0, ε̂"); the pair need not add up to the state x. "velocity": one v̂ = a·ε̂ − b·x̂0 read as a
+# v-prediction, x̂0 = (a·x − b·v̂)/(a² + b²), a pair that adds up to x; x̂0 weighs the x0 head by b² and the ε head's
+# x̂0 by a² (over a² + b²), each head where it is the more accurate. The angle ODE's slope −sin η·x̂0 + cos η·ε̂ is v̂
+# under both readings (Euler/RK stages agree), but updates built on x̂0 and ε̂ themselves differ: DDIM's and the
+# multistep rotation α_s·x̂0 + σ_s·ε̂ drop the part of x the heads disagree on, the last step returns x̂0, a clamp
+# acts on x̂0.
 JOINT_HEADS = ("velocity", "separate")
 # The cleanest flow time a flow-matching model is asked about (its training covers t in (0, 1]).
 FLOW_T_MIN = 1e-5

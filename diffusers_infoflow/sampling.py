@@ -158,9 +158,9 @@ def _diffusers_config(config, cls) -> dict:
         raise ValueError(f"{cls.__name__} reads β tables only; this model's scheduler config describes "
                          f"noise_family={config.get('noise_family')!r}, schedule_params={config.get('schedule_params')!r}.")
     accepted = set(inspect.signature(cls.__init__).parameters)
-    # `_use_default_values` (an in-memory config's keys its class filled by default) would make diffusers'
-    # from_config swap those for the new class's defaults, e.g. Heun's β range for a DDPM's: a model is sampled
-    # on the table it was trained on, as a config read from disk (which has no such list) is.
+    # `_use_default_values` (the keys a config's class filled by default, e.g. a DDPMScheduler() built without a β
+    # range) would make diffusers' from_config swap those for the new class's defaults, e.g. Heun's β range for a
+    # DDPM's: a model is sampled on the table it was trained on.
     return {key: value for key, value in config.items() if (key in accepted or key.startswith("_")) and key != "_use_default_values"}
 
 

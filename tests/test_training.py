@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 from diffusers_infoflow.hub import CARD_SCHEDULERS
 from diffusers_infoflow.images import make_grid
 from diffusers_infoflow.sampling import build_scheduler, generate
+from diffusers_infoflow.schedules import DISCRETE_SCHEDULES
 from diffusers_infoflow.training import (
     SimulatedCrash,
     build_noise_scheduler,
@@ -117,7 +118,7 @@ def test_output_dir_is_a_ddpm_pipeline_with_model_card(uninterrupted):
     assert (uninterrupted / "entropy.png").is_file()
     assert (uninterrupted / "samples.png").is_file() and "samples.png" in card
     assert "## Training recipe\n\nSix steps, because a test has no time for more.\n\n## Training\n" in card
-    assert "--scheduler ddim --model-calls 2" in card and "4 samples, DDIMScheduler with 2 steps = 2 model calls, seed 3." in card
+    assert "--scheduler ddim --model-calls 2 --num-images 4 --seed 3`" in card and "4 samples, DDIMScheduler with 2 steps = 2 model calls, seed 3." in card
     assert json.loads((uninterrupted / "infoflow_training_args.json").read_text())["max_train_steps"] == 6
     assert [checkpoint_step(p) for p in list_checkpoints(str(uninterrupted))] == [2, 4, 6]
 
@@ -154,7 +155,7 @@ def test_save_model_steps_snapshots_the_ema_pipeline_without_changing_the_run(un
     card = (tmp_path / "README.md").read_text()
     assert "| optimisation steps | 6 |" in card
     # the grid is what the card's `infoflow sample` line draws (same scheduler, calls and noise)
-    assert "--scheduler unipc --model-calls 2" in card and "4 samples, UniPCMultistepScheduler with 2 steps = 2 model calls, seed 3." in card
+    assert "--scheduler unipc --model-calls 2 --num-images 4 --seed 3`" in card and "4 samples, UniPCMultistepScheduler with 2 steps = 2 model calls, seed 3." in card
     images, _, _ = generate(str(tmp_path), "unipc", 2, 4, seed=3)
     grid = np.asarray(Image.open(tmp_path / "samples.png").convert("L"))
     assert np.array_equal(grid, make_grid(images * 2 - 1))
@@ -213,6 +214,9 @@ def test_epoch_batches_split_one_permutation_between_processes():
         (["--num_card_samples", "2", "--card_scheduler", "heun", "--card_inference_steps", "-2"],
          "--card_inference_steps -2 model calls cannot sample the card's grid with heun"),
         (["--card_scheduler", "trig-information"], "argument --card_scheduler: invalid choice: 'trig-information'"),
+        # diffusers' UniPC fails inside `step` with as many steps as levels: found by the dry run, before training
+        (["--num_card_samples", "2", "--num_train_timesteps", "50", "--card_scheduler", "unipc"],
+         "--card_inference_steps 50 model calls cannot sample the card's grid with unipc (AssertionError"),
         (["--report_to", "surely_not_a_tracker"], "--report_to 'surely_not_a_tracker': ['surely_not_a_tracker'] not installed"),
         (["--push_to_hub", "--hub_model_id", "bad id!!"], "--hub_model_id: "),
     ],
@@ -258,7 +262,7 @@ def test_unknown_dataset_and_missing_latest_checkpoint_fail_clearly(tmp_path):
         resolve_checkpoint("latest", str(tmp_path))
 
 
-@pytest.mark.parametrize("name", ["linear", "quadratic", "sigmoid", "cosine", "power", "trig", "jsd"])
+@pytest.mark.parametrize("name", DISCRETE_SCHEDULES)
 def test_saved_scheduler_reproduces_the_core_schedule(name):
     from diffusers_infoflow import get_betas
 

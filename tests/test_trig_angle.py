@@ -422,10 +422,29 @@ def test_clip_sample_is_read_from_a_ddpm_config_and_joint_heads_are_read_as_conf
         got_x0, got_eps = interface.predictions(joint_output, consistent, logsnr)
         torch.testing.assert_close(got_x0, x0)
         torch.testing.assert_close(got_eps, eps)
+    # a state with α² + σ² ≠ 1 (EDM's x0 + σ ε): x̂0 = (α²·x̂0_ε + σ²·x̂0_head)/(α² + σ²), still adding up to x
+    edm = S2NGeneralizedScheduler(noise_family="edm", prediction_type="joint", preconditioning="none").interface
+    a, b = (float(v) for v in edm.alpha_sigma(torch.tensor([logsnr], dtype=torch.float64)))
+    assert abs(a * a + b * b - 1) > 0.3
+    got_x0, got_eps = edm.predictions(joint_output, x, logsnr)
+    torch.testing.assert_close(got_x0, (a * a * (x - b * eps) / a + b * b * x0) / (a * a + b * b))
+    torch.testing.assert_close(a * got_x0 + b * got_eps, x)
     with pytest.raises(ValueError, match="clip_sample_range must be > 0, got 0"):
         TrigAngleRKScheduler(clip_sample_range=0)
     with pytest.raises(ValueError, match=re.escape("joint_heads must be one of ('velocity', 'separate'), got 'both'")):
         TrigAngleRKScheduler(prediction_type="joint", joint_heads="both")
+
+
+def test_joint_heads_round_trips_and_converts_between_our_schedulers(tmp_path):
+    from diffusers_infoflow.schedulers import EntropyHybridScheduler
+
+    saved = TrigAngleRKScheduler(prediction_type="joint", joint_heads="separate")
+    saved.save_pretrained(tmp_path)
+    assert TrigAngleRKScheduler.from_pretrained(tmp_path).interface.joint_heads == "separate"
+    for cls in (TrigAngleRKScheduler, S2NGeneralizedScheduler, EntropyHybridScheduler):
+        assert cls.from_config(saved.config).interface.joint_heads == "separate", cls.__name__
+    assert S2NGeneralizedScheduler.from_preset("deterministic", saved.config).interface.joint_heads == "separate"
+    assert TrigAngleRKScheduler(prediction_type="joint").config.joint_heads == "velocity"
 
 
 def test_spacing_keys_round_trip_with_diffusers_schedulers():

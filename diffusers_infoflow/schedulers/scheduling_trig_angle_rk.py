@@ -213,7 +213,8 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         clip_sample (`bool`, defaults to `False`): clamp x̂0 to `[-clip_sample_range, clip_sample_range]` before
             it enters the solver, as DDIM's `clip_sample` does. A single-head model's ε̂ is then re-derived from the
             clamped x̂0 (ε̂ = (x − cos η·x̂0)/sin η), so the pair stays consistent with x and the ODE's slope is
-            the probability flow of the clamped denoiser; a joint model's ε head is kept. Read from a DDPM/DDIM
+            the probability flow of the clamped denoiser (a joint model's too, unless read with `joint_heads="separate"`,
+            which keeps its ε head). Read from a DDPM/DDIM
             config by `from_config`, so a model saved with `clip_sample=True` is sampled with it.
         clip_sample_range (`float`, defaults to 1.0): the clamp bound.
     """
