@@ -14,7 +14,7 @@ from typing import Optional, Tuple
 
 __all__ = [
     "DEFAULT_MODEL", "DEFAULT_SCHEDULER", "DEFAULT_STEPS", "INFORMATION_SAMPLER", "INFORMATION_SUBFOLDER", "JOINT_AWARE_SCHEDULERS", "SCHEDULERS",
-    "budget_note", "build_scheduler", "calibrate_pipeline", "check_pipeline_folder", "denoise", "generate", "information_scheduler",
+    "budget_note", "build_scheduler", "calibrate_pipeline", "check_pipeline_folder", "check_sampler_runs", "denoise", "generate", "information_scheduler",
     "is_joint_model", "process_state", "sample_batches", "step_kwargs", "steps_for_calls", "steps_within_calls", "training_levels",
 ]
 
@@ -205,6 +205,22 @@ def denoise(scheduler, model, sample, generator=None, callback=None, **step_opti
     return sample
 
 
+def check_sampler_runs(scheduler, num_inference_steps: int) -> None:
+    """Runs ``scheduler``'s whole loop at ``num_inference_steps`` on a 2×2 zero model output (two channels for a
+    ``prediction_type="joint"`` scheduler), so that a solver failing inside ``step`` at that step count (diffusers'
+    UniPC with as many steps as training levels) fails before any model call, in a ``ValueError`` naming the
+    error. Leaves ``scheduler`` set to ``num_inference_steps``."""
+    import torch
+
+    channels = 2 if scheduler.config.get("prediction_type") == "joint" else 1
+    try:
+        scheduler.set_timesteps(num_inference_steps)
+        denoise(scheduler, lambda x, t: torch.zeros(1, channels, 2, 2), torch.zeros(1, 1, 2, 2))
+    except Exception as err:  # noqa: BLE001  (diffusers' solvers raise AssertionError, IndexError, LinAlgError, ...)
+        raise ValueError(f"{type(scheduler).__name__} cannot sample with {num_inference_steps} steps ({type(err).__name__}: {err}).") from None
+    scheduler.set_timesteps(num_inference_steps)
+
+
 def check_pipeline_folder(model: str) -> None:
     """Raises ``ValueError`` unless ``model`` is a saved pipeline folder (one with ``model_index.json``)."""
     if not (Path(model) / "model_index.json").is_file():
@@ -261,7 +277,8 @@ def generate(model: str, scheduler_name: str, model_calls: int, num_images: int,
     steps; see :func:`sample_batches` for the noise and, under ``accelerate launch``, which of the ``num_images``
     this process draws.
 
-    Raises ``ValueError`` when ``model`` is not a saved pipeline folder or not even one step fits in ``model_calls``.
+    Raises ``ValueError`` when ``model`` is not a saved pipeline folder, not even one step fits in ``model_calls`` or
+    the scheduler cannot take that many steps (:func:`check_sampler_runs`).
     """
     from diffusers import DiffusionPipeline
 
@@ -275,6 +292,7 @@ def generate(model: str, scheduler_name: str, model_calls: int, num_images: int,
     if scheduler_name != "trig-information":
         scheduler = build_scheduler(scheduler_name, saved.scheduler.config, joint=is_joint_model(saved))
     steps, calls = steps_within_calls(scheduler, model_calls, max_steps)
+    check_sampler_runs(scheduler, steps)
     # JointTrigPipeline runs diffusers' standard loop (init_noise_sigma, scale_model_input, step), which the
     # sigma-space schedulers (euler, heun) need and DDPMPipeline skips; a single-head model's output passes
     # through unchanged, a joint model's is split for schedulers that want one head.

@@ -190,6 +190,11 @@ def test_a_call_budget_above_the_training_levels_is_capped_with_a_message(tmp_pa
     argv[4], argv[6] = "trig-multistep", "5"
     assert main(argv + ["--output", str(tmp_path / "g.png")]) == 0
     assert "infoflow sample: " not in capsys.readouterr().out.split("wrote")[0]
+    # diffusers' UniPC fails inside `step` with as many steps as levels: one line, before any model call
+    argv[4], argv[6] = "unipc", "12"
+    with pytest.raises(SystemExit, match=r"infoflow sample: UniPCMultistepScheduler cannot sample with 12 steps \(AssertionError"):
+        main(argv + ["--output", str(tmp_path / "u.png")])
+    assert not (tmp_path / "u.png").exists()
 
 
 @pytest.mark.parametrize("scheduler_class", [HeunDiscreteScheduler, DDIMScheduler])

@@ -216,7 +216,7 @@ def test_epoch_batches_split_one_permutation_between_processes():
         (["--card_scheduler", "trig-information"], "argument --card_scheduler: invalid choice: 'trig-information'"),
         # diffusers' UniPC fails inside `step` with as many steps as levels: found by the dry run, before training
         (["--num_card_samples", "2", "--num_train_timesteps", "50", "--card_scheduler", "unipc"],
-         "--card_inference_steps 50 model calls cannot sample the card's grid with unipc (AssertionError"),
+         "--card_inference_steps 50 model calls cannot sample the card's grid with unipc (UniPCMultistepScheduler cannot sample with 50 steps (AssertionError"),
         (["--report_to", "surely_not_a_tracker"], "--report_to 'surely_not_a_tracker': ['surely_not_a_tracker'] not installed"),
         (["--push_to_hub", "--hub_model_id", "bad id!!"], "--hub_model_id: "),
     ],

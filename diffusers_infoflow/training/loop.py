@@ -130,25 +130,24 @@ def validate_args(args: argparse.Namespace) -> None:
 
 def validate_card_args(args: argparse.Namespace) -> None:
     """Whether ``--card_scheduler`` can draw the card's grid in ``--card_inference_steps`` model calls, checked on
-    the scheduler the run will save by running its whole sampling loop on a 2×2 zero output, before any training
-    (``ValueError`` naming both if not: some diffusers solvers fail only inside ``step`` at some step counts)."""
+    the scheduler the run will save (:func:`~diffusers_infoflow.sampling.check_sampler_runs`) before any training;
+    ``ValueError`` naming both if not."""
     if args.num_card_samples == 0:
         return
     from ..hub import card_scheduler, default_card_scheduler
-    from ..sampling import denoise
+    from ..sampling import check_sampler_runs
 
     joint = args.prediction_type == "joint"
     config = build_noise_scheduler(args).config
     given = getattr(args, "card_scheduler", None)
     name = given or default_card_scheduler(config, joint)
     try:
-        scheduler, _, _ = card_scheduler(config, args.card_inference_steps, joint, name)
-        channels = 2 if scheduler.config.get("prediction_type") == "joint" else 1
-        denoise(scheduler, lambda x, t: torch.zeros(1, channels, 2, 2), torch.zeros(1, 1, 2, 2))
-    except Exception as err:  # noqa: BLE001  (diffusers' solvers raise AssertionError, IndexError, LinAlgError, ...)
+        scheduler, steps, _ = card_scheduler(config, args.card_inference_steps, joint, name)
+        check_sampler_runs(scheduler, steps)
+    except ValueError as err:
         raise ValueError(
             f"--card_inference_steps {args.card_inference_steps} model calls cannot sample the card's grid with {name} "
-            f"({type(err).__name__}: {err}); change --card_inference_steps, pick another "
+            f"({err}); change --card_inference_steps, pick another "
             + ("--joint_solver" if joint and not given else "--card_scheduler") + ", or set --num_card_samples 0."
         ) from None
 
