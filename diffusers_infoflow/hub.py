@@ -167,7 +167,8 @@ def write_model_card(
         joint_loss_norm=getattr(args, "joint_loss_norm", None),
         pipeline_class=type(pipeline).__name__,
         usage_steps=sampler[1] if own_sampler else None,
-        usage_comment=sampler_text if own_sampler else "",
+        usage_comment=sampler_text if own_sampler else (
+            f"the saved {default_card_scheduler(scheduler.config, joint)} sampler; the grid below: --scheduler {sample_scheduler}" if joint and sampler else ""),
         sample_scheduler=sample_scheduler,
         sample_calls=args.card_inference_steps,
         sample_grid=grid,

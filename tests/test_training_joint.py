@@ -73,6 +73,24 @@ def test_joint_output_dir_loads_as_joint_trig_pipeline_and_samples(joint_uninter
     assert [checkpoint_step(p) for p in list_checkpoints(str(out))] == [2, 4, 6]
 
 
+def test_joint_card_drawn_with_another_scheduler_says_which(joint_uninterrupted, tmp_path):
+    """--card_scheduler unipc on a joint model: the grid and its `infoflow sample` line are UniPC's (on the x0 head),
+    and the usage snippet, which runs the pipeline's saved solver, says so instead of claiming the grid."""
+    import shutil
+
+    from diffusers_infoflow.hub import write_model_card
+
+    folder = tmp_path / "joint"
+    shutil.copytree(joint_uninterrupted, folder, ignore=shutil.ignore_patterns("checkpoint-*"))
+    args = parse_args(JOINT + ["--num_card_samples", "4", "--card_inference_steps", "10", "--card_scheduler", "unipc",
+                               "--output_dir", str(folder), "--overwrite_output_dir"])
+    card = open(write_model_card(str(folder), args, final_loss=None, num_processes=1, total_steps=6)).read()
+    assert "--scheduler unipc --model-calls 10 --num-images 4 --seed 3`" in card
+    assert "4 samples, UniPCMultistepScheduler with 10 steps = 10 model calls, seed 3." in card
+    assert ".images  # the saved trig-rk4 sampler; the grid below: --scheduler unipc" in card
+    assert "num_inference_steps=" not in card
+
+
 def test_joint_crash_and_resume_latest_matches_uninterrupted_run(joint_uninterrupted, tmp_path, monkeypatch):
     check_crash_and_resume(JOINT, joint_uninterrupted, tmp_path, monkeypatch)
 
