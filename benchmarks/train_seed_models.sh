@@ -9,13 +9,14 @@
 #
 #   bash benchmarks/train_seed_models.sh            # all of them
 #   bash benchmarks/train_seed_models.sh cosine-300 trig-joint-1000   # some of them
+#   BASE=path/to/pipeline STEPS=2000 OUT=runs/seed-models-2000 bash benchmarks/train_seed_models.sh   # another start and length
 #
 # MNIST: MNIST_NPZ, else ../shared/data/mnist.npz.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MNIST_NPZ="${MNIST_NPZ:-../shared/data/mnist.npz}"
-BASE=diffusers_infoflow/assets/models/mnist-ddpm
-OUT=runs/seed-models
+BASE="${BASE:-diffusers_infoflow/assets/models/mnist-ddpm}"
+OUT="${OUT:-runs/seed-models}"
 STEPS="${STEPS:-500}"
 ALL=(cosine-300 quadratic-300 trig-eps-1000 trig-joint-1000 linear-eps-1000 linear-joint-1000 linear-300 sigmoid-300 sigmoid-500 sigmoid-1000 cosine-500 cosine-1000)
 models=("$@")
