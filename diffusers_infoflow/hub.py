@@ -138,13 +138,13 @@ def write_model_card(
     unet, scheduler = pipeline.unet, pipeline.scheduler
     joint = args.prediction_type == "joint"
     sample_shape = (unet.config.in_channels, args.resolution, args.resolution)
-    chosen = getattr(args, "card_scheduler", None)
-    grid = render_sample_grid(output_dir, args.num_card_samples, args.card_inference_steps, seed=args.seed, scheduler_name=chosen)
-    sample_scheduler = chosen or default_card_scheduler(scheduler.config, joint)
-    sampler = card_scheduler(scheduler.config, args.card_inference_steps, joint, chosen) if grid else None
+    own = default_card_scheduler(scheduler.config, joint)
+    sample_scheduler = getattr(args, "card_scheduler", None) or own
+    grid = render_sample_grid(output_dir, args.num_card_samples, args.card_inference_steps, seed=args.seed, scheduler_name=sample_scheduler)
+    sampler = card_scheduler(scheduler.config, args.card_inference_steps, joint, sample_scheduler) if grid else None
     sampler_text = sampler[2] if sampler else ""
     # the usage snippet calls the pipeline with its own scheduler: its steps only when the grid was drawn with it
-    own_sampler = joint and sampler is not None and sample_scheduler == default_card_scheduler(scheduler.config, joint)
+    own_sampler = joint and sampler is not None and sample_scheduler == own
     tags = ["diffusers", "unconditional-image-generation", "diffusers-infoflow", f"schedule-{args.beta_schedule}"]
     curve = render_entropy_curve(output_dir, scheduler.alphas_cumprod, sample_shape, f"{args.beta_schedule}, T = {args.num_train_timesteps}")
     dataset = args.dataset_name or args.train_data_dir
@@ -168,7 +168,7 @@ def write_model_card(
         pipeline_class=type(pipeline).__name__,
         usage_steps=sampler[1] if own_sampler else None,
         usage_comment=sampler_text if own_sampler else (
-            f"the saved {default_card_scheduler(scheduler.config, joint)} sampler; the grid below: --scheduler {sample_scheduler}" if joint and sampler else ""),
+            f"the saved {own} sampler; the grid below: --scheduler {sample_scheduler}" if joint and sampler else ""),
         sample_scheduler=sample_scheduler,
         sample_calls=args.card_inference_steps,
         sample_grid=grid,

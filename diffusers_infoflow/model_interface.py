@@ -459,15 +459,14 @@ class ModelInterface:
         """
         a, b = (float(v) for v in self.alpha_sigma(torch.tensor([logsnr], dtype=torch.float64)))
         x, out, kind = sample, model_output, self.prediction_type
+        if kind == "joint" and self.joint_heads == "velocity":
+            eps_head, x0_head = out.chunk(2, dim=1)
+            out, kind = a * eps_head - b * x0_head, "v_prediction"  # both heads as one v̂, read as a v model's
         if self.preconditioning == "edm":
             _, c_skip, c_out = self._edm_coefficients(logsnr)
             x0, eps = c_skip * (x / a) + c_out * out, None
         elif kind == "joint":
             eps, x0 = out.chunk(2, dim=1)
-            if self.joint_heads == "velocity":
-                v = a * eps - b * x0
-                norm = a * a + b * b
-                x0, eps = (a * x - b * v) / norm, (b * x + a * v) / norm
         elif kind == "epsilon":
             eps = out
             x0 = (x - b * eps) / a
@@ -480,7 +479,7 @@ class ModelInterface:
             x0, eps = (x - b * out) / (a + b), (x + a * out) / (a + b)
         if clip_range is not None:
             x0 = x0.clamp(-clip_range, clip_range)
-            if kind != "joint" or self.joint_heads == "velocity":
+            if kind != "joint":
                 eps = None
         if eps is None:
             eps = (x - a * x0) / b
