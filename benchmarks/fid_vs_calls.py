@@ -10,6 +10,7 @@ test set, whose features are computed once. Because FID is biased upwards at sma
 processes, one score).
 
     python benchmarks/fid_vs_calls.py [--model DIR] [--num-samples 500] [--model-calls 5 10 20 50]
+    python benchmarks/fid_vs_calls.py --schedulers trig-multistep --merge  # re-run some rows of the saved results
     ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 benchmarks/fid_vs_calls.py
 """
 
@@ -41,7 +42,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", default=None, help="MNIST .npz (default: $INFOFLOW_MNIST or ../shared/data/mnist.npz)")
     parser.add_argument("--output", default=str(RESULTS / "fid_vs_calls"))
+    parser.add_argument("--merge", action="store_true", help="replace the rows of --schedulers in the saved results of "
+                        "--output (same model, samples, reference and seed) and keep the others")
     args = parser.parse_args()
+    saved = merge_base(args) if args.merge else None
 
     state = process_state()
     scorer = GenerativeScorer(load_mnist("test", args.num_reference, args.data), metrics=["fid", "kid", "confident"], device=state.device)
@@ -66,16 +70,37 @@ def main() -> None:
         return
 
     result = {
-        "model": str(args.model), "num_samples": args.num_samples, "num_reference": args.num_reference,
+        "model": str(args.model), "num_samples": args.num_samples, "num_reference": args.num_reference, "seed": args.seed,
         "feature_network": "shipped MNIST classifier", "floor_same_n": floor, "rows": rows,
         "num_processes": state.num_processes, "torch_threads": torch.get_num_threads(), "seconds": time.perf_counter() - start_all,
     }
+    if saved is not None:
+        kept = [r for r in saved["rows"] if r["scheduler"] not in args.schedulers]
+        result.update(rows=kept + rows, seconds=saved["seconds"] + result["seconds"])
+        args.schedulers = list(dict.fromkeys([r["scheduler"] for r in saved["rows"]] + args.schedulers))
+        args.calls = sorted({r["budget"] for r in result["rows"]})
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=1))
     out.with_suffix(".md").write_text(markdown(result, args))
     plot(result, out.with_suffix(".png"))
     print(f"wrote {out}.json/.md/.png in {result['seconds']:.0f} s")
+
+
+def merge_base(args) -> dict:
+    """The saved results that ``--merge`` adds to; refused unless they were measured the same way."""
+    path = Path(args.output).with_suffix(".json")
+    if not path.is_file():
+        raise SystemExit(f"--merge: no saved results at {path}")
+    saved = json.loads(path.read_text())
+    # results written before the seed was recorded used the default seed 0
+    theirs = {"model": Path(saved["model"]).resolve(), "num_samples": saved["num_samples"],
+              "num_reference": saved["num_reference"], "seed": saved.get("seed", 0)}
+    ours = {"model": Path(args.model).resolve(), "num_samples": args.num_samples, "num_reference": args.num_reference, "seed": args.seed}
+    differ = [f"{key} {theirs[key]} (saved) != {value}" for key, value in ours.items() if theirs[key] != value]
+    if differ:
+        raise SystemExit(f"--merge: {path} was measured differently: {'; '.join(differ)}")
+    return saved
 
 
 def markdown(result, args) -> str:

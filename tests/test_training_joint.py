@@ -150,6 +150,19 @@ def test_joint_loss_uses_the_samplers_timestep_convention_and_head_order():
     assert joint_diffusion_loss(ExactJoint(), scheduler, one_image, torch.Generator().manual_seed(1)).total.item() < 1e-8
 
 
+def test_a_joint_multistep_pipeline_saves_the_rungs_of_infoflow_samples_trig_multistep():
+    from diffusers_infoflow.sampling import build_scheduler
+
+    args = parse_args(["--dataset_name", "triangles", "--prediction_type", "joint", "--joint_solver", "multistep"])
+    saved = build_noise_scheduler(args)
+    assert (saved.config.step_spacing, saved.config.ladder_end) == ("linspace", "trailing")
+    saved.set_timesteps(10)
+    named = build_scheduler("trig-multistep", saved.config, joint=True)
+    named.set_timesteps(10)
+    assert torch.equal(saved.timesteps, named.timesteps)
+    assert build_noise_scheduler(parse_args(["--dataset_name", "triangles", "--prediction_type", "joint"])).config.step_spacing is None
+
+
 @pytest.mark.parametrize("name", ["linear", "cosine", "sigmoid", "trig"])
 def test_joint_scheduler_angles_are_the_training_schedule(name):
     args = parse_args(["--dataset_name", "triangles", "--prediction_type", "joint", "--beta_schedule", name, "--num_train_timesteps", "100"])

@@ -7,6 +7,7 @@ import json
 import os
 from typing import Dict, Sequence
 
+from ..sampling import MULTISTEP_SAMPLER
 from ..schedulers.scheduling_trig_angle_rk import TrigAngleRKScheduler
 from ..schedules import get_betas
 
@@ -104,11 +105,14 @@ def diffusers_schedule_config(args: argparse.Namespace) -> Dict:
 def build_noise_scheduler(args: argparse.Namespace):
     """The saved scheduler of the training schedule (:func:`diffusers_schedule_config`): a ``DDPMScheduler``,
     or for ``--prediction_type joint`` a ``TrigAngleRKScheduler(prediction_type="joint", solver=--joint_solver)``,
-    whose training table also gives the angles of the joint loss."""
+    whose training table also gives the angles of the joint loss; the multistep solver with the rungs of
+    `infoflow sample`'s ``trig-multistep`` (:data:`~diffusers_infoflow.sampling.MULTISTEP_SAMPLER`)."""
     from diffusers import DDPMScheduler
 
     schedule = diffusers_schedule_config(args)
     if args.prediction_type == "joint":
         solver = getattr(args, "joint_solver", None) or JOINT_DEFAULTS["joint_solver"]
+        if solver == "multistep":
+            return TrigAngleRKScheduler(**schedule, prediction_type="joint", **MULTISTEP_SAMPLER)
         return TrigAngleRKScheduler(**schedule, prediction_type="joint", solver=solver)
     return DDPMScheduler(**schedule, prediction_type=args.prediction_type, clip_sample=True)
