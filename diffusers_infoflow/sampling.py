@@ -34,8 +34,8 @@ INFORMATION_SAMPLER = {"solver": "multistep", "solver_order": 3, "predict_x0": T
                        "ladder_end": "trailing"}
 # `trig-multistep`: diffusers' `trailing` rungs (uniform in the model's time; the last step returns the x̂0 of the
 # last rung, so no call is spent where x̂0 ≈ x). Against the class default (log-SNR rungs to the clean end), FID at
-# 5/10/20 calls 11.96/9.61/8.44 against 52.43/16.63/8.83 on the shipped ε model (benchmarks/results/fid_race.md),
-# and 8.59/6.84 against 14.08/7.38 at 10/20 calls on a joint model (benchmarks/README.md).
+# 5/10/20 calls 11.96/9.61/8.44 against 52.43/16.63/8.83 on the shipped ε model and 8.31/7.02 against 15.21/7.38
+# at 10/20 calls on the shipped joint model (benchmarks/README.md §2).
 MULTISTEP_SAMPLER = {"solver": "multistep", "step_spacing": "linspace", "ladder_end": "trailing"}
 # `infoflow sample`'s defaults, measured on the default model (benchmarks/results/fid_vs_calls.md): the highest
 # confident fraction of any sampler and budget, with an FID below the real-data floor at that N.
@@ -104,7 +104,8 @@ def steps_within_calls(scheduler, model_calls: int, max_steps: Optional[int] = N
 def build_scheduler(name: str, config, joint: bool = False):
     """A scheduler of kind ``name`` from the saved (training) scheduler config.
 
-    The prediction type is the config's (the model's), so an ε, x0 or v model is read as trained. For a joint
+    The prediction type is the config's (the model's), so an ε, x0 or v model is read as trained. ``trig-multistep``
+    takes the rungs of :data:`MULTISTEP_SAMPLER` whatever the config's; the other trig solvers keep the config's. For a joint
     ``[ε, x0]`` model (``joint=True``) the trig solvers read both heads (``prediction_type="joint"``, as one
     v-prediction: ``joint_heads="velocity"``) and the others are told ``prediction_type="sample"``:
     ``JointTrigPipeline`` hands them the x0 head. The x0 head, not the ε head, because at the noisy end of a
