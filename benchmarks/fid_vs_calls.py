@@ -75,7 +75,7 @@ def main() -> None:
         "num_processes": state.num_processes, "torch_threads": torch.get_num_threads(), "seconds": time.perf_counter() - start_all,
     }
     if saved is not None:
-        kept = [r for r in saved["rows"] if r["scheduler"] not in args.schedulers]
+        kept = [r for r in saved["rows"] if not (r["scheduler"] in args.schedulers and r["budget"] in args.calls)]
         result.update(rows=kept + rows, seconds=saved["seconds"] + result["seconds"])
         args.schedulers = list(dict.fromkeys([r["scheduler"] for r in saved["rows"]] + args.schedulers))
         args.calls = sorted({r["budget"] for r in result["rows"]})
@@ -157,6 +157,7 @@ def plot(result, path: Path) -> None:
     ax.set_xticks(sorted({r["budget"] for r in result["rows"]}))
     ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.legend(fontsize=7, ncol=2)

@@ -36,7 +36,10 @@ INFORMATION_SAMPLER = {"solver": "multistep", "solver_order": 3, "predict_x0": T
 # last rung, so no call is spent where x̂0 ≈ x). Against the class default (log-SNR rungs to the clean end), FID at
 # 5/10/20 calls 11.96/9.61/8.44 against 52.43/16.63/8.83 on the shipped ε model and 8.31/7.02 against 15.21/7.38
 # at 10/20 calls on the shipped joint model (benchmarks/README.md §2).
-MULTISTEP_SAMPLER = {"solver": "multistep", "step_spacing": "linspace", "ladder_end": "trailing"}
+MULTISTEP_SAMPLER = {"solver": "multistep", "step_spacing": "linspace", "ladder_end": "trailing", "final_step": "x0"}
+# The other `trig-*` names: their solver's default rungs, whatever rungs the saved config carries (a joint model
+# trained with the multistep solver saves MULTISTEP_SAMPLER's), so each name is one sampler on every model.
+TRIG_DEFAULT_RUNGS = {"step_spacing": None, "ladder_end": "clean", "final_step": "x0"}
 # `infoflow sample`'s defaults, measured on the default model (benchmarks/results/fid_vs_calls.md): the highest
 # confident fraction of any sampler and budget, with an FID below the real-data floor at that N.
 DEFAULT_SCHEDULER, DEFAULT_STEPS = "entropy-hybrid", 20
@@ -104,8 +107,9 @@ def steps_within_calls(scheduler, model_calls: int, max_steps: Optional[int] = N
 def build_scheduler(name: str, config, joint: bool = False):
     """A scheduler of kind ``name`` from the saved (training) scheduler config.
 
-    The prediction type is the config's (the model's), so an ε, x0 or v model is read as trained. ``trig-multistep``
-    takes the rungs of :data:`MULTISTEP_SAMPLER` whatever the config's; the other trig solvers keep the config's. For a joint
+    The prediction type is the config's (the model's), so an ε, x0 or v model is read as trained. The ``trig-*``
+    names set their rungs whatever the config's: ``trig-multistep`` :data:`MULTISTEP_SAMPLER`'s, the others their
+    solver's defaults. For a joint
     ``[ε, x0]`` model (``joint=True``) the trig solvers read both heads (``prediction_type="joint"``, as one
     v-prediction: ``joint_heads="velocity"``) and the others are told ``prediction_type="sample"``:
     ``JointTrigPipeline`` hands them the x0 head. The x0 head, not the ε head, because at the noisy end of a
@@ -140,7 +144,7 @@ def build_scheduler(name: str, config, joint: bool = False):
     if name == "trig-multistep":
         return TrigAngleRKScheduler.from_config(config, **MULTISTEP_SAMPLER, **overrides)
     if name.startswith("trig-"):
-        return TrigAngleRKScheduler.from_config(config, solver=name.split("-")[1], **overrides)
+        return TrigAngleRKScheduler.from_config(config, solver=name.split("-")[1], **TRIG_DEFAULT_RUNGS, **overrides)
     if name == "entropy-hybrid":
         return EntropyHybridScheduler.from_config(config, **overrides)
     if name == "dpm++2m":

@@ -124,6 +124,9 @@ def test_joint_models_give_trig_rk4_both_heads_and_the_others_the_x0_head():
     assert build_scheduler("trig-rk4", config, joint=True).config.solver == "rk4"
     multistep = build_scheduler("trig-multistep", config, joint=True).config  # fid_race's winning rungs
     assert (multistep.solver, multistep.step_spacing, multistep.ladder_end) == ("multistep", "linspace", "trailing")
+    # each trig name is one sampler whatever rungs the saved config carries (a multistep joint model saves trailing)
+    rk4 = build_scheduler("trig-rk4", multistep, joint=True)
+    assert (rk4.config.step_spacing, rk4.config.ladder_end, rk4.step_spacing) == (None, "clean", "logsnr")
     assert build_scheduler("s2n-stochastic", config, joint=True).config.sde_rho == 1.0
     ddpm_config = {"num_train_timesteps": 1000, "prediction_type": "v_prediction"}
     assert build_scheduler("trig-rk4", ddpm_config).config.prediction_type == "v_prediction"  # the model's own
