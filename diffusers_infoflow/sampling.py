@@ -109,14 +109,13 @@ def build_scheduler(name: str, config, joint: bool = False):
 
     The prediction type is the config's (the model's), so an ε, x0 or v model is read as trained. The ``trig-*``
     names set their rungs whatever the config's: ``trig-multistep`` :data:`MULTISTEP_SAMPLER`'s, the others their
-    solver's defaults. For a joint
-    ``[ε, x0]`` model (``joint=True``) the trig solvers read both heads (``prediction_type="joint"``, as one
-    v-prediction: ``joint_heads="velocity"``) and the others are told ``prediction_type="sample"``:
-    ``JointTrigPipeline`` hands them the x0 head. The x0 head, not the ε head, because at the noisy end of a
-    table ε̂ enters x̂0 = (x − σ ε̂)/α divided by a tiny α (≈ 5e-5 at t = T − 1 of the trig table, 6e-3 of the
-    linear one): on a joint model trained on triangles every stock scheduler (and S2N reading the heads as they
-    are, whose deterministic update uses only the ε half) gave noise or blobs from the ε head and shapes from
-    the x0 head.
+    solver's defaults. For a joint ``[ε, x0]`` model (``joint=True``) the trig solvers read both heads
+    (``prediction_type="joint"``, as one v-prediction: ``joint_heads="velocity"``) and the others are told
+    ``prediction_type="sample"``: ``JointTrigPipeline`` hands them the x0 head. The x0 head, not the ε head,
+    because at the noisy end of a table ε̂ enters x̂0 = (x − σ ε̂)/α divided by a tiny α (≈ 5e-5 at t = T − 1 of
+    the trig table, 6e-3 of the linear one): on a joint model trained on triangles every stock scheduler (and S2N
+    reading the heads as they are, whose deterministic update uses only the ε half) gave noise or blobs from the
+    ε head and shapes from the x0 head.
     """
     from diffusers import (
         DDIMScheduler,
@@ -141,10 +140,9 @@ def build_scheduler(name: str, config, joint: bool = False):
         return S2NGeneralizedScheduler.from_preset("deterministic", config, **overrides)
     if name == "s2n-stochastic":
         return S2NGeneralizedScheduler.from_preset("stochastic", config, **overrides)
-    if name == "trig-multistep":
-        return TrigAngleRKScheduler.from_config(config, **MULTISTEP_SAMPLER, **overrides)
     if name.startswith("trig-"):
-        return TrigAngleRKScheduler.from_config(config, solver=name.split("-")[1], **TRIG_DEFAULT_RUNGS, **overrides)
+        sampler = MULTISTEP_SAMPLER if name == "trig-multistep" else {"solver": name.split("-")[1], **TRIG_DEFAULT_RUNGS}
+        return TrigAngleRKScheduler.from_config(config, **sampler, **overrides)
     if name == "entropy-hybrid":
         return EntropyHybridScheduler.from_config(config, **overrides)
     if name == "dpm++2m":

@@ -112,7 +112,6 @@ def build_noise_scheduler(args: argparse.Namespace):
     schedule = diffusers_schedule_config(args)
     if args.prediction_type == "joint":
         solver = getattr(args, "joint_solver", None) or JOINT_DEFAULTS["joint_solver"]
-        if solver == "multistep":
-            return TrigAngleRKScheduler(**schedule, prediction_type="joint", **MULTISTEP_SAMPLER)
-        return TrigAngleRKScheduler(**schedule, prediction_type="joint", solver=solver)
+        sampler = MULTISTEP_SAMPLER if solver == "multistep" else {"solver": solver}
+        return TrigAngleRKScheduler(**schedule, prediction_type="joint", **sampler)
     return DDPMScheduler(**schedule, prediction_type=args.prediction_type, clip_sample=True)
