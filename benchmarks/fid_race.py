@@ -4,7 +4,8 @@ Ours is the model's calibrated information sampler (``infoflow calibrate`` saved
 TrigAngleRK's multistep solver on rungs placed by the model's measured mmse curve), as shipped and with the other
 measures/powers of the exact-denoiser race; diffusers' built-ins are built ``from_config`` of the model's saved
 scheduler config with the settings that won their families in that race (``benchmarks/sampler_race.py``,
-multimodal sets): ``trailing`` spacing, which starts at t = T − 1 (the saved DDPM config's ``leading`` would not).
+multimodal sets): ``trailing`` spacing, which starts at t = T − 1, and the saved config's own spacing (a DDPM's
+``leading`` starts lower, which on ``mnist-ddpm`` is UniPC's best at 5 calls).
 
 Every candidate draws the same noise per batch (``sampling.sample_batches``), every model call is counted
 (``len(timesteps)``), and the scores are FID / KID / confident fraction with the shipped MNIST feature network
@@ -67,6 +68,9 @@ CANDIDATES = {
         cfg, solver_type="bh2", solver_order=3, timestep_spacing="trailing")),
     "unipc bh2-2 trailing": (False, lambda cfg, info: UniPCMultistepScheduler.from_config(
         cfg, solver_type="bh2", solver_order=2, timestep_spacing="trailing")),
+    # the saved config's own spacing (a DDPM's `leading` starts below t = T − 1): diffusers' best at 5 calls on mnist-ddpm
+    "unipc bh2-2 saved spacing": (False, lambda cfg, info: UniPCMultistepScheduler.from_config(cfg, solver_type="bh2", solver_order=2)),
+    "unipc bh2-3 saved spacing": (False, lambda cfg, info: UniPCMultistepScheduler.from_config(cfg, solver_type="bh2", solver_order=3)),
     "dpm++2m trailing": (False, lambda cfg, info: DPMSolverMultistepScheduler.from_config(
         cfg, algorithm_type="dpmsolver++", solver_order=2, timestep_spacing="trailing")),
 }
