@@ -251,22 +251,23 @@ def test_shipped_model_is_small_complete_and_carries_its_scores(name):
     folder = DEFAULT_MODEL.parent / name
     files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
     assert {"model_index.json", "README.md", "unet/config.json", "scheduler/scheduler_config.json", "samples.png"} <= files
-    assert sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) < 10 * 2**20
+    # 3.6M float32 parameters (14.4 MB) is the size issue 13's recipe needed; the bound keeps the wheel from growing unnoticed.
+    assert sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) < 16 * 2**20
     card = (folder / "README.md").read_text()
     assert "accelerate launch scripts/train.py" in card and "## Evaluation" in card and "| fid |" in card
 
 
-@pytest.mark.parametrize("name, scheduler, calls", [("mnist-ddpm", DEFAULT_SCHEDULER, DEFAULT_STEPS), ("mnist-joint-trig", "unipc", 20)])
+@pytest.mark.parametrize("name, scheduler, calls", [("mnist-ddpm", DEFAULT_SCHEDULER, DEFAULT_STEPS), ("mnist-joint-trig", "trig-multistep", 20)])
 def test_shipped_models_draw_digits_a_person_can_read(name, scheduler, calls):
     """What a person sees in a grid of `infoflow sample` (the default sampler for the default model): the shipped
     classifier (98.99% on MNIST test, confident on 96.5% of real test digits) is confident (max-softmax > 0.9) on
-    at least 80% of 256 tiles and every digit class is at least 3% of them; on noise it is confident on few. (The
-    old 0.7M-parameter models reached 54% and 60%; issue 13 aims at 90%.)"""
+    at least 85% of 256 tiles and every digit class is at least 3% of them; on noise it is confident on few. (The
+    3.6M-parameter models reach 90.2% and 87.1%; the old 0.7M-parameter ones reached 54% and 60%.)"""
     from diffusers_infoflow.metrics import generative_scores
     from diffusers_infoflow.sampling import generate
 
     images, _, used = generate(str(DEFAULT_MODEL.parent / name), scheduler, calls, 256, seed=0)
     tiles = generative_scores(images, None, metrics=["confident"])
     noise = generative_scores(torch.rand_like(images), None, metrics=["confident"])
-    assert used <= calls and tiles["confident_fraction"] >= 0.8 and tiles["min_class_fraction"] >= 0.03, tiles
+    assert used <= calls and tiles["confident_fraction"] >= 0.85 and tiles["min_class_fraction"] >= 0.03, tiles
     assert noise["confident_fraction"] < 0.1, noise
