@@ -3,8 +3,8 @@
 #
 # Each model is the shipped `mnist-ddpm` (linear β, T = 1000) fine-tuned for a few hundred steps on
 # another schedule or length, so every model has the same architecture and the same compute on top of one
-# shared start; the budget fits two CPU cores (about 3 min a model there from the previous 0.69M-parameter base,
-# about twice that from the current 1.06M one: 64 against 128 images/s in benchmarks/results/unet_throughput.md).
+# shared start. From the current 3.6M-parameter base a step of 64 takes about 1.9 s on one CPU thread (500 steps:
+# about 16 min a model; the 0.69M base of the published tables took about 3 min a model on two cores).
 # Models land in runs/seed-models/.
 #
 #   bash benchmarks/train_seed_models.sh            # all of them
