@@ -89,7 +89,7 @@ def test_sample_writes_a_grid_with_every_scheduler(scheduler, tmp_path, monkeypa
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     calls = count_model_calls(monkeypatch, UNet2DModel)
     out = tmp_path / "grid.png"
-    assert main(["sample", "--scheduler", scheduler, "--model-calls", str(STEPS), "--num_images", "4", "--output", str(out)]) == 0
+    assert main(["sample", "--scheduler", scheduler, "--model-calls", str(STEPS), "--num_images", "4", "--zoom", "1", "--output", str(out)]) == 0
     grid = np.asarray(Image.open(out))
     assert grid.shape == (2 + 2 * 30, 2 + 2 * 30)  # 2×2 tiles of 28 px with 2 px gaps
     assert grid.std() > 0
@@ -104,7 +104,7 @@ def test_sample_runs_every_scheduler_on_a_joint_model(scheduler, joint_folder, t
     calls = count_model_calls(monkeypatch, JointUNet2DModel)
     out = tmp_path / "grid.png"
     assert main(["sample", "--model", str(joint_folder), "--scheduler", scheduler, "--model-calls", str(STEPS), "--num_images", "4", "--output", str(out)]) == 0
-    assert np.asarray(Image.open(out)).shape == (2 + 2 * 10, 2 + 2 * 10)
+    assert np.asarray(Image.open(out)).shape == (4 * (2 + 2 * 10), 4 * (2 + 2 * 10))  # default --zoom 4
     check_printed_calls(capsys.readouterr().out, scheduler, calls)
 
 
@@ -172,6 +172,8 @@ def test_careless_sample_arguments_fail_in_one_line_before_any_work(tmp_path):
         main(["sample", "--model", str(tmp_path), "--output", str(tmp_path / "g.png")])
     with pytest.raises(SystemExit, match=r"--output '.*grid.txt' must end in .png"):
         main(["sample", "--output", str(tmp_path / "grid.txt")])
+    with pytest.raises(SystemExit, match=r"--zoom must be >= 1, got 1, 16 and 0"):
+        main(["sample", "--model-calls", "1", "--zoom", "0", "--output", str(tmp_path / "g.png")])
     # --steps, the older name of --model-calls, still works
     assert main(["sample", "--steps", "2", "--num-images", "1", "--output", str(tmp_path / "new" / "dir" / "g.png")]) == 0
     assert (tmp_path / "new" / "dir" / "g.png").is_file()

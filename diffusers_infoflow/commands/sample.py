@@ -24,6 +24,9 @@ def register(subparsers) -> None:
     p.add_argument("--model-calls", "--steps", dest="model_calls", type=int, default=DEFAULT_STEPS,
                    help="number of model calls (rounded down to whole steps of multi-call solvers); --steps is its older name.")
     p.add_argument("--num-images", "--num_images", dest="num_images", type=int, default=16, help="tiles of the grid.")
+    p.add_argument("--zoom", type=int, default=4,
+                   help="draw each pixel as a zoom×zoom block (nearest neighbour), so 28-px digits are readable on a screen; "
+                        "1 writes the samples' own pixels. Default: 4.")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", default="samples.png")
     p.set_defaults(func=run)
@@ -35,8 +38,9 @@ def run(args: argparse.Namespace) -> int:
     from ..images import make_grid, to_model_range
     from ..sampling import budget_note, generate, training_levels
 
-    if args.model_calls < 1 or args.num_images < 1:
-        raise SystemExit(f"infoflow sample: --model-calls and --num-images must be >= 1, got {args.model_calls} and {args.num_images}.")
+    if args.model_calls < 1 or args.num_images < 1 or args.zoom < 1:
+        raise SystemExit(f"infoflow sample: --model-calls, --num-images and --zoom must be >= 1, "
+                         f"got {args.model_calls}, {args.num_images} and {args.zoom}.")
     if Path(args.output).suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
         raise SystemExit(f"infoflow sample: --output {args.output!r} must end in .png, .jpg or .webp.")
     try:
@@ -49,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
                                         batch_size=args.num_images, progress=True, max_steps=levels)
     except (ValueError, OSError) as err:  # OSError: a pipeline folder with missing or unreadable weights
         raise SystemExit(f"infoflow sample: {err}") from None
-    Image.fromarray(make_grid(to_model_range(images))).save(args.output)
+    grid = Image.fromarray(make_grid(to_model_range(images)))
+    grid.resize((grid.width * args.zoom, grid.height * args.zoom), Image.Resampling.NEAREST).save(args.output)
     step_text = f"{steps} step{'s' if steps != 1 else ''}"
     note = "" if calls == args.model_calls else f" of {args.model_calls} requested"
     call_text = f"{calls} model call{'s' if calls != 1 else ''}"
