@@ -1,8 +1,8 @@
 """Benchmark: seed 000's restoration Tables 2–5 and generation Tables 6–7 on MNIST.
 
 Models: the per-schedule MNIST DDPMs of ``bash benchmarks/train_seed_models.sh`` (``runs/seed-models/<schedule>-<T>``:
-the shipped ``mnist-ddpm`` fine-tuned for 500 steps on each schedule and length; the linear T = 1000 cell uses
-``linear-eps-1000``, the same 500 extra steps on its own schedule, so every model has the same compute).
+the shipped ``mnist-ddpm`` fine-tuned for the same number of steps on each schedule and length; the linear T = 1000
+cell uses ``linear-eps-1000``, the same extra steps on its own schedule, so every model has the same compute).
 
 **Restoration (Tables 2–5).** The first ``--num-images`` MNIST test images ``x0`` are noised to paper step ``t``
 of a source schedule A with one fixed ``ε`` (``x_t = α_A(t) x0 + σ_A(t) ε``) and restored by ancestral DDPM

@@ -5,7 +5,7 @@ ODE; + joint ``[ε, x0]`` prediction; their combinations; and "Ours" = trig sche
 RK4), plus one row of ours with the project's multistep solver in place of RK4, and every joint row again with
 the two heads read as one v-prediction (``joint_heads="velocity"``, this project's default) instead of as they
 are. Each row's sampler is built by the row itself for the model it needs; the models are four fine-tunes of the shipped ``mnist-ddpm`` with the
-same recipe (500 steps, ``bash benchmarks/train_seed_models.sh``): ``linear-eps-1000``, ``trig-eps-1000``,
+same recipe (1,000 steps of 64 images, ``bash benchmarks/train_seed_models.sh``): ``linear-eps-1000``, ``trig-eps-1000``,
 ``linear-joint-1000`` and ``trig-joint-1000`` (T = 1000). So the rows differ only in schedule, objective and
 sampler, not in compute.
 

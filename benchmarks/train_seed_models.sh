@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Trains the small per-schedule MNIST models that benchmarks/seed000_tables.py and benchmarks/seed004_ablation.py use.
 #
-# Each model is the shipped `mnist-ddpm` (linear β, T = 1000) fine-tuned for a few hundred steps on
-# another schedule or length, so every model has the same architecture and the same compute on top of one
-# shared start. From the current 3.6M-parameter base a step of 64 takes about 1.9 s on one CPU thread (500 steps:
-# about 16 min a model; the 0.69M base of the published tables took about 3 min a model on two cores).
+# Each model is the shipped `mnist-ddpm` (linear β, T = 1000) fine-tuned for STEPS steps (default 1,000) on
+# another schedule, length or objective, so every model has the same architecture and the same compute on top
+# of one shared start. From the current 3.6M-parameter base a step of 64 takes about 2.1 s on one CPU thread
+# (1,000 steps: 35 min a model; two models at a time on the 2 cores). The published seed 000 tables were
+# measured on 500-step fine-tunes of the earlier 0.69M base (about 3 min a model on two cores).
 # Models land in runs/seed-models/.
 #
 #   bash benchmarks/train_seed_models.sh            # all of them
@@ -17,8 +18,9 @@ cd "$(dirname "$0")/.."
 MNIST_NPZ="${MNIST_NPZ:-../shared/data/mnist.npz}"
 BASE="${BASE:-diffusers_infoflow/assets/models/mnist-ddpm}"
 OUT="${OUT:-runs/seed-models}"
-STEPS="${STEPS:-500}"
-ALL=(cosine-300 quadratic-300 trig-eps-1000 trig-joint-1000 linear-eps-1000 linear-joint-1000 linear-300 sigmoid-300 sigmoid-500 sigmoid-1000 cosine-500 cosine-1000)
+STEPS="${STEPS:-1000}"
+ALL=(cosine-300 quadratic-300 trig-eps-1000 trig-joint-1000 linear-eps-1000 linear-joint-1000 linear-300 sigmoid-300 sigmoid-500 sigmoid-1000
+     cosine-500 cosine-1000 linear-500 quadratic-500 quadratic-1000)
 models=("$@")
 [ ${#models[@]} -eq 0 ] && models=("${ALL[@]}")
 
