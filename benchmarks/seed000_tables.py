@@ -30,25 +30,32 @@ real train images at the same N.
     bash benchmarks/train_seed_models.sh
     python benchmarks/seed000_tables.py [--tables 2 3 4 5 6 7] [--num-images 128] [--num-samples 500]
 
-Writes ``benchmarks/results/seed000_tables.{json,md}`` (the JSON after every row, so a long run can be read early).
+Writes ``benchmarks/results/seed000_tables.{json,md}`` with the tables asked for (the JSON after every row, so a
+long run can be read early); ``--resume`` keeps the rows of the earlier file measured with the same settings on the
+same model weights. Under ``accelerate launch`` every row's images (restoration) or samples (generation) are split
+between the processes, with the same numbers as one process:
+
+    ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 benchmarks/seed000_tables.py --tables 6 7 --resume
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
+from accelerate.utils import gather_object
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
 from diffusers_infoflow.entropy import as_discrete_schedule, match_timestep
-from diffusers_infoflow.metrics import GenerativeScorer, load_mnist, restoration_metrics
+from diffusers_infoflow.metrics import GenerativeScorer, load_mnist, process_shard, restoration_metrics
 from diffusers_infoflow.pipelines import EntropyHybridPipeline, RestorationPipeline
 from diffusers_infoflow.pipelines.entropy_hybrid import as_entropy_hybrid_scheduler
-from diffusers_infoflow.sampling import denoise, process_state
+from diffusers_infoflow.sampling import denoise, process_state, sample_batches
 
 
 ROOT = Path(__file__).resolve().parent
@@ -103,8 +110,12 @@ def label(model: Model) -> str:
     return f"{model[0]}-{model[1]}"
 
 
+def folder_name(model: Model) -> str:
+    return "linear-eps-1000" if model == ("linear", 1000) else label(model)
+
+
 def model_folder(models_dir: Path, model: Model) -> Path:
-    name = "linear-eps-1000" if model == ("linear", 1000) else label(model)
+    name = folder_name(model)
     folder = models_dir / name
     if not (folder / "model_index.json").is_file():
         raise FileNotFoundError(f"{folder} is not a trained pipeline folder; run `bash benchmarks/train_seed_models.sh {name}` first.")
@@ -130,36 +141,98 @@ class Models:
             self.cache[model] = (unet, scheduler)
         return self.cache[model]
 
-
-def means(metrics) -> Dict[str, float]:
-    return {name: float(metrics["mean"][name]) for name in METRICS}
+    def weights(self, model: Model) -> str:
+        """A fingerprint of the model's weights (SHA-256 of its UNet files), so that a kept row is known to
+        come from the same model."""
+        digest = hashlib.sha256()
+        for file in sorted((model_folder(self.models_dir, model) / "unet").glob("*.safetensors")):
+            digest.update(file.read_bytes())
+        return digest.hexdigest()[:16]
 
 
 def restore(models: Models, model: Model, x0: torch.Tensor, noise: torch.Tensor, source, step: int, seed: int,
-            entry: Optional[int] = None):
+            entry: Optional[int] = None, chunk: int = 32):
     """Restore ``x0`` noised to ``step`` of ``source`` (a DDPMScheduler) with ``model``, entering at the
-    entropy-matched step, or at ``entry`` of the model's own schedule when given: (metrics, entry step)."""
+    entropy-matched step, or at ``entry`` of the model's own schedule when given: (mean metrics, entry step).
+
+    The images go in chunks of ``chunk``, the chunk from image ``i`` on with the ancestral noise of ``seed + i``; under
+    ``accelerate launch`` the chunks are split between the processes and the per-image metrics gathered, so the
+    means do not depend on the number of processes."""
     unet, ddpm = models(model)
-    pipe = RestorationPipeline(unet=unet, scheduler=as_entropy_hybrid_scheduler(ddpm, fractional_timesteps=False))
+    state = process_state()
+    pipe = RestorationPipeline(unet=unet, scheduler=as_entropy_hybrid_scheduler(ddpm, fractional_timesteps=False)).to(state.device)
     pipe.set_progress_bar_config(disable=True)
-    generator = torch.Generator().manual_seed(seed)
-    if entry is None:
-        out = pipe(x0, source_step=step, source_schedule=source, noise=noise, generator=generator, output_type="pt")
-        return means(out.metrics["restored"]), float(out.start_timestep) + 1
-    # control: the same noisy image, entered at the model's own step `entry` (no entropy matching)
     scheduler = pipe.scheduler
-    noisy = pipe.source_schedule(source).marginal(x0, noise, step - 1)
-    scheduler.set_restoration_timesteps(entry, source_schedule=scheduler.train_schedule)
-    image = denoise(scheduler, unet, noisy, generator)
-    restored = (image / 2 + 0.5).clamp(0, 1)
-    return means(restoration_metrics(x0 / 2 + 0.5, restored)), float(scheduler.timesteps[0]) + 1
+    per_sample, first_step = {name: [] for name in METRICS}, None
+    with state.split_between_processes(list(range(0, len(x0), chunk))) as starts:
+        for start in starts:
+            clean, eps = x0[start:start + chunk].to(state.device), noise[start:start + chunk].to(state.device)
+            generator = torch.Generator().manual_seed(seed + start)
+            if entry is None:
+                out = pipe(clean, source_step=step, source_schedule=source, noise=eps, generator=generator, output_type="pt")
+                metrics, first_step = out.metrics["restored"], float(out.start_timestep)
+            else:  # control: the same noisy images, entered at the model's own step `entry` (no entropy matching)
+                noisy = pipe.source_schedule(source).marginal(clean, eps, step - 1)
+                scheduler.set_restoration_timesteps(entry, source_schedule=scheduler.train_schedule)
+                image = denoise(scheduler, unet, noisy, generator)
+                metrics = restoration_metrics(clean / 2 + 0.5, (image / 2 + 0.5).clamp(0, 1))
+                first_step = float(scheduler.timesteps[0])
+            for name in METRICS:
+                per_sample[name] += metrics["per_sample"][name].tolist()
+    shares = gather_object([(per_sample, first_step)])  # rank order: the images in their order
+    means = {name: sum(v for share, _ in shares for v in share[name]) / len(x0) for name in METRICS}
+    return means, next(first for _, first in shares if first is not None) + 1
 
 
-def restoration_table(key: str, models: Models, x0: torch.Tensor, seed: int, save) -> List[dict]:
+class Results:
+    """The results file, written by the main process after every row: the tables of this run, and those of the
+    earlier file that this run does not measure, as they were. Each row carries the settings and the model weights
+    it was measured with; with ``resume``, a row of the earlier file with the same key, settings and weights is
+    kept instead of measured again, so that a run of hours can be stopped and started again."""
+
+    def __init__(self, path: Path, settings: Dict[str, dict], resume: bool):
+        self.path, self.settings = path, settings
+        earlier = json.loads(path.read_text()) if path.is_file() else {}
+        current = all("settings" in r for r in earlier.get("generation") or []) and all(
+            "settings" in r for table in earlier.get("restoration", {}).values() for r in table)
+        if not current:  # rows of an older version of this script, which did not record what they were measured with
+            print(f"{path} is from an older version of this script; its rows are not kept.", flush=True)
+            earlier = {}
+        self.data = {"restoration": earlier.get("restoration", {}), "generation": earlier.get("generation") or [],
+                     "generation_floor": earlier.get("generation_floor")}
+        rows = [r for table in self.data["restoration"].values() for r in table] + self.data["generation"]
+        self.earlier = {row_key(r): r for r in rows} if resume else {}
+
+    def measured(self, key: tuple, weights: Dict[str, str], measure) -> Tuple[dict, bool]:
+        """(the row of ``key``, whether it was kept from the earlier run); ``measure()`` makes a new one."""
+        settings = self.settings[key[0]]
+        row = self.earlier.get(key)
+        if row is not None and row.get("weights") == weights and row.get("settings") == settings:
+            return row, True
+        return {**measure(), "settings": settings, "weights": weights}, False
+
+    def write(self) -> None:
+        if process_state().is_main_process:
+            self.path.write_text(json.dumps(self.data, indent=1))
+
+
+def row_key(row: dict) -> tuple:
+    if "table" in row:
+        return ("restoration", row["table"], row["source_step"], row["model"], row["mode"])
+    return ("generation", row["name"])
+
+
+def record(results: Results, rows: List[dict], row: dict, kept: bool, message: str) -> None:
+    rows.append(row)
+    results.write()
+    process_state().print(message + (" (kept from the earlier run)" if kept else f" ({row['seconds']:.0f} s)"), flush=True)
+
+
+def restoration_table(key: str, models: Models, x0: torch.Tensor, seed: int, chunk: int, results: Results) -> None:
     spec = RESTORATION_TABLES[key]
     source_model = spec["source"]
     _, source = models(source_model)
-    rows = []
+    rows = results.data["restoration"][key] = []
     for i, step in enumerate(spec["steps"]):
         noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed + step))
         runs = [(source_model, "native", None)]
@@ -169,64 +242,54 @@ def restoration_table(key: str, models: Models, x0: torch.Tensor, seed: int, sav
             if spec["control"]:
                 runs.append((restorer, spec["control"], paper_step))
         for restorer, mode, paper_step in runs:
-            start = time.perf_counter()
-            if mode == "matched":
-                models(restorer)
-                matched = match_timestep(step, src=models.schedules[source_model], dst=models.schedules[restorer])
-            forced = {"same step": step, "paper step": paper_step}.get(mode)
-            values, entry = restore(models, restorer, x0, noise, source, step, seed, entry=forced)
-            if mode == "matched" and round(entry) != matched:
-                raise RuntimeError(f"the pipeline entered {label(restorer)} at {entry}, match_timestep says {matched}.")
-            paper = spec["paper"].get((label(restorer), step)) if mode in ("native", "matched") else None
-            row = {"table": key, "source": label(source_model), "source_step": step, "model": label(restorer), "mode": mode,
-                   "entry_step": round(entry), "paper_entry_step": paper_step if mode == "matched" else None, **values,
-                   "paper_mse": paper[0] if paper else None, "paper_ssim": paper[1] if paper else None,
-                   "seconds": time.perf_counter() - start}
-            rows.append(row)
-            print(f"T{key} {label(source_model)}@{step} -> {label(restorer)}@{row['entry_step']} ({mode}): "
-                  f"MSE {values['mse']:.4f} SSIM {values['ssim']:.4f} ({row['seconds']:.0f} s)", flush=True)
-            save(rows)
-    return rows
+            def measure():  # called at once, in this iteration
+                start = time.perf_counter()
+                if mode == "matched":
+                    models(restorer)
+                    matched = match_timestep(step, src=models.schedules[source_model], dst=models.schedules[restorer])
+                forced = {"same step": step, "paper step": paper_step}.get(mode)
+                values, entry = restore(models, restorer, x0, noise, source, step, seed, entry=forced, chunk=chunk)
+                if mode == "matched" and round(entry) != matched:
+                    raise RuntimeError(f"the pipeline entered {label(restorer)} at {entry}, match_timestep says {matched}.")
+                paper = spec["paper"].get((label(restorer), step)) if mode in ("native", "matched") else None
+                return {"table": key, "source": label(source_model), "source_step": step, "model": label(restorer), "mode": mode,
+                        "entry_step": round(entry), "paper_entry_step": paper_step if mode == "matched" else None, **values,
+                        "paper_mse": paper[0] if paper else None, "paper_ssim": paper[1] if paper else None,
+                        "seconds": time.perf_counter() - start}
+
+            weights = {label(m): models.weights(m) for m in (source_model, restorer)}
+            row, kept = results.measured(("restoration", key, step, label(restorer), mode), weights, measure)
+            record(results, rows, row, kept, f"T{key} {label(source_model)}@{step} -> {label(restorer)}@{row['entry_step']} ({mode}): "
+                   f"MSE {row['mse']:.4f} SSIM {row['ssim']:.4f}")
 
 
 def generation_table(models: Models, lengths: Sequence[int], schedules: Sequence[str], num_samples: int, batch_size: int,
-                     scorer: GenerativeScorer, seed: int, save) -> List[dict]:
-    rows = []
+                     scorer: GenerativeScorer, seed: int, results: Results) -> None:
+    """Each row's samples are split between the processes under ``accelerate launch`` (``sample_batches``) and
+    scored together (``GenerativeScorer`` gathers the features)."""
+    rows = results.data["generation"] = []
 
-    def score(name: str, images: torch.Tensor, calls: int, start: float, paper_fid: Optional[float], **extra):
-        scores = scorer.score(images)
-        row = {"name": name, "calls": calls, **extra, **scores, "paper_fid": paper_fid, "seconds": time.perf_counter() - start}
-        rows.append(row)
-        print(f"T6/7 {name}: FID {scores['fid']:.2f} IS {scores['is_mean']:.3f} ({row['seconds']:.0f} s)", flush=True)
-        save(rows)
+    def run(name: str, used: Sequence[Model], pipeline, num_inference_steps: Optional[int], calls: int, **extra):
+        def measure():
+            start = time.perf_counter()
+            scores = scorer.score(sample_batches(pipeline, num_inference_steps, num_samples, seed, batch_size))
+            return {"name": name, "calls": calls, **extra, **scores, "paper_fid": PAPER_FID.get(used[0] if len(used) == 1 else name),
+                    "seconds": time.perf_counter() - start}
 
-    def batches(sample) -> torch.Tensor:
-        out = []
-        for b, start in enumerate(range(0, num_samples, batch_size)):
-            out.append(sample(min(batch_size, num_samples - start), torch.Generator().manual_seed(seed + b)))
-        return torch.cat(out).clamp(0, 1)
+        row, kept = results.measured(("generation", name), {label(m): models.weights(m) for m in used}, measure)
+        record(results, rows, row, kept, f"T6/7 {name}: FID {row['fid']:.2f} IS {row['is_mean']:.3f}")
 
     for T in lengths:
         for schedule in schedules:
-            model = (schedule, T)
-            start = time.perf_counter()
-            unet, ddpm = models(model)
-            pipe = DDPMPipeline(unet=unet, scheduler=ddpm)
-            pipe.set_progress_bar_config(disable=True)
-            # DDPMPipeline returns NHWC numpy in [0, 1]
-            images = batches(lambda n, g: torch.from_numpy(pipe(batch_size=n, generator=g, num_inference_steps=T, output_type="np").images).permute(0, 3, 1, 2))
-            score(label(model), images, T, start, PAPER_FID[model], T=T)
+            unet, ddpm = models((schedule, T))
+            run(label((schedule, T)), [(schedule, T)], DDPMPipeline(unet=unet, scheduler=ddpm), T, T, T=T)
     for name, (a, b, switch) in HYBRIDS.items():
         if not all(m[1] in lengths and m[0] in schedules for m in (a, b)):
             continue
-        start = time.perf_counter()
         (unet_a, ddpm_a), (unet_b, ddpm_b) = models(a), models(b)
         pipe = EntropyHybridPipeline.from_models(unet_a, ddpm_a, unet_b, ddpm_b, switch_step=switch, fractional_timesteps=False)
-        pipe.set_progress_bar_config(disable=True)
-        images = batches(lambda n, g: pipe(batch_size=n, generator=g, output_type="pt").images)
-        score(name, images, len(pipe.scheduler.timesteps), start, PAPER_FID[name], T=a[1],
-              switch=f"{switch}→{pipe.scheduler.config.segments[1]['start']}")
-    return rows
+        pipe.scheduler.set_timesteps(None)
+        run(name, [a, b], pipe, None, len(pipe.scheduler.timesteps), T=a[1], switch=f"{switch}→{pipe.scheduler.config.segments[1]['start']}")
 
 
 def main() -> None:
@@ -238,42 +301,51 @@ def main() -> None:
     parser.add_argument("--num-samples", type=int, default=500, help="generation: samples per row")
     parser.add_argument("--lengths", type=int, nargs="+", default=[300], help="generation: the T columns")
     parser.add_argument("--schedules", nargs="+", default=["linear", "cosine", "quadratic", "sigmoid"], help="generation rows")
-    parser.add_argument("--batch-size", type=int, default=250)
+    parser.add_argument("--batch-size", type=int, default=250, help="generation: samples per model batch")
+    parser.add_argument("--restoration-batch", type=int, default=32,
+                        help="restoration: images per model batch (the unit split between processes)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", default=None, help="MNIST .npz (default: $INFOFLOW_MNIST or ../shared/data/mnist.npz)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the rows of an earlier run of the same settings whose models are unchanged (same weights)")
     parser.add_argument("--output", default=str(RESULTS / "seed000_tables"))
     args = parser.parse_args()
+    for flag in ("num_images", "num_samples", "batch_size", "restoration_batch"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}.")
+    state = process_state()  # under accelerate launch the images and samples are split between the processes
+    generation = bool({"6", "7"} & set(args.tables))
+    if generation:  # before the restoration tables, so that a bad --num-samples fails at once
+        scorer = GenerativeScorer(load_mnist("test", None, args.data), metrics=["fid", "kid", "is", "confident"], device=state.device)
+        if args.num_samples < scorer.is_splits:
+            parser.error(f"--num-samples must be at least {scorer.is_splits} (IS scores {scorer.is_splits} splits), got {args.num_samples}.")
     models = Models(Path(args.models_dir))
+    needed = {m for t in args.tables if t in RESTORATION_TABLES for m in [RESTORATION_TABLES[t]["source"], *RESTORATION_TABLES[t]["restorers"]]}
+    if generation:
+        needed |= {(schedule, T) for T in args.lengths for schedule in args.schedules}
+    missing = [name for name in map(folder_name, sorted(needed)) if not (models.models_dir / name / "model_index.json").is_file()]
+    if missing:  # every model before any work
+        parser.error(f"no trained model {', '.join(missing)} in {models.models_dir}; "
+                     f"run `bash benchmarks/train_seed_models.sh {' '.join(missing)}` first.")
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    previous = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").is_file() else {}
-    result = {"restoration": previous.get("restoration", {}), "generation": previous.get("generation"),
-              "num_images": args.num_images, "num_samples": args.num_samples, "torch_threads": torch.get_num_threads()}
-
-    def saver(part: str, key: Optional[str] = None):
-        def save(rows):
-            if key is None:
-                result[part] = rows
-            else:
-                result[part][key] = rows
-            out.with_suffix(".json").write_text(json.dumps(result, indent=1))
-        return save
-
-    if process_state().num_processes > 1:
-        raise SystemExit("seed000_tables.py runs in one process (its restoration rows are not split); start it with python.")
+    # what a row's numbers depend on; not the number of processes, which changes none of them
+    settings = {"restoration": {"num_images": args.num_images, "batch_size": args.restoration_batch, "seed": args.seed},
+                "generation": {"num_samples": args.num_samples, "batch_size": args.batch_size, "seed": args.seed}}
+    results = Results(out.with_suffix(".json"), settings, args.resume)
+    results.data.update(num_processes=state.num_processes, torch_threads=torch.get_num_threads())
     start = time.perf_counter()
     x0 = load_mnist("test", args.num_images, args.data) * 2 - 1
     for key in [t for t in args.tables if t in RESTORATION_TABLES]:
-        restoration_table(key, models, x0, args.seed, saver("restoration", key))
-    if {"6", "7"} & set(args.tables):
-        scorer = GenerativeScorer(load_mnist("test", None, args.data), metrics=["fid", "kid", "is", "confident"])
-        result["generation_floor"] = scorer.score(load_mnist("train", args.num_samples, args.data))
-        generation_table(models, args.lengths, args.schedules, args.num_samples, args.batch_size, scorer, args.seed,
-                         saver("generation"))
-    result["seconds"] = time.perf_counter() - start
-    out.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    out.with_suffix(".md").write_text(markdown(result))
-    print(f"wrote {out}.json/.md in {result['seconds']:.0f} s")
+        restoration_table(key, models, x0, args.seed, args.restoration_batch, results)
+    if generation:
+        results.data["generation_floor"] = scorer.score(process_shard(load_mnist("train", args.num_samples, args.data)))
+        generation_table(models, args.lengths, args.schedules, args.num_samples, args.batch_size, scorer, args.seed, results)
+    results.data["seconds"] = time.perf_counter() - start
+    results.write()
+    if state.is_main_process:
+        out.with_suffix(".md").write_text(markdown(results.data))
+        print(f"wrote {out}.json/.md in {results.data['seconds']:.0f} s")
 
 
 def markdown(result) -> str:
@@ -281,7 +353,7 @@ def markdown(result) -> str:
     names = {"2": "Table 2: linear → cosine (T = 300)", "3": "Table 3: sigmoid → cosine (T = 300)",
              "4": "Table 4: sigmoid T = 300 → T = 500, 1000", "5": "Table 5: cosine T = 1000 → cosine T = 300, 500 and quadratic T = 300"}
     for key, rows in sorted(result["restoration"].items()):
-        lines += [f"## {names[key]}", "", f"{result['num_images']} MNIST test images per row, full ancestral DDPM restoration.", "",
+        lines += [f"## {names[key]}", "", f"{rows[0]['settings']['num_images']} MNIST test images per row, full ancestral DDPM restoration.", "",
                   "| source step | model | entry step (paper) | mode | MSE | ED | SSIM | cos sim | MI (nats) | paper MSE / SSIM |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
@@ -294,7 +366,7 @@ def markdown(result) -> str:
     if result.get("generation"):
         floor = result["generation_floor"]
         lines += ["## Tables 6–7: ancestral DDPM generation, single schedules and entropy-guided hybrids", "",
-                  f"{result['num_samples']} samples per row; FID/KID/IS with the shipped MNIST classifier against the 10k "
+                  f"{result['generation'][0]['settings']['num_samples']} samples per row; FID/KID/IS with the shipped MNIST classifier against the 10k "
                   f"MNIST test images. Floor (real train images, same N): FID {floor['fid']:.2f}, IS {floor['is_mean']:.3f}. "
                   "The paper's FIDs use Inception features and are not on the same scale.", "",
                   "| model | T | model calls | FID | KID | IS | paper FID |", "|---|---|---|---|---|---|---|"]

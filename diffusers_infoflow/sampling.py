@@ -374,7 +374,8 @@ def process_state():
 def sample_batches(pipeline, num_inference_steps: int, num_images: int, seed: int = 0, batch_size: int = 250,
                    progress: bool = False):
     """Samples in [0, 1] (``(N, C, H, W)`` float, on the CPU) from ``pipeline`` (an unconditional pipeline with a
-    ``unet`` that takes ``output_type="pt"``; moved to this process's device), ``batch_size`` at a time; batch ``b`` starts from the noise of ``seed + b·batch_size``
+    ``unet``, moved to this process's device; asked for ``output_type="pt"``, and an NHWC array, which diffusers'
+    ``DDPMPipeline`` and ``DDIMPipeline`` return for it, is turned to NCHW), ``batch_size`` at a time; batch ``b`` starts from the noise of ``seed + b·batch_size``
     (drawn on the CPU), so every scheduler and every device sees the same noise. ``progress`` shows diffusers'
     progress bar of each batch.
 
@@ -382,6 +383,7 @@ def sample_batches(pipeline, num_inference_steps: int, num_images: int, seed: in
     (``PartialState.split_between_processes``, contiguous and in rank order) and each process returns its own
     share, sampled on its device; gathered in rank order the shares are the one-process result.
     """
+    import numpy as np
     import torch
 
     state = process_state()
@@ -393,5 +395,6 @@ def sample_batches(pipeline, num_inference_steps: int, num_images: int, seed: in
         for start in starts:
             generator = torch.Generator().manual_seed(seed + start)
             n = min(batch_size, num_images - start)
-            chunks.append(pipeline(batch_size=n, num_inference_steps=num_inference_steps, generator=generator, output_type="pt").images.cpu())
+            images = pipeline(batch_size=n, num_inference_steps=num_inference_steps, generator=generator, output_type="pt").images
+            chunks.append(torch.from_numpy(images).permute(0, 3, 1, 2) if isinstance(images, np.ndarray) else images.cpu())
     return torch.cat(chunks)

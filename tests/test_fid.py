@@ -15,6 +15,8 @@ from diffusers_infoflow.metrics import (
     load_image_set,
 )
 
+from .tiny_pipelines import tiny_mnist_ddpm_pipeline
+
 
 @pytest.fixture(scope="module")
 def digit_like_images():
@@ -216,15 +218,6 @@ def test_generative_scorer_keeps_its_reference_and_counts_confident_digits(digit
         GenerativeScorer(None, metrics=("fid",))
 
 
-def _tiny_mnist_pipeline(folder):
-    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
-
-    torch.manual_seed(0)
-    unet = UNet2DModel(sample_size=28, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 16),
-                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4)
-    DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=100)).save_pretrained(folder)
-
-
 @pytest.mark.parametrize("batch_size", [4, 10])
 def test_evaluate_under_accelerate_launch_with_two_processes_matches_one(tmp_path, batch_size):
     """Issue 13: the sample budget split between 2 CPU processes, features gathered, one FID: the same scores as
@@ -236,7 +229,7 @@ def test_evaluate_under_accelerate_launch_with_two_processes_matches_one(tmp_pat
 
     from diffusers_infoflow.cli import main
 
-    _tiny_mnist_pipeline(tmp_path / "model")
+    tiny_mnist_ddpm_pipeline(tmp_path / "model")
     np.savez(tmp_path / "ref.npz", x=np.random.default_rng(0).integers(0, 256, size=(30, 28, 28), dtype=np.uint8))
     args = ["evaluate", str(tmp_path / "model"), "--scheduler", "ddim", "--model-calls", "2", "--num-images", "10", "--batch-size", str(batch_size),
             "--reference", str(tmp_path / "ref.npz"), "--metrics", "fid", "kid", "confident"]
