@@ -43,8 +43,10 @@ TRIG_DEFAULT_RUNGS = {"step_spacing": None, "ladder_end": "clean", "final_step":
 # `infoflow sample`'s defaults, measured on the default model (benchmarks/results/fid_vs_calls.md): the highest
 # confident fraction of any sampler and budget, with an FID below the real-data floor at that N.
 DEFAULT_SCHEDULER, DEFAULT_STEPS = "entropy-hybrid", 20
-# Schedulers that read both heads of a joint [ε, x0] output; the others are given its x0 head.
-JOINT_AWARE_SCHEDULERS = tuple(name for name in SCHEDULERS if name.startswith("trig-"))
+# Schedulers that read both heads of a joint [ε, x0] output (ours, through the model interface); diffusers' are
+# given its x0 head. Each of ours samples the shipped joint model better reading both heads as one v-prediction
+# than reading its x0 head (benchmarks/README.md §2).
+JOINT_AWARE_SCHEDULERS = ("entropy-hybrid", "s2n", "s2n-stochastic") + tuple(name for name in SCHEDULERS if name.startswith("trig-"))
 
 
 def steps_for_calls(scheduler, model_calls: int) -> int:
@@ -109,13 +111,12 @@ def build_scheduler(name: str, config, joint: bool = False):
 
     The prediction type is the config's (the model's), so an ε, x0 or v model is read as trained. The ``trig-*``
     names set their rungs whatever the config's: ``trig-multistep`` :data:`MULTISTEP_SAMPLER`'s, the others their
-    solver's defaults. For a joint ``[ε, x0]`` model (``joint=True``) the trig solvers read both heads
-    (``prediction_type="joint"``, as one v-prediction: ``joint_heads="velocity"``) and the others are told
-    ``prediction_type="sample"``: ``JointTrigPipeline`` hands them the x0 head. The x0 head, not the ε head,
-    because at the noisy end of a table ε̂ enters x̂0 = (x − σ ε̂)/α divided by a tiny α (≈ 5e-5 at t = T − 1 of
-    the trig table, 6e-3 of the linear one): on a joint model trained on triangles every stock scheduler (and S2N
-    reading the heads as they are, whose deterministic update uses only the ε half) gave noise or blobs from the
-    ε head and shapes from the x0 head.
+    solver's defaults. For a joint ``[ε, x0]`` model (``joint=True``) our schedulers (:data:`JOINT_AWARE_SCHEDULERS`)
+    read both heads (``prediction_type="joint"``, as one v-prediction: ``joint_heads="velocity"``) and diffusers'
+    are told ``prediction_type="sample"``: ``JointTrigPipeline`` hands them the x0 head. The x0 head, not the ε
+    head, because at the noisy end of a table ε̂ enters x̂0 = (x − σ ε̂)/α divided by a tiny α (≈ 5e-5 at t = T − 1
+    of the trig table, 6e-3 of the linear one): on a joint model trained on triangles every stock scheduler gave
+    noise or blobs from the ε head and shapes from the x0 head.
     """
     from diffusers import (
         DDIMScheduler,
