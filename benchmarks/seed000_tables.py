@@ -43,9 +43,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 from accelerate.utils import gather_object
@@ -62,6 +63,7 @@ ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
 METRICS = ("mse", "euclidean_distance", "ssim", "cosine_similarity", "mutual_information")
 Model = Tuple[str, int]  # (schedule, T)
+ANCESTRAL_SEED_OFFSET = 1_000_000  # restoration's ancestral noise seeds, above every forward-noise seed (seed + step)
 
 # Each restoration table: the source schedule, its steps, and the models that restore them. "paper" holds the
 # matched steps the paper used and its reported (MSE, SSIM) per (restorer label, source step), for comparison.
@@ -111,6 +113,7 @@ def label(model: Model) -> str:
 
 
 def folder_name(model: Model) -> str:
+    """The model's folder under ``--models-dir`` (linear T = 1000 is ``linear-eps-1000``, seed 004's control)."""
     return "linear-eps-1000" if model == ("linear", 1000) else label(model)
 
 
@@ -126,7 +129,7 @@ class Models:
     """Loads each model folder once: (UNet, its DDPMScheduler); ``schedules[model]`` is its training table."""
 
     def __init__(self, models_dir: Path):
-        self.models_dir, self.cache, self.schedules = models_dir, {}, {}
+        self.models_dir, self.cache, self.schedules, self.fingerprints = models_dir, {}, {}, {}
 
     def __call__(self, model: Model) -> Tuple[UNet2DModel, DDPMScheduler]:
         if model not in self.cache:
@@ -142,12 +145,17 @@ class Models:
         return self.cache[model]
 
     def weights(self, model: Model) -> str:
-        """A fingerprint of the model's weights (SHA-256 of its UNet files), so that a kept row is known to
-        come from the same model."""
-        digest = hashlib.sha256()
-        for file in sorted((model_folder(self.models_dir, model) / "unet").glob("*.safetensors")):
-            digest.update(file.read_bytes())
-        return digest.hexdigest()[:16]
+        """A fingerprint of the model's weights (SHA-256 of its UNet's safetensors files), so that a kept row is
+        known to come from the same model."""
+        if model not in self.fingerprints:
+            files = sorted((model_folder(self.models_dir, model) / "unet").glob("*.safetensors"))
+            if not files:
+                raise ValueError(f"{model_folder(self.models_dir, model)}/unet has no .safetensors weights to fingerprint.")
+            digest = hashlib.sha256()
+            for file in files:
+                digest.update(file.read_bytes())
+            self.fingerprints[model] = digest.hexdigest()[:16]
+        return self.fingerprints[model]
 
 
 def restore(models: Models, model: Model, x0: torch.Tensor, noise: torch.Tensor, source, step: int, seed: int,
@@ -155,7 +163,8 @@ def restore(models: Models, model: Model, x0: torch.Tensor, noise: torch.Tensor,
     """Restore ``x0`` noised to ``step`` of ``source`` (a DDPMScheduler) with ``model``, entering at the
     entropy-matched step, or at ``entry`` of the model's own schedule when given: (mean metrics, entry step).
 
-    The images go in chunks of ``chunk``, the chunk from image ``i`` on with the ancestral noise of ``seed + i``; under
+    The images go in chunks of ``chunk``, the chunk from image ``i`` on with the ancestral noise of
+    ``seed + ANCESTRAL_SEED_OFFSET + i`` (apart from the forward noise, ``seed + step``); under
     ``accelerate launch`` the chunks are split between the processes and the per-image metrics gathered, so the
     means do not depend on the number of processes."""
     unet, ddpm = models(model)
@@ -167,7 +176,7 @@ def restore(models: Models, model: Model, x0: torch.Tensor, noise: torch.Tensor,
     with state.split_between_processes(list(range(0, len(x0), chunk))) as starts:
         for start in starts:
             clean, eps = x0[start:start + chunk].to(state.device), noise[start:start + chunk].to(state.device)
-            generator = torch.Generator().manual_seed(seed + start)
+            generator = torch.Generator().manual_seed(seed + ANCESTRAL_SEED_OFFSET + start)
             if entry is None:
                 out = pipe(clean, source_step=step, source_schedule=source, noise=eps, generator=generator, output_type="pt")
                 metrics, first_step = out.metrics["restored"], float(out.start_timestep)
@@ -185,45 +194,63 @@ def restore(models: Models, model: Model, x0: torch.Tensor, noise: torch.Tensor,
 
 
 class Results:
-    """The results file, written by the main process after every row: the tables of this run, and those of the
-    earlier file that this run does not measure, as they were. Each row carries the settings and the model weights
-    it was measured with; with ``resume``, a row of the earlier file with the same key, settings and weights is
-    kept instead of measured again, so that a run of hours can be stopped and started again."""
+    """The results file, written by the main process after every row: the restoration tables this run measures
+    and those of the earlier file it does not, and the generation rows of the earlier file with this run's added or
+    replaced. Each row carries the settings and the model weights it was measured with. A file of an older version
+    of this script, whose rows do not say what they were measured with, is replaced.
+
+    Args:
+        path: the ``.json`` file.
+        settings: per part (``"restoration"``, ``"generation"``), what a row's numbers depend on.
+        resume: keep a row of the earlier file with the same key, settings and weights instead of measuring it
+            again, so that a run of hours can be stopped and started again.
+    """
 
     def __init__(self, path: Path, settings: Dict[str, dict], resume: bool):
         self.path, self.settings = path, settings
+        state = process_state()
         earlier = json.loads(path.read_text()) if path.is_file() else {}
-        current = all("settings" in r for r in earlier.get("generation") or []) and all(
-            "settings" in r for table in earlier.get("restoration", {}).values() for r in table)
-        if not current:  # rows of an older version of this script, which did not record what they were measured with
-            print(f"{path} is from an older version of this script; its rows are not kept.", flush=True)
-            earlier = {}
+        earlier_rows = [r for table in earlier.get("restoration", {}).values() for r in table] + (earlier.get("generation") or [])
+        if not all("settings" in r for r in earlier_rows):
+            state.print(f"{path} is from an older version of this script (its rows do not record their settings); it is replaced.")
+            earlier, earlier_rows = {}, []
+        state.wait_for_everyone()  # every process has read the file before the main one writes it
         self.data = {"restoration": earlier.get("restoration", {}), "generation": earlier.get("generation") or [],
                      "generation_floor": earlier.get("generation_floor")}
-        rows = [r for table in self.data["restoration"].values() for r in table] + self.data["generation"]
-        self.earlier = {row_key(r): r for r in rows} if resume else {}
+        self.earlier = {row_key(r): r for r in earlier_rows} if resume else {}
 
-    def measured(self, key: tuple, weights: Dict[str, str], measure) -> Tuple[dict, bool]:
-        """(the row of ``key``, whether it was kept from the earlier run); ``measure()`` makes a new one."""
+    def row_for(self, key: tuple, weights: Dict[str, str], measure) -> Tuple[dict, bool]:
+        """(the row of ``key``, whether it was kept from the earlier file); ``measure()`` makes a new one."""
         settings = self.settings[key[0]]
         row = self.earlier.get(key)
         if row is not None and row.get("weights") == weights and row.get("settings") == settings:
             return row, True
         return {**measure(), "settings": settings, "weights": weights}, False
 
+    def add_generation_row(self, row: dict) -> None:
+        rows = self.data["generation"]
+        same = [i for i, r in enumerate(rows) if row_key(r) == row_key(row)]
+        if same:
+            rows[same[0]] = row
+        else:
+            rows.append(row)
+
     def write(self) -> None:
-        if process_state().is_main_process:
-            self.path.write_text(json.dumps(self.data, indent=1))
+        if process_state().is_main_process:  # through a new file, so that a run stopped mid-write leaves the old one
+            staged = self.path.with_suffix(".json.tmp")
+            staged.write_text(json.dumps(self.data, indent=1))
+            os.replace(staged, self.path)
 
 
 def row_key(row: dict) -> tuple:
+    """What a row measures: its table, source step, model and mode, or its generation row name."""
     if "table" in row:
         return ("restoration", row["table"], row["source_step"], row["model"], row["mode"])
     return ("generation", row["name"])
 
 
-def record(results: Results, rows: List[dict], row: dict, kept: bool, message: str) -> None:
-    rows.append(row)
+def report(results: Results, row: dict, kept: bool, message: str) -> None:
+    """Writes the results file and prints the row's line (on the main process)."""
     results.write()
     process_state().print(message + (" (kept from the earlier run)" if kept else f" ({row['seconds']:.0f} s)"), flush=True)
 
@@ -258,8 +285,9 @@ def restoration_table(key: str, models: Models, x0: torch.Tensor, seed: int, chu
                         "seconds": time.perf_counter() - start}
 
             weights = {label(m): models.weights(m) for m in (source_model, restorer)}
-            row, kept = results.measured(("restoration", key, step, label(restorer), mode), weights, measure)
-            record(results, rows, row, kept, f"T{key} {label(source_model)}@{step} -> {label(restorer)}@{row['entry_step']} ({mode}): "
+            row, kept = results.row_for(("restoration", key, step, label(restorer), mode), weights, measure)
+            rows.append(row)
+            report(results, row, kept, f"T{key} {label(source_model)}@{step} -> {label(restorer)}@{row['entry_step']} ({mode}): "
                    f"MSE {row['mse']:.4f} SSIM {row['ssim']:.4f}")
 
 
@@ -267,17 +295,17 @@ def generation_table(models: Models, lengths: Sequence[int], schedules: Sequence
                      scorer: GenerativeScorer, seed: int, results: Results) -> None:
     """Each row's samples are split between the processes under ``accelerate launch`` (``sample_batches``) and
     scored together (``GenerativeScorer`` gathers the features)."""
-    rows = results.data["generation"] = []
 
     def run(name: str, used: Sequence[Model], pipeline, num_inference_steps: Optional[int], calls: int, **extra):
         def measure():
             start = time.perf_counter()
             scores = scorer.score(sample_batches(pipeline, num_inference_steps, num_samples, seed, batch_size))
-            return {"name": name, "calls": calls, **extra, **scores, "paper_fid": PAPER_FID.get(used[0] if len(used) == 1 else name),
-                    "seconds": time.perf_counter() - start}
+            paper = PAPER_FID.get(used[0] if len(used) == 1 else name)  # None for a length the paper did not run
+            return {"name": name, "calls": calls, **extra, **scores, "paper_fid": paper, "seconds": time.perf_counter() - start}
 
-        row, kept = results.measured(("generation", name), {label(m): models.weights(m) for m in used}, measure)
-        record(results, rows, row, kept, f"T6/7 {name}: FID {row['fid']:.2f} IS {row['is_mean']:.3f}")
+        row, kept = results.row_for(("generation", name), {label(m): models.weights(m) for m in used}, measure)
+        results.add_generation_row(row)
+        report(results, row, kept, f"T6/7 {name}: FID {row['fid']:.2f} IS {row['is_mean']:.3f}")
 
     for T in lengths:
         for schedule in schedules:
@@ -315,10 +343,6 @@ def main() -> None:
             parser.error(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}.")
     state = process_state()  # under accelerate launch the images and samples are split between the processes
     generation = bool({"6", "7"} & set(args.tables))
-    if generation:  # before the restoration tables, so that a bad --num-samples fails at once
-        scorer = GenerativeScorer(load_mnist("test", None, args.data), metrics=["fid", "kid", "is", "confident"], device=state.device)
-        if args.num_samples < scorer.is_splits:
-            parser.error(f"--num-samples must be at least {scorer.is_splits} (IS scores {scorer.is_splits} splits), got {args.num_samples}.")
     models = Models(Path(args.models_dir))
     needed = {m for t in args.tables if t in RESTORATION_TABLES for m in [RESTORATION_TABLES[t]["source"], *RESTORATION_TABLES[t]["restorers"]]}
     if generation:
@@ -327,6 +351,10 @@ def main() -> None:
     if missing:  # every model before any work
         parser.error(f"no trained model {', '.join(missing)} in {models.models_dir}; "
                      f"run `bash benchmarks/train_seed_models.sh {' '.join(missing)}` first.")
+    if generation:  # before the restoration tables, so that a bad --num-samples fails at once
+        scorer = GenerativeScorer(load_mnist("test", None, args.data), metrics=["fid", "kid", "is", "confident"], device=state.device)
+        if args.num_samples < scorer.is_splits:
+            parser.error(f"--num-samples must be at least {scorer.is_splits} (IS scores {scorer.is_splits} splits), got {args.num_samples}.")
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     # what a row's numbers depend on; not the number of processes, which changes none of them
@@ -366,14 +394,14 @@ def markdown(result) -> str:
     if result.get("generation"):
         floor = result["generation_floor"]
         lines += ["## Tables 6–7: ancestral DDPM generation, single schedules and entropy-guided hybrids", "",
-                  f"{result['generation'][0]['settings']['num_samples']} samples per row; FID/KID/IS with the shipped MNIST classifier against the 10k "
-                  f"MNIST test images. Floor (real train images, same N): FID {floor['fid']:.2f}, IS {floor['is_mean']:.3f}. "
+                  "Samples per row as given; FID/KID/IS with the shipped MNIST classifier against the 10k MNIST test images. "
+                  f"Floor (real train images, N = {floor['num_images']}): FID {floor['fid']:.2f}, IS {floor['is_mean']:.3f}. "
                   "The paper's FIDs use Inception features and are not on the same scale.", "",
-                  "| model | T | model calls | FID | KID | IS | paper FID |", "|---|---|---|---|---|---|---|"]
-        for r in result["generation"]:
+                  "| model | T | model calls | samples | FID | KID | IS | paper FID |", "|---|---|---|---|---|---|---|---|"]
+        for r in sorted(result["generation"], key=lambda r: (r["T"], "switch" in r)):
             paper = f"{r['paper_fid']:.1f}" if r.get("paper_fid") else "–"
             name = r["name"] + (f" (switch {r['switch']})" if "switch" in r else "")
-            lines.append(f"| {name} | {r['T']} | {r['calls']} | {r['fid']:.2f} | {r['kid_mean']:.2f} | {r['is_mean']:.3f} | {paper} |")
+            lines.append(f"| {name} | {r['T']} | {r['calls']} | {r['settings']['num_samples']} | {r['fid']:.2f} | {r['kid_mean']:.2f} | {r['is_mean']:.3f} | {paper} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -46,17 +46,17 @@ train() {
     $(ls -d "$OUT/$name"/checkpoint-* >/dev/null 2>&1 && echo --resume_from_checkpoint latest)  # an interrupted model goes on
 }
 
-running=0
+pids=()
+failed() { echo "a model failed to train; see $OUT/logs/." >&2; exit 1; }
+stop() { for pid in "${pids[@]}"; do pkill -TERM -P "$pid"; kill "$pid"; done 2>/dev/null || true; }
+trap stop EXIT  # a failure or Ctrl-C stops the other trainings (each job's python) too
 for name in "${models[@]}"; do
   if [ -f "$OUT/$name/model_index.json" ]; then echo "== $name: done already"; continue; fi
   if [ "$JOBS" -eq 1 ]; then train "$name"; continue; fi
   mkdir -p "$OUT/logs"
   echo "== $name: training, output in $OUT/logs/$name.log"
   train "$name" > "$OUT/logs/$name.log" 2>&1 &
-  running=$((running + 1))
-  if [ "$running" -ge "$JOBS" ]; then
-    wait -n || { echo "a model failed to train; see $OUT/logs/." >&2; exit 1; }
-    running=$((running - 1))
-  fi
+  pids+=($!)
+  if [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; then wait -n || failed; fi
 done
-for pid in $(jobs -p); do wait "$pid" || { echo "a model failed to train; see $OUT/logs/." >&2; exit 1; }; done
+for pid in "${pids[@]}"; do wait "$pid" || failed; done  # every job's own status, finished or not

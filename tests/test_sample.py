@@ -129,6 +129,7 @@ def test_our_schedulers_read_consistent_joint_heads_as_the_epsilon_model(name):
     for joint in (False, True):
         scheduler = build_scheduler(name, config, joint=joint)
         assert scheduler.config.prediction_type == ("joint" if joint else "epsilon")
+        assert scheduler.interface.joint_heads == "velocity"  # the reading a joint model gets by default
         scheduler.set_timesteps(10)
         start = torch.randn(4, 1, 6, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * scheduler.init_noise_sigma
         images.append(denoise(scheduler, lambda x, t, joint=joint: exact(x, t, joint), start, torch.Generator().manual_seed(1)))

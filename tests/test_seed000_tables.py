@@ -111,7 +111,21 @@ def test_two_processes_give_the_rows_of_one_and_resume_keeps_unchanged_rows(setu
     assert now[:9] == table2 and [r["settings"]["num_samples"] for r in now[9:]] == [150, 150]
 
 
-@pytest.mark.parametrize("extra, message", [(["--num-samples", "4"], "--num-samples must be at least 10"),
+def test_a_process_without_images_and_an_older_results_file(setup):
+    """2 images in one batch: the second process restores none and still takes part in the gather. An older
+    version's file (rows without settings) is replaced, not mixed with the new rows."""
+    legacy = {"restoration": {"3": [{"table": "3", "source_step": 18, "model": "cosine-300", "mode": "matched", "mse": 0.1}]},
+              "num_images": 128}
+    (setup / "small.json").write_text(json.dumps(legacy))
+    small = ("--tables", "2", "--num-images", "2", "--restoration-batch", "2")
+    done = run(setup, "small", *small, "--resume")
+    assert "is from an older version of this script" in done.stdout and "kept from the earlier run" not in done.stdout
+    assert list(json.loads((setup / "small.json").read_text())["restoration"]) == ["2"]
+    run(setup, "small_two", *small, processes=2)
+    assert_same_numbers(rows(setup, "small"), rows(setup, "small_two"))
+
+
+@pytest.mark.parametrize("extra, message", [(["--num-samples", "4", "--lengths", "300", "--schedules", "linear", "cosine"], "--num-samples must be at least 10"),
                                             (["--lengths", "500", "1000", "--schedules", "linear", "cosine"],
                                              "no trained model cosine-500, cosine-1000, linear-500, linear-eps-1000 in")])
 def test_bad_input_fails_in_one_line_before_any_work(setup, extra, message):
@@ -119,3 +133,37 @@ def test_bad_input_fails_in_one_line_before_any_work(setup, extra, message):
                            "--tables", "2", "6", "--output", str(setup / "bad"), *extra], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and message in done.stderr
     assert "Traceback" not in done.stderr and not (setup / "bad.json").exists()
+
+
+STUB_TRAINER = """#!/usr/bin/env bash
+# stands in for `python scripts/train.py ...`: an --output_dir named *bad* fails, one named *slow* takes 2 s
+for a in "$@"; do [ "$previous" = --output_dir ] && out=$a; previous=$a; done
+case "$out" in *slow*) sleep 2 ;; esac
+case "$out" in *bad*) exit 3 ;; esac
+echo "trained $out"
+"""
+
+
+@pytest.mark.parametrize("names, failing", [(["ok-300", "slow-300", "ok-500"], False), (["bad-300", "slow-300"], True),
+                                            (["slowbad-300", "ok-300"], True)])
+def test_train_seed_models_runs_jobs_side_by_side_and_stops_at_a_failure(tmp_path, names, failing):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").write_text(STUB_TRAINER)
+    (bin_dir / "python").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "OUT": str(tmp_path / "out"), "JOBS": "2"}
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "train_seed_models.sh"
+    done = subprocess.run(["bash", str(script), *names], env=env, capture_output=True, text=True, timeout=60)
+    logs = {name: (tmp_path / "out" / "logs" / f"{name}.log").read_text() for name in names}
+    if not failing:
+        assert done.returncode == 0, done.stderr
+        assert all(f"trained {tmp_path / 'out' / name}" in logs[name] for name in names)
+    else:
+        assert done.returncode == 1 and "a model failed to train" in done.stderr
+        if names[0] == "bad-300":  # the other job is stopped, not left running
+            import time
+
+            time.sleep(2.5)
+            assert "trained" not in (tmp_path / "out" / "logs" / "slow-300.log").read_text()
+    bad = subprocess.run(["bash", str(script)], env={**env, "JOBS": "0"}, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "JOBS must be a whole number of at least 1, got '0'." in bad.stderr

@@ -375,6 +375,17 @@ def cpu_generator(seed: int = 0) -> torch.Generator:
     return torch.Generator(device="cpu").manual_seed(seed)
 
 
+def tiny_mnist_ddpm_pipeline(folder, scheduler=None, seed: int = 0) -> None:
+    """Saves a DDPMPipeline with an untrained 28×28 one-channel UNet (8/16 channels) to ``folder``; ``scheduler``
+    defaults to ``DDPMScheduler(num_train_timesteps=100)``."""
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DModel(sample_size=28, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 16),
+                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4)
+    DDPMPipeline(unet=unet, scheduler=scheduler or DDPMScheduler(num_train_timesteps=100)).save_pretrained(folder)
+
+
 __all__ = [
     "CLIP_MAX_LENGTH",
     "SCHEDULER_CONFIG_DIR",
@@ -387,6 +398,7 @@ __all__ = [
     "tiny_flux_img2img_pipeline",
     "tiny_flux_pipeline",
     "tiny_init_image",
+    "tiny_mnist_ddpm_pipeline",
     "tiny_sd3_components",
     "tiny_sd3_img2img_pipeline",
     "tiny_sd3_pipeline",
@@ -395,14 +407,3 @@ __all__ = [
     "tiny_stable_diffusion_pipeline",
     "tiny_t5_tokenizer",
 ]
-
-
-def tiny_mnist_ddpm_pipeline(folder, scheduler=None, seed: int = 0) -> None:
-    """Saves a DDPMPipeline with an untrained 28×28 one-channel UNet (8/16 channels) to ``folder``; ``scheduler``
-    defaults to ``DDPMScheduler(num_train_timesteps=100)``."""
-    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
-
-    torch.manual_seed(seed)
-    unet = UNet2DModel(sample_size=28, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 16),
-                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4)
-    DDPMPipeline(unet=unet, scheduler=scheduler or DDPMScheduler(num_train_timesteps=100)).save_pretrained(folder)
