@@ -394,7 +394,7 @@ def markdown(result) -> str:
     if result.get("generation"):
         floor = result["generation_floor"]
         lines += ["## Tables 6–7: ancestral DDPM generation, single schedules and entropy-guided hybrids", "",
-                  "Samples per row as given; FID/KID/IS with the shipped MNIST classifier against the 10k MNIST test images. "
+                  "FID/KID/IS of each row's samples with the shipped MNIST classifier against the MNIST test images. "
                   f"Floor (real train images, N = {floor['num_images']}): FID {floor['fid']:.2f}, IS {floor['is_mean']:.3f}. "
                   "The paper's FIDs use Inception features and are not on the same scale.", "",
                   "| model | T | model calls | samples | FID | KID | IS | paper FID |", "|---|---|---|---|---|---|---|---|"]

@@ -13,7 +13,7 @@ from typing import Optional, Tuple
 
 
 __all__ = [
-    "DEFAULT_MODEL", "DEFAULT_SCHEDULER", "DEFAULT_STEPS", "INFORMATION_SAMPLER", "INFORMATION_SUBFOLDER", "JOINT_AWARE_SCHEDULERS", "MULTISTEP_SAMPLER",
+    "DEFAULT_MODEL", "DEFAULT_SCHEDULER", "DEFAULT_STEPS", "DIFFUSERS_SCHEDULERS", "INFORMATION_SAMPLER", "INFORMATION_SUBFOLDER", "JOINT_AWARE_SCHEDULERS", "MULTISTEP_SAMPLER",
     "SCHEDULERS",
     "budget_note", "build_scheduler", "calibrate_pipeline", "check_pipeline_folder", "check_sampler_runs", "denoise", "generate", "information_scheduler",
     "is_joint_model", "process_state", "sample_batches", "step_kwargs", "steps_for_calls", "steps_within_calls", "training_levels",
@@ -43,11 +43,10 @@ TRIG_DEFAULT_RUNGS = {"step_spacing": None, "ladder_end": "clean", "final_step":
 # `infoflow sample`'s defaults, measured on the default model (benchmarks/results/fid_vs_calls.md): the highest
 # confident fraction of any sampler and budget, with an FID below the real-data floor at that N.
 DEFAULT_SCHEDULER, DEFAULT_STEPS = "entropy-hybrid", 20
-# Schedulers that read both heads of a joint [ε, x0] output (ours, through the model interface); diffusers' are
-# given its x0 head. On the shipped joint model EntropyHybrid reading both heads as one v-prediction scored FID
-# 14.38 / 7.30 / 8.23 at 10 / 20 / 50 calls against 18.03 / 11.99 / 13.67 on the x0 head (41.84 against 49.04 at 5,
-# where five ancestral steps are too few either way; benchmarks/README.md §2).
-JOINT_AWARE_SCHEDULERS = ("entropy-hybrid", "s2n", "s2n-stochastic") + tuple(name for name in SCHEDULERS if name.startswith("trig-"))
+# diffusers' built-ins of `infoflow sample` (given a joint model's x0 head); ours read both heads of a joint
+# [ε, x0] output through the model interface, which samples the shipped joint model better (benchmarks/README.md §2).
+DIFFUSERS_SCHEDULERS = ("ddpm", "ddim", "dpm++2m", "unipc", "euler", "heun")
+JOINT_AWARE_SCHEDULERS = tuple(name for name in SCHEDULERS if name not in DIFFUSERS_SCHEDULERS)
 
 
 def steps_for_calls(scheduler, model_calls: int) -> int:
