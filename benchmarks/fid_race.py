@@ -62,6 +62,12 @@ CANDIDATES = {
         info.config, step_spacing="linspace", ladder_end="trailing", predict_x0=False)),
     "trig-multistep linspace, trailing, no corrector": (True, lambda cfg, info: TrigAngleRKScheduler.from_config(
         info.config, step_spacing="linspace", ladder_end="trailing", use_corrector=False)),
+    # diffusers' multistep solvers' lower-order final steps, and the x̂0 clamp of the saved DDPM config off (UniPC
+    # does not read it)
+    "trig-multistep linspace, trailing, lower-order final": (True, lambda cfg, info: TrigAngleRKScheduler.from_config(
+        info.config, step_spacing="linspace", ladder_end="trailing", lower_order_final=True)),
+    "trig-multistep linspace, trailing, lower-order final, no clamp": (True, lambda cfg, info: TrigAngleRKScheduler.from_config(
+        info.config, step_spacing="linspace", ladder_end="trailing", lower_order_final=True, clip_sample=False)),
     "trig-information, order 2": (True, lambda cfg, info: TrigAngleRKScheduler.from_config(info.config, solver_order=2)),
     "trig-multistep searched (GITS-style)": (True, lambda cfg, info: SearchedLadderScheduler.from_config(info.config)),
     "unipc bh2-3 trailing": (False, lambda cfg, info: UniPCMultistepScheduler.from_config(

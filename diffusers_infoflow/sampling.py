@@ -161,15 +161,23 @@ def build_scheduler(name: str, config, joint: bool = False):
 
 def _diffusers_config(config, cls) -> dict:
     """A saved config as a diffusers scheduler class reads it: one of our schedulers' own options (its solver,
-    rung placement, ...) are left out, instead of each drawing diffusers' "will be ignored" warning, and every key
-    is read as given (none replaced by the new class's default); a model our config describes in a way diffusers'
-    β-table schedulers cannot read is refused."""
+    rung placement, ...) are left out, also where diffusers' class has a key of the same name (`solver_order`,
+    `lower_order_final`, `predict_x0`: the diffusers sampler keeps its own defaults), and every other key is read
+    as given (none replaced by the new class's default); a model our config describes in a way diffusers' β-table
+    schedulers cannot read is refused."""
     import inspect
+
+    from .model_interface import LADDER_KEYS, SOURCE_SAMPLER_KEYS
+    from .schedulers import EntropyHybridScheduler, S2NGeneralizedScheduler, TrigAngleRKScheduler
 
     if config.get("noise_family", "discrete") != "discrete" or config.get("schedule_params"):
         raise ValueError(f"{cls.__name__} reads β tables only; this model's scheduler config describes "
                          f"noise_family={config.get('noise_family')!r}, schedule_params={config.get('schedule_params')!r}.")
     accepted = set(inspect.signature(cls.__init__).parameters)
+    ours = (EntropyHybridScheduler, S2NGeneralizedScheduler, TrigAngleRKScheduler)
+    keys = {key for key in config if not key.startswith("_")}
+    if config.get("_class_name") in {c.__name__ for c in ours} or any(keys == set(inspect.signature(c.__init__).parameters) - {"self"} for c in ours):
+        accepted -= SOURCE_SAMPLER_KEYS - LADDER_KEYS
     # `_use_default_values` (the keys a config's class filled by default, e.g. a DDPMScheduler() built without a β
     # range) would make diffusers' from_config swap those for the new class's defaults, e.g. Heun's β range for a
     # DDPM's: a model is sampled on the table it was trained on.

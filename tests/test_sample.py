@@ -161,6 +161,27 @@ def test_joint_models_give_our_schedulers_both_heads_and_diffusers_the_x0_head()
     assert build_scheduler("s2n", ddpm_config).config.gamma == pytest.approx(0.026)
 
 
+@pytest.mark.parametrize("saved_class", ["TrigAngleRKScheduler", None])
+def test_diffusers_samplers_keep_their_own_options_on_our_saved_configs(saved_class):
+    """Our solver options that share a name with diffusers' (solver_order, lower_order_final) are ours, not the
+    model's: diffusers' samplers built from our config keep their defaults (UniPC without lower_order_final is
+    singular at few steps), from a saved config (with `_class_name`) or an in-memory one."""
+    from diffusers import UniPCMultistepScheduler
+
+    from diffusers_infoflow import TrigAngleRKScheduler
+    from diffusers_infoflow.sampling import build_scheduler
+
+    config = dict(TrigAngleRKScheduler(prediction_type="joint", solver="multistep", solver_order=3, lower_order_final=False,
+                                       clip_sample=True, num_train_timesteps=500).config)
+    if saved_class:
+        config["_class_name"] = saved_class
+    unipc = build_scheduler("unipc", config, joint=True)
+    default = UniPCMultistepScheduler()
+    assert (unipc.config.solver_order, unipc.config.lower_order_final) == (default.config.solver_order, True)
+    assert unipc.config.num_train_timesteps == 500  # the model's keys are read
+    assert build_scheduler("ddim", config, joint=True).config.clip_sample is True
+
+
 class FourCallsPerStep:
     """A stand-in for a classic RK4 scheduler: 4·N model calls for N steps, N >= 1."""
 

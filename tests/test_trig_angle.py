@@ -206,14 +206,37 @@ def test_multistep_order_one_is_ddim(prediction_type, predict_x0):
 @pytest.mark.parametrize("predict_x0", [True, False])
 @pytest.mark.parametrize("corrector", [False, True])
 @pytest.mark.parametrize("prediction_type", ["epsilon", "joint"])
-def test_multistep_matches_functional_reference(order, predict_x0, corrector, prediction_type):
+@pytest.mark.parametrize("lower_order_final", [False, True])
+def test_multistep_matches_functional_reference(order, predict_x0, corrector, prediction_type, lower_order_final):
     scheduler = TrigAngleRKScheduler(**LINEAR, solver="multistep", solver_order=order, predict_x0=predict_x0,
-                                     use_corrector=corrector, prediction_type=prediction_type)
+                                     use_corrector=corrector, prediction_type=prediction_type, lower_order_final=lower_order_final)
     x = start_noise(4)
     out = solve(scheduler, gaussian_model(scheduler, prediction_type), x, 8)
-    expected = sample_trig_multistep(_reference_pair_fn(scheduler), x, scheduler.angles, order, predict_x0, corrector)
+    expected = sample_trig_multistep(_reference_pair_fn(scheduler), x, scheduler.angles, order, predict_x0, corrector, lower_order_final)
     # the reference re-derives each float32 timestep from the angle (it may round to the next float32)
     torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_lower_order_final_lowers_only_the_last_steps():
+    """Step i of N has order at most N − 1 − i: three steps are DDIM's; on longer runs only the end differs."""
+    x = start_noise(4)
+    kw = {**LINEAR, "solver": "multistep", "step_spacing": "logsnr"}
+    ddim = TrigAngleRKScheduler(**kw, solver_order=1)
+    lowered = TrigAngleRKScheduler(**kw, lower_order_final=True)
+    model = gaussian_model(ddim)
+    torch.testing.assert_close(solve(lowered, model, x, 3), solve(ddim, model, x, 3), rtol=1e-12, atol=1e-12)
+    full = TrigAngleRKScheduler(**kw)
+    states = {}
+    for name, scheduler in (("full", full), ("lowered", lowered)):
+        scheduler.set_timesteps(10)
+        z, states[name] = x.clone(), []
+        for t in scheduler.timesteps:
+            z = scheduler.step(model(z, t).sample, t, z).prev_sample
+            states[name].append(z)
+    # steps 0..6 are order 3 in both (the last nodes are the same); step 7 has order 2, step 8 order 1
+    for i in range(7):
+        torch.testing.assert_close(states["lowered"][i], states["full"][i], rtol=0, atol=0)
+    assert rms(states["lowered"][7], states["full"][7]) > 1e-6
 
 
 @pytest.mark.parametrize(

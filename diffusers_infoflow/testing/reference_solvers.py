@@ -48,14 +48,15 @@ def sample_trig_angle(pair_fn, x, angles, solver="rk4", final_x0=False):
     return x
 
 
-def sample_trig_multistep(pair_fn, x, angles, order=3, predict_x0=True, corrector=False):
+def sample_trig_multistep(pair_fn, x, angles, order=3, predict_x0=True, corrector=False, lower_order_final=False):
     """The multistep exponential integrator of the angle ODE, written literally in its state form.
 
     x0 form: ``x_{i+1}/σ_{i+1} = x_i/σ_i + ∫ P(u) du`` (u = cot η, σ = sin η), P the polynomial in log u through
     the last ``min(order, i + 1)`` (u_j, x̂0_j); ε form (``predict_x0=False``): ``x/α`` and ρ = tan η, ε̂. The
     integral is done by 64-point Gauss–Legendre quadrature in t = log v (exact to round-off for polynomial ×
     e^t). ``corrector``: redo the last step with the polynomial through the last ``order`` nodes including the
-    new output (evaluated before the correction). Ends with x̂0 at the second-to-last angle (the last is 0).
+    new output (evaluated before the correction). ``lower_order_final``: step i of N (its predictor and the
+    corrector of its start) has order at most N − 1 − i. Ends with x̂0 at the second-to-last angle (the last is 0).
     The reference for ``TrigAngleRKScheduler(solver="multistep")``.
     """
     import math
@@ -79,12 +80,13 @@ def sample_trig_multistep(pair_fn, x, angles, order=3, predict_x0=True, correcto
     scale = math.sin if predict_x0 else math.cos
     history, pending = [], None
     for i, eta in enumerate(angles[:-1]):
+        step_order = max(1, min(order, len(angles) - 2 - i)) if lower_order_final else order
         x0, eps = pair_fn(x, eta)
         point = (var(eta), x0 if predict_x0 else eps)
-        if corrector and order > 1 and pending is not None:
+        if corrector and step_order > 1 and pending is not None:
             previous_scaled, previous_v = pending
-            x = scale(eta) * (previous_scaled + integral((history + [point])[-order:], previous_v, point[0]))
-        history = (history + [point])[-order:]
+            x = scale(eta) * (previous_scaled + integral((history + [point])[-step_order:], previous_v, point[0]))
+        history = (history + [point])[-step_order:]
         if i == len(angles) - 2:
             return x0
         pending = (x / scale(eta), point[0])
