@@ -176,7 +176,8 @@ def _diffusers_config(config, cls) -> dict:
     accepted = set(inspect.signature(cls.__init__).parameters)
     ours = (EntropyHybridScheduler, S2NGeneralizedScheduler, TrigAngleRKScheduler)
     keys = {key for key in config if not key.startswith("_")}
-    if config.get("_class_name") in {c.__name__ for c in ours} or any(keys == set(inspect.signature(c.__init__).parameters) - {"self"} for c in ours):
+    in_memory_ours = any(keys == set(inspect.signature(c.__init__).parameters) - {"self"} for c in ours)
+    if config.get("_class_name") in {c.__name__ for c in ours} or in_memory_ours:
         accepted -= SOURCE_SAMPLER_KEYS - LADDER_KEYS
     # `_use_default_values` (the keys a config's class filled by default, e.g. a DDPMScheduler() built without a β
     # range) would make diffusers' from_config swap those for the new class's defaults, e.g. Heun's β range for a

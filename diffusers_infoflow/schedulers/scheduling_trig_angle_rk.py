@@ -213,9 +213,9 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         lower_order_final (`bool`, defaults to `False`): `multistep` lowers the order of its last steps, like
             diffusers' option of that name but one step earlier and at any number of steps: the step into the last
             rung is first order (a DDIM step) and each step before it at most one order higher, so the polynomial
-            is not extrapolated over the long last steps of uniform ladders, where x̂0 changes fastest. Measured on
-            the shipped MNIST model, it pays on diffusers' `trailing` rungs at 10 and 20 calls and costs at 5, and
-            on information-placed rungs, which are dense there (`benchmarks/README.md` §2b).
+            is not extrapolated over the long last steps of uniform ladders, where x̂0 changes fastest. On the
+            shipped MNIST model it pays on diffusers' `trailing` rungs at 10 and 20 calls and costs at 5
+            (`benchmarks/README.md` §2b).
         clip_sample (`bool`, defaults to `False`): clamp x̂0 to `[-clip_sample_range, clip_sample_range]` before
             it enters the solver, as DDIM's `clip_sample` does. A single-head model's ε̂ is then re-derived from the
             clamped x̂0 (ε̂ = (x − cos η·x̂0)/sin η), so the pair stays consistent with x and the ODE's slope is
@@ -620,7 +620,8 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         models and joint ones read with ``joint_heads="velocity"``; with ``"separate"`` both heads enter as they
         are, as in ``ddim``), Σ_j w_j = v_{i+1} − v_i, and δ_i =
         (x_i − x_i^model)/s_i, the corrector's change. Order k = min(`solver_order`, calls so far). The corrector
-        (k ≥ 2) re-integrates the last step [v_{i-1}, v_i] with the polynomial through the last k nodes *including* the new one (Adams–Moulton style; the model output at x_i^model stands
+        (k ≥ 2) re-integrates the last step [v_{i-1}, v_i] with the polynomial through the last k nodes
+        *including* the new one (Adams–Moulton style; the model output at x_i^model stands
         in for the one at the corrected point, as in UniPC) and shifts x_i by the difference. At the last grid
         point (η_{i+1} = 0, u = ∞) the update is x̂0_i. With ``lower_order_final`` the order of step i (its
         predictor, and the corrector it applies to x_i) is at most N − 1 − i.
