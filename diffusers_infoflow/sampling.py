@@ -36,10 +36,12 @@ INFORMATION_SAMPLER = {"solver": "multistep", "solver_order": 3, "predict_x0": T
 # last rung, so no call is spent where x̂0 ≈ x). Against the class default (log-SNR rungs to the clean end), FID at
 # 5/10/20 calls 11.96/9.61/8.44 against 52.43/16.63/8.83 on the shipped ε model and 8.31/7.02 against 15.21/7.38
 # at 10/20 calls on the shipped joint model (benchmarks/README.md §2).
-MULTISTEP_SAMPLER = {"solver": "multistep", "step_spacing": "linspace", "ladder_end": "trailing", "final_step": "x0"}
-# The other `trig-*` names: their solver's default rungs, whatever rungs the saved config carries (a joint model
-# trained with the multistep solver saves MULTISTEP_SAMPLER's), so each name is one sampler on every model.
-TRIG_DEFAULT_RUNGS = {"step_spacing": None, "ladder_end": "clean", "final_step": "x0"}
+MULTISTEP_SAMPLER = {"solver": "multistep", "step_spacing": "linspace", "ladder_end": "trailing", "final_step": "x0",
+                     "lower_order_final": False}  # it costs at 5 calls (§2b)
+# The other `trig-*` names: their solver's default rungs, whatever rungs (and last-step orders) the saved config
+# carries (a joint model trained with the multistep solver saves MULTISTEP_SAMPLER's), so each name is one sampler
+# on every model.
+TRIG_DEFAULT_RUNGS = {"step_spacing": None, "ladder_end": "clean", "final_step": "x0", "lower_order_final": False}
 # `infoflow sample`'s defaults, measured on the default model (benchmarks/results/fid_vs_calls.md): the highest
 # confident fraction of any sampler and budget, with an FID below the real-data floor at that N.
 DEFAULT_SCHEDULER, DEFAULT_STEPS = "entropy-hybrid", 20
@@ -167,17 +169,16 @@ def _diffusers_config(config, cls) -> dict:
     schedulers cannot read is refused."""
     import inspect
 
-    from .model_interface import LADDER_KEYS, SOURCE_SAMPLER_KEYS
-    from .schedulers import EntropyHybridScheduler, S2NGeneralizedScheduler, TrigAngleRKScheduler
+    from . import schedulers
+    from .model_interface import LADDER_KEYS, OUR_CLASSES, SOURCE_SAMPLER_KEYS
 
     if config.get("noise_family", "discrete") != "discrete" or config.get("schedule_params"):
         raise ValueError(f"{cls.__name__} reads β tables only; this model's scheduler config describes "
                          f"noise_family={config.get('noise_family')!r}, schedule_params={config.get('schedule_params')!r}.")
     accepted = set(inspect.signature(cls.__init__).parameters)
-    ours = (EntropyHybridScheduler, S2NGeneralizedScheduler, TrigAngleRKScheduler)
-    keys = {key for key in config if not key.startswith("_")}
-    in_memory_ours = any(keys == set(inspect.signature(c.__init__).parameters) - {"self"} for c in ours)
-    if config.get("_class_name") in {c.__name__ for c in ours} or in_memory_ours:
+    keys = {key for key in config if not key.startswith("_")}  # an in-memory config has no `_class_name`: its keys tell
+    in_memory_ours = any(keys == set(inspect.signature(getattr(schedulers, name).__init__).parameters) - {"self"} for name in OUR_CLASSES)
+    if config.get("_class_name") in OUR_CLASSES or in_memory_ours:
         accepted -= SOURCE_SAMPLER_KEYS - LADDER_KEYS
     # `_use_default_values` (the keys a config's class filled by default, e.g. a DDPMScheduler() built without a β
     # range) would make diffusers' from_config swap those for the new class's defaults, e.g. Heun's β range for a

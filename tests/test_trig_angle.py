@@ -501,6 +501,8 @@ def test_bad_inputs_are_clear_errors():
     for order in (0, 4, 2.5, True):
         with pytest.raises(ValueError, match=f"solver_order must be one of .*got {order!r}"):
             TrigAngleRKScheduler(solver="multistep", solver_order=order)
+    with pytest.raises(ValueError, match="lower_order_final=True .*solver='rk4'"):
+        TrigAngleRKScheduler(solver="rk4", lower_order_final=True)
     with pytest.raises(ValueError, match="final_step must be one of .*'last'"):
         TrigAngleRKScheduler(final_step="last")
     for angle in (0.0, -0.1, 1.6, math.pi):

@@ -284,6 +284,8 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
             raise ValueError("ladder_end='trailing' ends with the x̂0 of the last call; it needs final_step='x0' or 'extrapolate'.")
         if final_step == "extrapolate" and solver not in ("ddim", "multistep"):
             raise ValueError(f"final_step='extrapolate' needs a one-call-per-step solver ('ddim' or 'multistep'), got solver={solver!r}.")
+        if lower_order_final and solver != "multistep":
+            raise ValueError(f"lower_order_final=True lowers the order of the multistep solver; solver={solver!r} has no such order.")
         if isinstance(solver_order, bool) or solver_order not in SOLVER_ORDERS:
             raise ValueError(f"solver_order must be one of {SOLVER_ORDERS}, got {solver_order!r}.")
         if not rho > 0:
