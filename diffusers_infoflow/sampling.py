@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Tuple
 
+from .schedulers.scheduling_trig_angle_rk import MULTISTEP_DEFAULTS
+
 
 __all__ = [
     "DEFAULT_MODEL", "DEFAULT_SCHEDULER", "DEFAULT_STEPS", "DIFFUSERS_SCHEDULERS", "INFORMATION_SAMPLER", "INFORMATION_SUBFOLDER", "JOINT_AWARE_SCHEDULERS", "MULTISTEP_SAMPLER",
@@ -29,19 +31,18 @@ SCHEDULERS = (
 # on the shipped model (benchmarks/results/fid_race.md), the solver settings in the exact-denoiser race
 # (benchmarks/results/sampler_race.md).
 INFORMATION_SUBFOLDER = "scheduler_information"
-INFORMATION_SAMPLER = {"solver": "multistep", "solver_order": 3, "predict_x0": True, "use_corrector": True,
-                       "step_spacing": "information", "information_measure": "mmse_decrease", "information_power": 0.5,
-                       "ladder_end": "trailing"}
+INFORMATION_SAMPLER = {"solver": "multistep", **MULTISTEP_DEFAULTS, "step_spacing": "information",
+                       "information_measure": "mmse_decrease", "information_power": 0.5, "ladder_end": "trailing"}
 # `trig-multistep`: diffusers' `trailing` rungs (uniform in the model's time; the last step returns the x̂0 of the
 # last rung, so no call is spent where x̂0 ≈ x). Against the class default (log-SNR rungs to the clean end), FID at
 # 5/10/20 calls 11.96/9.61/8.44 against 52.43/16.63/8.83 on the shipped ε model and 8.31/7.02 against 15.21/7.38
 # at 10/20 calls on the shipped joint model (benchmarks/README.md §2).
+# The multistep options at their defaults: lower_order_final=True costs at 5 calls (§2b).
 MULTISTEP_SAMPLER = {"solver": "multistep", "step_spacing": "linspace", "ladder_end": "trailing", "final_step": "x0",
-                     "lower_order_final": False}  # it costs at 5 calls (§2b)
-# The other `trig-*` names: their solver's default rungs, whatever rungs (and last-step orders) the saved config
-# carries (a joint model trained with the multistep solver saves MULTISTEP_SAMPLER's), so each name is one sampler
-# on every model.
-TRIG_DEFAULT_RUNGS = {"step_spacing": None, "ladder_end": "clean", "final_step": "x0", "lower_order_final": False}
+                     **MULTISTEP_DEFAULTS}
+# The other `trig-*` names: their solver's default rungs and no multistep options, whatever the saved config carries
+# (a joint model trained with the multistep solver saves MULTISTEP_SAMPLER's), so each name is one sampler on every model.
+TRIG_DEFAULT_RUNGS = {"step_spacing": None, "ladder_end": "clean", "final_step": "x0", **MULTISTEP_DEFAULTS}
 # `infoflow sample`'s defaults, measured on the default model (benchmarks/results/fid_vs_calls.md): the highest
 # confident fraction of any sampler and budget, with an FID below the real-data floor at that N.
 DEFAULT_SCHEDULER, DEFAULT_STEPS = "entropy-hybrid", 20
@@ -360,19 +361,34 @@ def calibrate_pipeline(model: str, data, num_levels: int = 32, seed: int = 0):
     return scheduler
 
 
+def _destroy_process_group():
+    import torch
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 def process_state():
     """accelerate's ``PartialState`` of this process: one process unless started by ``accelerate launch``, on the CPU
     when ``ACCELERATE_USE_CPU`` is set (``ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2``,
     since ``--cpu`` alone starts one process).
 
+    The process group is destroyed when the interpreter exits, while it can still do so cleanly: left to the
+    interpreter's teardown, Gloo's worker threads now and then abort a finished process (``terminate called
+    without an active exception``).
+
     Raises ``ValueError`` when ``torch.distributed`` runs more processes than accelerate sees (a CPU launch
     without ``ACCELERATE_USE_CPU=1``), where each process would otherwise draw every sample.
     """
+    import atexit
+
     import torch
     from accelerate import PartialState
     from accelerate.utils import parse_flag_from_env
 
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    atexit.unregister(_destroy_process_group)  # registered once, however often this is called
+    atexit.register(_destroy_process_group)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         if torch.distributed.get_world_size() != state.num_processes:
             raise ValueError(

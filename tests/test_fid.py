@@ -244,3 +244,30 @@ def test_evaluate_under_accelerate_launch_with_two_processes_matches_one(tmp_pat
     assert (one["num_processes"], two["num_processes"], two["num_images"]) == (1, 2, 10)
     for key in ("fid", "kid_mean", "kid_std", "confident_fraction", "min_class_fraction", "class_fractions"):
         assert two[key] == pytest.approx(one[key], rel=1e-5, abs=1e-9), key
+
+
+def test_process_state_destroys_the_process_group_before_the_interpreter_exits(tmp_path):
+    """Left to the interpreter's teardown, Gloo's threads now and then abort a process that has finished its work
+    (SIGABRT, ``terminate called without an active exception``; 2 of 30 two-process runs here): every process that
+    ``process_state`` joined leaves the group at exit. An exit hook registered first runs last, so it sees the
+    group as the interpreter is left with it."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "leave.py"
+    script.write_text(  # each process reports in its own file: the two share one stdout
+        "import atexit, os, pathlib, sys, torch\n"
+        "report = lambda when: pathlib.Path(sys.argv[1], f'{os.environ[\"RANK\"]}.{when}').write_text(str(torch.distributed.is_initialized()))\n"
+        "atexit.register(lambda: report('exit'))\n"
+        "from diffusers_infoflow.sampling import process_state\n"
+        "process_state(); process_state()\n"
+        "report('running')\n"
+    )
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", "0"]
+    done = subprocess.run(launch + [str(script), str(tmp_path)], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for rank in (0, 1):
+        assert (tmp_path / f"{rank}.running").read_text() == "True"
+        assert (tmp_path / f"{rank}.exit").read_text() == "False"

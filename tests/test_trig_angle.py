@@ -501,8 +501,12 @@ def test_bad_inputs_are_clear_errors():
     for order in (0, 4, 2.5, True):
         with pytest.raises(ValueError, match=f"solver_order must be one of .*got {order!r}"):
             TrigAngleRKScheduler(solver="multistep", solver_order=order)
-    with pytest.raises(ValueError, match="lower_order_final=True .*solver='rk4'"):
-        TrigAngleRKScheduler(solver="rk4", lower_order_final=True)
+    for option in ({"lower_order_final": True}, {"solver_order": 2}, {"predict_x0": False}, {"use_corrector": False}):
+        for solver in ("euler", "rk2", "rk4", "ddim"):  # the multistep solver's options are refused, not ignored
+            with pytest.raises(ValueError, match=re.escape(f"{option} set the multistep solver, which solver={solver!r} does not use")):
+                TrigAngleRKScheduler(solver=solver, **option)
+        TrigAngleRKScheduler(solver="multistep", **option)
+    TrigAngleRKScheduler(solver="rk4", solver_order=3, predict_x0=True, use_corrector=True, lower_order_final=False)
     with pytest.raises(ValueError, match="final_step must be one of .*'last'"):
         TrigAngleRKScheduler(final_step="last")
     for angle in (0.0, -0.1, 1.6, math.pi):

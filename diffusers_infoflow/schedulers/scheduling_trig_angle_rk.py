@@ -70,6 +70,7 @@ RENAMED_SPACINGS = {"uniform_eta": "angle", "uniform_logsnr": "logsnr", "uniform
 FINAL_STEPS = ("x0", "extrapolate", "solver")
 LADDER_ENDS = ("clean", "trailing")
 SOLVER_ORDERS = (1, 2, 3)
+MULTISTEP_DEFAULTS = {"solver_order": 3, "predict_x0": True, "use_corrector": True, "lower_order_final": False}  # the other solvers refuse others
 # The multistep solver uses k nodes only while the steps between them and the new step have lengths in λ
 # within this ratio of each other: far extrapolation of the polynomial (a long step after short ones, e.g.
 # angle's last step into the clean end) or a node at λ = −∞ (start_angle = π/2) would ruin the step.
@@ -205,7 +206,8 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
             x̂0 extrapolated to σ = 0 from the last two calls (Richardson in σ̃² = e^{−λ}, since along the flow
             x̂0 = x* + O(σ̃²)), for models whose cleanest level is still noisy (SD's σ̃ = 0.03); `solver` = seed
             004 as written, a full solver step down to η = 0 (an error floor, kept to reproduce the paper).
-        solver_order (`int`, defaults to 3): 1, 2 or 3, the order of `multistep` (1 = `ddim`).
+        solver_order (`int`, defaults to 3): 1, 2 or 3, the order of `multistep` (1 = `ddim`). The other solvers
+            refuse values other than the defaults of this option and the next three, which they do not use.
         predict_x0 (`bool`, defaults to `True`): `multistep` integrates x̂0 against u = cot η (`True`, x0 form)
             or ε̂ against ρ = tan η (`False`, ε form).
         use_corrector (`bool`, defaults to `True`): `multistep` corrects each sample with the model output
@@ -284,10 +286,14 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
             raise ValueError("ladder_end='trailing' ends with the x̂0 of the last call; it needs final_step='x0' or 'extrapolate'.")
         if final_step == "extrapolate" and solver not in ("ddim", "multistep"):
             raise ValueError(f"final_step='extrapolate' needs a one-call-per-step solver ('ddim' or 'multistep'), got solver={solver!r}.")
-        if lower_order_final and solver != "multistep":
-            raise ValueError(f"lower_order_final=True lowers the order of the multistep solver; solver={solver!r} has no such order.")
         if isinstance(solver_order, bool) or solver_order not in SOLVER_ORDERS:
             raise ValueError(f"solver_order must be one of {SOLVER_ORDERS}, got {solver_order!r}.")
+        multistep_options = {"solver_order": solver_order, "predict_x0": predict_x0, "use_corrector": use_corrector,
+                             "lower_order_final": lower_order_final}
+        changed = {key: value for key, value in multistep_options.items() if value != MULTISTEP_DEFAULTS[key]}
+        if changed and solver != "multistep":
+            raise ValueError(f"{changed} set the multistep solver, which solver={solver!r} does not use; leave them at "
+                             f"{ {key: MULTISTEP_DEFAULTS[key] for key in changed} } or use solver='multistep'.")
         if not rho > 0:
             raise ValueError(f"rho must be > 0, got {rho!r}.")
         if not clip_sample_range > 0:
