@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import torch
+from _results import merged_rows, saved_for_merge
 from diffusers import DiffusionPipeline, DPMSolverMultistepScheduler, UniPCMultistepScheduler
 
 from diffusers_infoflow import TrigAngleRKScheduler
@@ -146,9 +147,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", default=None, help="MNIST .npz (default: $INFOFLOW_MNIST or ../shared/data/mnist.npz)")
     parser.add_argument("--output", default=str(RESULTS / "fid_race"))
-    parser.add_argument("--merge", action="store_true", help="keep the other candidates' rows of an existing OUTPUT.json "
-                        "(same model, samples and reference) and add or replace this run's")
+    parser.add_argument("--merge", action="store_true", help="keep the rows of an existing OUTPUT.json that this run does not measure "
+                        "(same model, samples, reference and seed) and add this run's")
     args = parser.parse_args()
+    earlier = saved_for_merge(args.output, model=args.model, num_samples=args.num_samples, num_reference=args.num_reference,
+                              seed=args.seed) if args.merge and Path(args.output).with_suffix(".json").is_file() else None
 
     state = process_state()
     saved = DiffusionPipeline.from_pretrained(args.model, local_files_only=True)
@@ -167,24 +170,19 @@ def main() -> None:
             images = sample_batches(JointTrigPipeline(unet=saved.unet, scheduler=scheduler), steps, args.num_samples, args.seed, args.batch_size)
             scores = scorer.score(images.clamp(0, 1))
             rows.append({"sampler": name, "ours": ours, "budget": budget, "steps": steps, "calls": calls,
-                         "first_timestep": float(scheduler.timesteps[0]), **scores, "seconds": time.perf_counter() - tick})
+                         "first_timestep": float(scheduler.timesteps[0]), **scores, "seconds": time.perf_counter() - tick,
+                         "num_processes": state.num_processes})
             state.print(f"{name:36s} {budget:3d} calls ({calls} used): FID {scores['fid']:.2f}, KID {scores['kid_mean']:.2f}, "
                         f"confident {scores['confident_fraction']:.1%}")
     if not state.is_main_process:
         return
-    result = {"model": str(args.model), "num_samples": args.num_samples, "num_reference": args.num_reference,
-              "floor_same_n": floor, "rows": rows, "information_sampler": dict(information.config),
-              "num_processes": state.num_processes}
+    result = {"model": str(args.model), "num_samples": args.num_samples, "num_reference": args.num_reference, "seed": args.seed,
+              "floor_same_n": floor, "rows": rows, "information_sampler": dict(information.config), "calls": args.calls}
+    if earlier is not None:
+        result.update(rows=merged_rows(earlier["rows"], rows, key=lambda r: (r["sampler"], r["budget"])),
+                      calls=sorted(set(earlier["calls"]) | set(args.calls)))
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if args.merge and out.with_suffix(".json").is_file():
-        earlier = json.loads(out.with_suffix(".json").read_text())
-        if any(earlier[k] != result[k] for k in ("model", "num_samples", "num_reference")):
-            raise SystemExit(f"--merge: {out}.json was made with another model, sample count or reference.")
-        result["rows"] = [r for r in earlier["rows"] if r["sampler"] not in args.candidates] + rows
-        result["calls"] = sorted(set(earlier.get("calls", [])) | set(args.calls))
-    else:
-        result["calls"] = args.calls
     out.with_suffix(".json").write_text(json.dumps(result, indent=1))
     out.with_suffix(".md").write_text(markdown(result, result["calls"]))
     print(f"wrote {out}.json/.md")

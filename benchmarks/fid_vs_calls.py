@@ -21,7 +21,7 @@ import json
 import time
 from pathlib import Path
 
-import torch
+from _results import merged_rows, saved_for_merge
 
 from diffusers_infoflow.metrics import GenerativeScorer, load_mnist, process_shard
 from diffusers_infoflow.sampling import DEFAULT_MODEL, SCHEDULERS, generate, process_state
@@ -45,7 +45,8 @@ def main() -> None:
     parser.add_argument("--merge", action="store_true", help="replace the rows of --schedulers in the saved results of "
                         "--output (same model, samples, reference and seed) and keep the others")
     args = parser.parse_args()
-    saved = merge_base(args) if args.merge else None
+    saved = saved_for_merge(args.output, model=args.model, num_samples=args.num_samples, num_reference=args.num_reference,
+                            seed=args.seed) if args.merge else None
 
     state = process_state()
     scorer = GenerativeScorer(load_mnist("test", args.num_reference, args.data), metrics=["fid", "kid", "confident"], device=state.device)
@@ -62,7 +63,7 @@ def main() -> None:
                 continue
             scores = scorer.score(images.clamp(0, 1))
             row = {"scheduler": name, "budget": calls, "steps": steps, "calls": used, **scores,
-                   "seconds": time.perf_counter() - start}
+                   "seconds": time.perf_counter() - start, "num_processes": state.num_processes}
             rows.append(row)
             state.print(f"{name:15s} {calls:3d} calls ({used} used, {steps} steps): FID {scores['fid']:.2f}, "
                         f"confident {scores['confident_fraction']:.1%}  ({row['seconds']:.0f} s)")
@@ -72,11 +73,11 @@ def main() -> None:
     result = {
         "model": str(args.model), "num_samples": args.num_samples, "num_reference": args.num_reference, "seed": args.seed,
         "feature_network": "shipped MNIST classifier", "floor_same_n": floor, "rows": rows,
-        "num_processes": state.num_processes, "torch_threads": torch.get_num_threads(), "seconds": time.perf_counter() - start_all,
+        "seconds": time.perf_counter() - start_all,  # of every run the rows come from; each row has its own
     }
     if saved is not None:
-        kept = [r for r in saved["rows"] if not (r["scheduler"] in args.schedulers and r["budget"] in args.calls)]
-        result.update(rows=kept + rows, seconds=saved["seconds"] + result["seconds"])
+        result.update(rows=merged_rows(saved["rows"], rows, key=lambda r: (r["scheduler"], r["budget"])),
+                      seconds=saved["seconds"] + result["seconds"])
         args.schedulers = list(dict.fromkeys([r["scheduler"] for r in saved["rows"]] + args.schedulers))
         args.calls = sorted({r["budget"] for r in result["rows"]})
     out = Path(args.output)
@@ -85,22 +86,6 @@ def main() -> None:
     out.with_suffix(".md").write_text(markdown(result, args))
     plot(result, out.with_suffix(".png"))
     print(f"wrote {out}.json/.md/.png in {result['seconds']:.0f} s")
-
-
-def merge_base(args) -> dict:
-    """The saved results that ``--merge`` adds to; refused unless they were measured the same way."""
-    path = Path(args.output).with_suffix(".json")
-    if not path.is_file():
-        raise SystemExit(f"--merge: no saved results at {path}")
-    saved = json.loads(path.read_text())
-    # results written before the seed was recorded used the default seed 0
-    theirs = {"model": Path(saved["model"]).resolve(), "num_samples": saved["num_samples"],
-              "num_reference": saved["num_reference"], "seed": saved.get("seed", 0)}
-    ours = {"model": Path(args.model).resolve(), "num_samples": args.num_samples, "num_reference": args.num_reference, "seed": args.seed}
-    differ = [f"{key} {theirs[key]} (saved) != {value}" for key, value in ours.items() if theirs[key] != value]
-    if differ:
-        raise SystemExit(f"--merge: {path} was measured differently: {'; '.join(differ)}")
-    return saved
 
 
 def markdown(result, args) -> str:

@@ -1,0 +1,41 @@
+"""The FID benchmarks' results files: ``--merge`` adds a run's rows to the saved ones (``fid_vs_calls.py``,
+``fid_race.py``), refused before any sampling when the saved numbers were measured another way."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Dict, List
+
+
+def saved_for_merge(output, **measured) -> dict:
+    """The saved results ``output``.json that a ``--merge`` run adds to.
+
+    Args:
+        output: the results path without its suffix (``--output``).
+        measured: what every number of the file depends on besides the sampler and budget, as this run measures
+            it (``model``, a path, compared resolved; ``num_samples``, ``num_reference``, ``seed``). A file written
+            before the seed was recorded used the default seed 0.
+
+    Raises:
+        SystemExit: one line, when there is no saved file or it was measured differently (each difference named).
+    """
+    path = Path(output).with_suffix(".json")
+    if not path.is_file():
+        raise SystemExit(f"--merge: no saved results at {path}")
+    saved = json.loads(path.read_text())
+    theirs = {"seed": 0, **saved}
+
+    def same(key, value) -> bool:
+        return Path(theirs[key]).resolve() == Path(value).resolve() if key == "model" else theirs.get(key) == value
+
+    differ = [f"{key} {theirs.get(key)} (saved) != {value}" for key, value in measured.items() if not same(key, value)]
+    if differ:
+        raise SystemExit(f"--merge: {path} was measured differently: {'; '.join(differ)}")
+    return saved
+
+
+def merged_rows(saved_rows: List[Dict], rows: List[Dict], key: Callable[[Dict], tuple]) -> List[Dict]:
+    """The saved rows this run did not measure again (by ``key``, e.g. sampler and budget), then this run's."""
+    measured = {key(row) for row in rows}
+    return [row for row in saved_rows if key(row) not in measured] + rows
