@@ -40,9 +40,9 @@ INFORMATION_SAMPLER = {"solver": "multistep", **MULTISTEP_DEFAULTS, "step_spacin
 # The multistep options at their defaults: lower_order_final=True costs at 5 calls (§2b).
 MULTISTEP_SAMPLER = {"solver": "multistep", "step_spacing": "linspace", "ladder_end": "trailing", "final_step": "x0",
                      **MULTISTEP_DEFAULTS}
-# The other `trig-*` names: their solver's default rungs and no multistep options, whatever the saved config carries
-# (a joint model trained with the multistep solver saves MULTISTEP_SAMPLER's), so each name is one sampler on every model.
-TRIG_DEFAULT_RUNGS = {"step_spacing": None, "ladder_end": "clean", "final_step": "x0", **MULTISTEP_DEFAULTS}
+# The other `trig-*` names: their solver's default rungs, whatever rungs the saved config carries (a joint model
+# trained with the multistep solver saves MULTISTEP_SAMPLER's), so each name is one sampler on every model.
+TRIG_DEFAULT_RUNGS = {"step_spacing": None, "ladder_end": "clean", "final_step": "x0"}
 # `infoflow sample`'s defaults, measured on the default model (benchmarks/results/fid_vs_calls.md): the highest
 # confident fraction of any sampler and budget, with an FID below the real-data floor at that N.
 DEFAULT_SCHEDULER, DEFAULT_STEPS = "entropy-hybrid", 20
@@ -361,10 +361,20 @@ def calibrate_pipeline(model: str, data, num_levels: int = 32, seed: int = 0):
     return scheduler
 
 
-def _destroy_process_group():
+def _distributed_initialized() -> bool:
     import torch
 
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def _leave_process_group() -> None:
+    """At exit, after a run that ended normally: destroys the process group (after an uncaught exception a rank may
+    have a collective pending towards a dead peer, which shutdown could wait on; it exits as it would have)."""
+    import sys
+
+    import torch
+
+    if _distributed_initialized() and getattr(sys, "last_value", None) is None:
         torch.distributed.destroy_process_group()
 
 
@@ -373,9 +383,10 @@ def process_state():
     when ``ACCELERATE_USE_CPU`` is set (``ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2``,
     since ``--cpu`` alone starts one process).
 
-    The process group is destroyed when the interpreter exits, while it can still do so cleanly: left to the
-    interpreter's teardown, Gloo's worker threads now and then abort a finished process (``terminate called
-    without an active exception``).
+    A process group that this call starts is destroyed at interpreter exit (``atexit``), while that can still be
+    done cleanly: left to the interpreter's teardown, Gloo's worker threads now and then abort a finished process
+    (``terminate called without an active exception``). A group started before, e.g. by the caller's
+    ``Accelerator``, is the caller's to destroy (``Accelerator.end_training``).
 
     Raises ``ValueError`` when ``torch.distributed`` runs more processes than accelerate sees (a CPU launch
     without ``ACCELERATE_USE_CPU=1``), where each process would otherwise draw every sample.
@@ -386,10 +397,11 @@ def process_state():
     from accelerate import PartialState
     from accelerate.utils import parse_flag_from_env
 
+    started_before = _distributed_initialized()
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
-    atexit.unregister(_destroy_process_group)  # registered once, however often this is called
-    atexit.register(_destroy_process_group)
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+    if not started_before and _distributed_initialized():
+        atexit.register(_leave_process_group)
+    if _distributed_initialized():
         if torch.distributed.get_world_size() != state.num_processes:
             raise ValueError(
                 f"{torch.distributed.get_world_size()} processes were launched but accelerate sees {state.num_processes}; "

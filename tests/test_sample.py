@@ -155,6 +155,11 @@ def test_joint_models_give_our_schedulers_both_heads_and_diffusers_the_x0_head()
     # each trig name is one sampler whatever rungs the saved config carries (a multistep joint model saves trailing)
     rk4 = build_scheduler("trig-rk4", multistep, joint=True)
     assert (rk4.config.step_spacing, rk4.config.ladder_end, rk4.step_spacing) == (None, "clean", "logsnr")
+    # and whatever multistep options: trig-rk4 does not take them, trig-multistep runs its own
+    tuned = TrigAngleRKScheduler.from_config(multistep, solver_order=2, predict_x0=False, use_corrector=False, lower_order_final=True).config
+    assert build_scheduler("trig-rk4", tuned, joint=True).config.solver_order == 3
+    rerun = build_scheduler("trig-multistep", tuned, joint=True).config
+    assert (rerun.solver_order, rerun.predict_x0, rerun.use_corrector, rerun.lower_order_final) == (3, True, True, False)
     assert build_scheduler("s2n-stochastic", config, joint=True).config.sde_rho == 1.0
     ddpm_config = {"num_train_timesteps": 1000, "prediction_type": "v_prediction"}
     assert build_scheduler("trig-rk4", ddpm_config).config.prediction_type == "v_prediction"  # the model's own

@@ -230,6 +230,16 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
     _compatibles = [e.name for e in KarrasDiffusionSchedulers]
     order = 1  # replaced per instance by the solver's number of stages
 
+    @classmethod
+    def from_config(cls, config=None, return_unused_kwargs: bool = False, **kwargs):
+        """`from_config` of any diffusers scheduler config (see the mixin). A `solver` other than `multistep` given
+        here replaces a config's solver, and with it the multistep options that config carries (its `solver_order`,
+        `predict_x0`, `use_corrector`, `lower_order_final`), as a source sampler's options are left out; given here
+        with such a solver, they are refused."""
+        if config is not None and kwargs.get("solver", "multistep") != "multistep":
+            config = {key: value for key, value in dict(config).items() if key not in MULTISTEP_DEFAULTS}
+        return super().from_config(config, return_unused_kwargs=return_unused_kwargs, **kwargs)
+
     @register_to_config
     def __init__(
         self,
@@ -288,6 +298,10 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
             raise ValueError(f"final_step='extrapolate' needs a one-call-per-step solver ('ddim' or 'multistep'), got solver={solver!r}.")
         if isinstance(solver_order, bool) or solver_order not in SOLVER_ORDERS:
             raise ValueError(f"solver_order must be one of {SOLVER_ORDERS}, got {solver_order!r}.")
+        flags = {"predict_x0": predict_x0, "use_corrector": use_corrector, "lower_order_final": lower_order_final, "clip_sample": clip_sample}
+        for key, value in flags.items():
+            if not isinstance(value, (bool, np.bool_)):  # a hand-edited "false" would read as True
+                raise ValueError(f"{key} must be True or False, got {value!r}.")
         multistep_options = {"solver_order": solver_order, "predict_x0": predict_x0, "use_corrector": use_corrector,
                              "lower_order_final": lower_order_final}
         changed = {key: value for key, value in multistep_options.items() if value != MULTISTEP_DEFAULTS[key]}

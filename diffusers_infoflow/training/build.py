@@ -7,7 +7,7 @@ import json
 import os
 from typing import Dict, Sequence
 
-from ..sampling import MULTISTEP_SAMPLER, TRIG_DEFAULT_RUNGS
+from ..sampling import MULTISTEP_SAMPLER
 from ..schedulers.scheduling_trig_angle_rk import TrigAngleRKScheduler
 from ..schedules import get_betas
 
@@ -112,6 +112,6 @@ def build_noise_scheduler(args: argparse.Namespace):
     schedule = diffusers_schedule_config(args)
     if args.prediction_type == "joint":
         solver = getattr(args, "joint_solver", None) or JOINT_DEFAULTS["joint_solver"]
-        sampler = MULTISTEP_SAMPLER if solver == "multistep" else {"solver": solver, **TRIG_DEFAULT_RUNGS}
+        sampler = MULTISTEP_SAMPLER if solver == "multistep" else {"solver": solver}
         return TrigAngleRKScheduler(**schedule, prediction_type="joint", **sampler)
     return DDPMScheduler(**schedule, prediction_type=args.prediction_type, clip_sample=True)
