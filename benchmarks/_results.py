@@ -9,7 +9,8 @@ from typing import Callable, Dict, List
 
 
 def saved_for_merge(output, **measured) -> dict:
-    """The saved results ``output``.json that a ``--merge`` run adds to.
+    """The saved results ``output``.json that a ``--merge`` run adds to, each row with the number of processes
+    that measured it.
 
     Args:
         output: the results path without its suffix (``--output``).
@@ -32,6 +33,10 @@ def saved_for_merge(output, **measured) -> dict:
     differ = [f"{key} {theirs.get(key)} (saved) != {value}" for key, value in measured.items() if not same(key, value)]
     if differ:
         raise SystemExit(f"--merge: {path} was measured differently: {'; '.join(differ)}")
+    for row in saved["rows"]:  # files of one run recorded its process count once, for every row
+        if "num_processes" in saved:
+            row.setdefault("num_processes", saved["num_processes"])
+    saved.pop("num_processes", None)
     return saved
 
 

@@ -16,7 +16,7 @@ from .schedulers.scheduling_trig_angle_rk import MULTISTEP_DEFAULTS
 
 __all__ = [
     "DEFAULT_MODEL", "DEFAULT_SCHEDULER", "DEFAULT_STEPS", "DIFFUSERS_SCHEDULERS", "INFORMATION_SAMPLER", "INFORMATION_SUBFOLDER", "JOINT_AWARE_SCHEDULERS", "MULTISTEP_SAMPLER",
-    "SCHEDULERS",
+    "SCHEDULERS", "TRIG_SAMPLERS",
     "budget_note", "build_scheduler", "calibrate_pipeline", "check_pipeline_folder", "check_sampler_runs", "denoise", "generate", "information_scheduler",
     "is_joint_model", "process_state", "sample_batches", "step_kwargs", "steps_for_calls", "steps_within_calls", "training_levels",
 ]
@@ -42,7 +42,15 @@ MULTISTEP_SAMPLER = {"solver": "multistep", "step_spacing": "linspace", "ladder_
                      **MULTISTEP_DEFAULTS}
 # The other `trig-*` names: their solver's default rungs, whatever rungs the saved config carries (a joint model
 # trained with the multistep solver saves MULTISTEP_SAMPLER's), so each name is one sampler on every model.
+# `trig-rk4` ends on `trailing` rungs: its 2–5 steps at 5–20 calls then return the x̂0 of a rung where the model
+# is still reliable instead of stepping to the clean end, FID 21.8/29.4/10.4/7.9 against 573/537/16.7/8.1 at
+# 5/10/20/50 calls (benchmarks/README.md §2).
 TRIG_DEFAULT_RUNGS = {"step_spacing": None, "ladder_end": "clean", "final_step": "x0"}
+TRIG_SAMPLERS = {
+    "trig-multistep": MULTISTEP_SAMPLER,
+    "trig-rk4": {"solver": "rk4", **TRIG_DEFAULT_RUNGS, "ladder_end": "trailing"},
+    **{f"trig-{solver}": {"solver": solver, **TRIG_DEFAULT_RUNGS} for solver in ("euler", "rk2", "ddim")},
+}
 # `infoflow sample`'s defaults, measured on the default model (benchmarks/results/fid_vs_calls.md): the highest
 # confident fraction of any sampler and budget, with an FID below the real-data floor at that N.
 DEFAULT_SCHEDULER, DEFAULT_STEPS = "entropy-hybrid", 20
@@ -113,8 +121,7 @@ def build_scheduler(name: str, config, joint: bool = False):
     """A scheduler of kind ``name`` from the saved (training) scheduler config.
 
     The prediction type is the config's (the model's), so an ε, x0 or v model is read as trained. The ``trig-*``
-    names set their rungs whatever the config's: ``trig-multistep`` :data:`MULTISTEP_SAMPLER`'s, the others their
-    solver's defaults. For a joint ``[ε, x0]`` model (``joint=True``) our schedulers (:data:`JOINT_AWARE_SCHEDULERS`)
+    names set their rungs whatever the config's (:data:`TRIG_SAMPLERS`). For a joint ``[ε, x0]`` model (``joint=True``) our schedulers (:data:`JOINT_AWARE_SCHEDULERS`)
     read both heads (``prediction_type="joint"``, as one v-prediction: ``joint_heads="velocity"``) and diffusers'
     are told ``prediction_type="sample"``: ``JointTrigPipeline`` hands them the x0 head. The x0 head, not the ε
     head, because at the noisy end of a table ε̂ enters x̂0 = (x − σ ε̂)/α divided by a tiny α (≈ 5e-5 at t = T − 1
@@ -144,9 +151,8 @@ def build_scheduler(name: str, config, joint: bool = False):
         return S2NGeneralizedScheduler.from_preset("deterministic", config, **overrides)
     if name == "s2n-stochastic":
         return S2NGeneralizedScheduler.from_preset("stochastic", config, **overrides)
-    if name.startswith("trig-"):
-        sampler = MULTISTEP_SAMPLER if name == "trig-multistep" else {"solver": name.split("-")[1], **TRIG_DEFAULT_RUNGS}
-        return TrigAngleRKScheduler.from_config(config, **sampler, **overrides)
+    if name in TRIG_SAMPLERS:
+        return TrigAngleRKScheduler.from_config(config, **TRIG_SAMPLERS[name], **overrides)
     if name == "entropy-hybrid":
         return EntropyHybridScheduler.from_config(config, **overrides)
     if name == "dpm++2m":
@@ -277,8 +283,8 @@ def pipeline_sample_shape(model: str) -> tuple:
         raise ValueError(f"model {model!r} has no readable UNet config with in_channels and sample_size ({config}: {err}).") from None
 
 
-# Below this many calls the explicit Runge-Kutta solvers take 4 steps or fewer and diverge on the shipped models
-# (benchmarks/results/fid_vs_calls.md: trig-rk4 FID 467 at 10 calls, 20.6 at 20).
+# Below this many calls the explicit Runge-Kutta solvers take 4 steps or fewer: trig-rk4 draws digits on trailing
+# rungs, but at twice or more the FID of trig-multistep (benchmarks/results/fid_vs_calls.md).
 RK_MIN_MODEL_CALLS = 20
 
 
@@ -288,8 +294,8 @@ def budget_note(model_calls: int, levels: int, scheduler_name: Optional[str] = N
     if model_calls > levels:
         return f"--model-calls {model_calls} are more than the model's {levels} training noise levels; at most {levels} steps are taken."
     if scheduler_name in ("trig-rk2", "trig-rk4") and model_calls < RK_MIN_MODEL_CALLS:
-        return (f"{scheduler_name} with {model_calls} model calls takes too few steps to converge on a real model; "
-                f"give {RK_MIN_MODEL_CALLS} or more, or use trig-multistep or trig-information.")
+        return (f"{scheduler_name} with {model_calls} model calls takes few Runge-Kutta steps and samples worse than "
+                f"trig-multistep or trig-information there; give it {RK_MIN_MODEL_CALLS} or more.")
     return None
 
 

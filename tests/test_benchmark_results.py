@@ -16,16 +16,19 @@ def test_merge_refuses_results_measured_differently_and_replaces_only_remeasured
     model = tmp_path / "model"
     model.mkdir()
     saved = {"model": str(model), "num_samples": 500, "num_reference": 10000,  # written before the seed was recorded
+             "num_processes": 2,  # and before each row recorded its process count
              "rows": [{"sampler": "a", "budget": 5, "fid": 1.0}, {"sampler": "a", "budget": 10, "fid": 2.0},
                       {"sampler": "b", "budget": 5, "fid": 3.0}]}
     (tmp_path / "race.json").write_text(json.dumps(saved))
     same = {"model": model / ".." / "model", "num_samples": 500, "num_reference": 10000, "seed": 0}
-    assert results.saved_for_merge(tmp_path / "race", **same) == saved  # the model compared as a resolved path
+    read = results.saved_for_merge(tmp_path / "race", **same)  # the model compared as a resolved path
+    assert "num_processes" not in read and [row["num_processes"] for row in read["rows"]] == [2, 2, 2]
+    assert [{**row, "num_processes": 2} for row in saved["rows"]] == read["rows"]
     with pytest.raises(SystemExit, match=r"measured differently: num_samples 500 \(saved\) != 2000; seed 0 \(saved\) != 1$"):
         results.saved_for_merge(tmp_path / "race", **{**same, "num_samples": 2000, "seed": 1})
     with pytest.raises(SystemExit, match="no saved results at .*other.json"):
         results.saved_for_merge(tmp_path / "other", **same)
 
     rows = [{"sampler": "a", "budget": 10, "fid": 0.5}, {"sampler": "c", "budget": 5, "fid": 4.0}]
-    merged = results.merged_rows(saved["rows"], rows, key=lambda r: (r["sampler"], r["budget"]))
-    assert merged == [saved["rows"][0], saved["rows"][2], *rows]  # a's 5-call row kept: this run did not measure it
+    merged = results.merged_rows(read["rows"], rows, key=lambda r: (r["sampler"], r["budget"]))
+    assert merged == [read["rows"][0], read["rows"][2], *rows]  # a's 5-call row kept: this run did not measure it

@@ -153,8 +153,10 @@ def test_joint_models_give_our_schedulers_both_heads_and_diffusers_the_x0_head()
     multistep = build_scheduler("trig-multistep", config, joint=True).config  # fid_race's winning rungs
     assert (multistep.solver, multistep.step_spacing, multistep.ladder_end) == ("multistep", "linspace", "trailing")
     # each trig name is one sampler whatever rungs the saved config carries (a multistep joint model saves trailing)
-    rk4 = build_scheduler("trig-rk4", multistep, joint=True)
-    assert (rk4.config.step_spacing, rk4.config.ladder_end, rk4.step_spacing) == (None, "clean", "logsnr")
+    for source in (config, multistep):
+        rk4, euler = (build_scheduler(name, source, joint=True) for name in ("trig-rk4", "trig-euler"))
+        assert (rk4.config.step_spacing, rk4.config.ladder_end, rk4.step_spacing) == (None, "trailing", "logsnr")
+        assert (euler.config.step_spacing, euler.config.ladder_end, euler.step_spacing) == (None, "clean", "angle")
     # and whatever multistep options: trig-rk4 does not take them, trig-multistep runs its own
     tuned = TrigAngleRKScheduler.from_config(multistep, solver_order=2, predict_x0=False, use_corrector=False, lower_order_final=True).config
     assert build_scheduler("trig-rk4", tuned, joint=True).config.solver_order == 3
@@ -247,7 +249,7 @@ def test_a_call_budget_above_the_training_levels_is_capped_with_a_message(tmp_pa
     argv[6] = "5"  # a budget below the levels is no concern, but too few for RK4 to converge
     assert main(argv + ["--output", str(tmp_path / "g.png")]) == 0
     out = capsys.readouterr().out
-    assert "training noise levels" not in out and "trig-rk4 with 5 model calls takes too few steps" in out
+    assert "training noise levels" not in out and "trig-rk4 with 5 model calls takes few Runge-Kutta steps" in out
     argv[4], argv[6] = "trig-multistep", "5"
     assert main(argv + ["--output", str(tmp_path / "g.png")]) == 0
     assert "infoflow sample: " not in capsys.readouterr().out.split("wrote")[0]
