@@ -33,10 +33,10 @@ def saved_for_merge(output, **measured) -> dict:
     differ = [f"{key} {theirs.get(key)} (saved) != {value}" for key, value in measured.items() if not same(key, value)]
     if differ:
         raise SystemExit(f"--merge: {path} was measured differently: {'; '.join(differ)}")
-    for row in saved["rows"]:  # files of one run recorded its process count once, for every row
-        if "num_processes" in saved:
-            row.setdefault("num_processes", saved["num_processes"])
-    saved.pop("num_processes", None)
+    if "num_processes" in saved:  # files of one run recorded its process count once, for every row
+        count = saved.pop("num_processes")
+        for row in saved["rows"]:
+            row.setdefault("num_processes", count)
     return saved
 
 

@@ -44,7 +44,7 @@ MULTISTEP_SAMPLER = {"solver": "multistep", "step_spacing": "linspace", "ladder_
 # trained with the multistep solver saves MULTISTEP_SAMPLER's), so each name is one sampler on every model.
 # `trig-rk4` ends on `trailing` rungs: its 2–5 steps at 5–20 calls then return the x̂0 of a rung where the model
 # is still reliable instead of stepping to the clean end, FID 21.8/29.4/10.4/7.9 against 573/537/16.7/8.1 at
-# 5/10/20/50 calls (benchmarks/README.md §2).
+# 5/10/20/50 calls (benchmarks/README.md §2; the clean end as at commit ea3194f).
 TRIG_DEFAULT_RUNGS = {"step_spacing": None, "ladder_end": "clean", "final_step": "x0"}
 TRIG_SAMPLERS = {
     "trig-multistep": MULTISTEP_SAMPLER,
@@ -121,8 +121,8 @@ def build_scheduler(name: str, config, joint: bool = False):
     """A scheduler of kind ``name`` from the saved (training) scheduler config.
 
     The prediction type is the config's (the model's), so an ε, x0 or v model is read as trained. The ``trig-*``
-    names set their rungs whatever the config's (:data:`TRIG_SAMPLERS`). For a joint ``[ε, x0]`` model (``joint=True``) our schedulers (:data:`JOINT_AWARE_SCHEDULERS`)
-    read both heads (``prediction_type="joint"``, as one v-prediction: ``joint_heads="velocity"``) and diffusers'
+    names set their rungs whatever the config's (:data:`TRIG_SAMPLERS`). For a joint ``[ε, x0]`` model
+    (``joint=True``) our schedulers (:data:`JOINT_AWARE_SCHEDULERS`) read both heads (``prediction_type="joint"``, as one v-prediction: ``joint_heads="velocity"``) and diffusers'
     are told ``prediction_type="sample"``: ``JointTrigPipeline`` hands them the x0 head. The x0 head, not the ε
     head, because at the noisy end of a table ε̂ enters x̂0 = (x − σ ε̂)/α divided by a tiny α (≈ 5e-5 at t = T − 1
     of the trig table, 6e-3 of the linear one): on a joint model trained on triangles every stock scheduler gave
@@ -367,12 +367,6 @@ def calibrate_pipeline(model: str, data, num_levels: int = 32, seed: int = 0):
     return scheduler
 
 
-def _distributed_initialized() -> bool:
-    import torch
-
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
 def _leave_process_group() -> None:
     """At exit, after a run that ended normally: destroys the process group (after an uncaught exception a rank may
     have a collective pending towards a dead peer, which shutdown could wait on; it exits as it would have)."""
@@ -380,7 +374,9 @@ def _leave_process_group() -> None:
 
     import torch
 
-    if _distributed_initialized() and getattr(sys, "last_value", None) is None:
+    from .metrics.fid import distributed_initialized
+
+    if distributed_initialized() and getattr(sys, "last_value", None) is None:
         torch.distributed.destroy_process_group()
 
 
@@ -403,11 +399,13 @@ def process_state():
     from accelerate import PartialState
     from accelerate.utils import parse_flag_from_env
 
-    started_before = _distributed_initialized()
+    from .metrics.fid import distributed_initialized
+
+    started_before = distributed_initialized()
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
-    if not started_before and _distributed_initialized():
+    if not started_before and distributed_initialized():
         atexit.register(_leave_process_group)
-    if _distributed_initialized():
+    if distributed_initialized():
         if torch.distributed.get_world_size() != state.num_processes:
             raise ValueError(
                 f"{torch.distributed.get_world_size()} processes were launched but accelerate sees {state.num_processes}; "

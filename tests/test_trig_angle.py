@@ -511,21 +511,6 @@ def test_bad_inputs_are_clear_errors():
         with pytest.raises(ValueError, match=f"{key} must be True or False, got 'false'"):
             TrigAngleRKScheduler(solver="multistep", **{key: "false"})
 
-
-def test_a_solver_given_to_from_config_replaces_the_configs_multistep_options(tmp_path):
-    """`from_config(config, solver="rk4")` of a saved multistep config (README's switch of solvers): the config's
-    multistep options belong to the solver replaced, so they are left out; the same options given with the new
-    solver are refused, and without a new solver the config's are kept."""
-    TrigAngleRKScheduler(solver="multistep", solver_order=2, predict_x0=False, lower_order_final=True).save_pretrained(tmp_path)
-    config = TrigAngleRKScheduler.load_config(tmp_path)
-    for source in (config, TrigAngleRKScheduler.from_config(config).config):  # saved, and in memory
-        rk4 = TrigAngleRKScheduler.from_config(source, solver="rk4").config
-        assert (rk4.solver, rk4.solver_order, rk4.predict_x0, rk4.lower_order_final) == ("rk4", 3, True, False)
-        kept = TrigAngleRKScheduler.from_config(source).config
-        assert (kept.solver, kept.solver_order, kept.predict_x0, kept.lower_order_final) == ("multistep", 2, False, True)
-        assert TrigAngleRKScheduler.from_config(source, solver="multistep").config.solver_order == 2
-        with pytest.raises(ValueError, match="solver_order.* solver='rk4' does not use"):
-            TrigAngleRKScheduler.from_config(source, solver="rk4", solver_order=2)
     with pytest.raises(ValueError, match="final_step must be one of .*'last'"):
         TrigAngleRKScheduler(final_step="last")
     for angle in (0.0, -0.1, 1.6, math.pi):
@@ -553,6 +538,22 @@ def test_a_solver_given_to_from_config_replaces_the_configs_multistep_options(tm
     plain.set_timesteps(3)
     with pytest.raises(ValueError, match="no learned variance or joint head"):
         plain.step(torch.zeros(2, 6, 4, 4), plain.timesteps[0], x)
+
+
+def test_a_solver_given_to_from_config_replaces_the_configs_multistep_options(tmp_path):
+    """`from_config(config, solver="rk4")` of a saved multistep config (README's switch of solvers): the config's
+    multistep options belong to the solver replaced, so they are left out; the same options given with the new
+    solver are refused, and without a new solver the config's are kept."""
+    TrigAngleRKScheduler(solver="multistep", solver_order=2, predict_x0=False, lower_order_final=True).save_pretrained(tmp_path)
+    config = TrigAngleRKScheduler.load_config(tmp_path)
+    for source in (config, TrigAngleRKScheduler.from_config(config).config):  # saved, and in memory
+        rk4 = TrigAngleRKScheduler.from_config(source, solver="rk4").config
+        assert (rk4.solver, rk4.solver_order, rk4.predict_x0, rk4.lower_order_final) == ("rk4", 3, True, False)
+        kept = TrigAngleRKScheduler.from_config(source).config
+        assert (kept.solver, kept.solver_order, kept.predict_x0, kept.lower_order_final) == ("multistep", 2, False, True)
+        assert TrigAngleRKScheduler.from_config(source, solver="multistep").config.solver_order == 2
+        with pytest.raises(ValueError, match="solver_order.* solver='rk4' does not use"):
+            TrigAngleRKScheduler.from_config(source, solver="rk4", solver_order=2)
 
 
 def test_ablation_rows_build_their_schedulers():

@@ -68,20 +68,21 @@ def _check_images(name: str, images: torch.Tensor) -> None:
         raise ValueError(f"`{name}` must hold finite values in [0, 1].")
 
 
-def _distributed() -> bool:
+def distributed_initialized() -> bool:
+    """Whether this process is in a ``torch.distributed`` process group (e.g. under ``accelerate launch``)."""
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
 def process_shard(items: torch.Tensor) -> torch.Tensor:
     """This process's contiguous share of ``items`` under ``torch.distributed`` (e.g. ``accelerate launch``), in
     rank order so that the gathered shards are ``items`` again; all of ``items`` in a single process."""
-    if not _distributed():
+    if not distributed_initialized():
         return items
     return items.tensor_split(torch.distributed.get_world_size())[torch.distributed.get_rank()]
 
 
 def _summed_over_processes(counts: torch.Tensor) -> torch.Tensor:
-    if _distributed():
+    if distributed_initialized():
         counts = counts.clone()
         torch.distributed.all_reduce(counts)
     return counts
@@ -89,7 +90,7 @@ def _summed_over_processes(counts: torch.Tensor) -> torch.Tensor:
 
 def _default_device(reference: Optional[torch.Tensor]) -> torch.device:
     """This process's GPU under NCCL (whose collectives take no CPU tensors), else the reference's device or the CPU."""
-    if _distributed() and torch.distributed.get_backend() == "nccl":
+    if distributed_initialized() and torch.distributed.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return reference.device if reference is not None else torch.device("cpu")
 
@@ -269,7 +270,7 @@ class GenerativeScorer:
 def generative_scores(images: torch.Tensor, reference: Optional[torch.Tensor], **scorer_options) -> Dict[str, object]:
     """The scores of one image set against ``reference`` (both float ``(N, C, H, W)`` in [0, 1]) in one process; the
     options are :class:`GenerativeScorer`'s, which scores many sets against one reference and runs across processes."""
-    if _distributed():
+    if distributed_initialized():
         raise ValueError("generative_scores scores a whole set in one process; under torch.distributed use GenerativeScorer "
                          "with each process's share of the images.")
     _check_images("images", images)

@@ -28,6 +28,7 @@ step spacing are in ``benchmarks/README.md``.
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
 from typing import Dict, List, Literal, Optional, Tuple, Union
@@ -70,7 +71,7 @@ RENAMED_SPACINGS = {"uniform_eta": "angle", "uniform_logsnr": "logsnr", "uniform
 FINAL_STEPS = ("x0", "extrapolate", "solver")
 LADDER_ENDS = ("clean", "trailing")
 SOLVER_ORDERS = (1, 2, 3)
-MULTISTEP_DEFAULTS = {"solver_order": 3, "predict_x0": True, "use_corrector": True, "lower_order_final": False}  # the other solvers refuse others
+MULTISTEP_OPTIONS = ("solver_order", "predict_x0", "use_corrector", "lower_order_final")  # other solvers refuse non-defaults
 # The multistep solver uses k nodes only while the steps between them and the new step have lengths in λ
 # within this ratio of each other: far extrapolation of the polynomial (a long step after short ones, e.g.
 # angle's last step into the clean end) or a node at λ = −∞ (start_angle = π/2) would ruin the step.
@@ -237,7 +238,7 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         `predict_x0`, `use_corrector`, `lower_order_final`), as a source sampler's options are left out; given here
         with such a solver, they are refused."""
         if config is not None and kwargs.get("solver", "multistep") != "multistep":
-            config = {key: value for key, value in dict(config).items() if key not in MULTISTEP_DEFAULTS}
+            config = {key: value for key, value in dict(config).items() if key not in MULTISTEP_OPTIONS}
         return super().from_config(config, return_unused_kwargs=return_unused_kwargs, **kwargs)
 
     @register_to_config
@@ -691,3 +692,7 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
                 prev = prev + scale_next * delta
         self._predictor = (nodes, v)
         return prev
+
+
+# The multistep options' defaults, as the signature gives them (the presets of `sampling` pin them).
+MULTISTEP_DEFAULTS = {name: inspect.signature(TrigAngleRKScheduler.__init__).parameters[name].default for name in MULTISTEP_OPTIONS}
