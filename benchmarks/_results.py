@@ -1,5 +1,5 @@
-"""The FID benchmarks' results files: ``--merge`` adds a run's rows to the saved ones (``fid_vs_calls.py``,
-``fid_race.py``), refused before any sampling when the saved numbers were measured another way."""
+"""The benchmarks' results files: ``--merge`` adds a run's rows to the saved ones (``fid_vs_calls.py``,
+``fid_race.py``, ``sampler_race.py``), refused before any sampling when the saved numbers were measured another way."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ def saved_for_merge(output, **measured) -> dict:
     Args:
         output: the results path without its suffix (``--output``).
         measured: what every number of the file depends on besides the sampler and budget, as this run measures
-            it (``model``, a path, compared resolved; ``num_samples``, ``num_reference``, ``seed``). A file written
-            before the seed was recorded used the default seed 0.
+            it (``model``, a path, compared resolved; ``num_samples``, ``num_reference``, ``seed``, ...). A file
+            written before the seed was recorded used the default seed 0.
 
     Raises:
         SystemExit: one line, when there is no saved file or it was measured differently (each difference named).

@@ -169,8 +169,8 @@ def test_default_spacing_is_the_most_accurate(solver, steps):
 def test_lagrange_integral_weights_are_exact():
     """∫ P(log v) dv over [a, b] for P of degree < k is reproduced exactly by k nodes; order 2 in closed form."""
     rng = np.random.default_rng(0)
-    for k in (1, 2, 3):
-        nodes = [0.3, 0.9, 2.5][:k]
+    for k in (1, 2, 3, 4):
+        nodes = [0.3, 0.9, 2.5, 4.0][:k]
         for a, b in ((2.5, 7.0), (7.0, 2.5), (0.05, 0.3)):
             weights = lagrange_integral_weights(nodes, a, b)
             coeffs = rng.normal(size=k)  # P(t) = Σ c_m t^m, t = log v
@@ -202,7 +202,7 @@ def test_multistep_order_one_is_ddim(prediction_type, predict_x0):
     torch.testing.assert_close(runs[1], runs[0], rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("order", [2, 3])
+@pytest.mark.parametrize("order", [2, 3, 4])
 @pytest.mark.parametrize("predict_x0", [True, False])
 @pytest.mark.parametrize("corrector", [False, True])
 @pytest.mark.parametrize("prediction_type", ["epsilon", "joint"])
@@ -215,6 +215,42 @@ def test_multistep_matches_functional_reference(order, predict_x0, corrector, pr
     expected = sample_trig_multistep(_reference_pair_fn(scheduler), x, scheduler.angles, order, predict_x0, corrector, lower_order_final)
     # the reference re-derives each float32 timestep from the angle (it may round to the next float32)
     torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("order", [2, 3, 4])
+@pytest.mark.parametrize("predict_x0", [True, False])
+@pytest.mark.parametrize("corrector", [False, True])
+def test_max_step_ratio_none_keeps_every_node(order, predict_x0, corrector):
+    """On uniform-in-time rungs to the clean end the last steps are long in log-SNR: the default guard drops nodes
+    there (so differs from the reference, which keeps them all); `max_step_ratio=None` matches the reference."""
+    x = start_noise(4)
+    runs = {}
+    for ratio in (2.0, None):
+        scheduler = TrigAngleRKScheduler(**LINEAR, solver="multistep", solver_order=order, predict_x0=predict_x0,
+                                         use_corrector=corrector, step_spacing="linspace", max_step_ratio=ratio)
+        runs[ratio] = solve(scheduler, gaussian_model(scheduler), x, 8)
+        expected = sample_trig_multistep(_reference_pair_fn(scheduler), x, scheduler.angles, order, predict_x0, corrector)
+    # the long extrapolated steps amplify the reference's float32 timestep rounding (see above), up to 3e-5
+    torch.testing.assert_close(runs[None], expected, rtol=1e-4, atol=1e-4)
+    if predict_x0 or corrector:  # the ε form's predictor has no guard (its weight dρ sits at the step's start)
+        assert rms(runs[2.0], expected) > 1e-2, rms(runs[2.0], expected)
+    else:
+        torch.testing.assert_close(runs[2.0], runs[None], rtol=0, atol=0)
+
+
+def test_max_step_ratio_none_refuses_a_grid_from_minus_infinite_logsnr(tmp_path):
+    """Without the guard a node at λ = −∞ would enter the polynomial: refused where the grid is built, before any
+    model call; a finite ratio (or order 1) keeps working there. numpy scalars are stored as floats."""
+    flow = {"noise_family": "flow", "prediction_type": "flow_prediction", "solver": "multistep"}
+    with pytest.raises(ValueError, match=re.escape("max_step_ratio=None keeps every node, and this grid starts at λ = −∞")):
+        TrigAngleRKScheduler(**flow, max_step_ratio=None).set_timesteps(8)
+    with pytest.raises(ValueError, match="grid starts at λ = −∞"):
+        TrigAngleRKScheduler(**LINEAR, solver="multistep", max_step_ratio=None, start_angle=math.pi / 2).set_timesteps(8)
+    TrigAngleRKScheduler(**flow, max_step_ratio=None, solver_order=1).set_timesteps(8)
+    TrigAngleRKScheduler(**flow).set_timesteps(8)
+    stored = TrigAngleRKScheduler(solver="multistep", max_step_ratio=np.float32(3.0))
+    stored.save_pretrained(tmp_path)
+    assert TrigAngleRKScheduler.from_pretrained(tmp_path).config.max_step_ratio == 3.0
 
 
 def test_lower_order_final_lowers_only_the_last_steps():
@@ -250,6 +286,8 @@ def test_lower_order_final_lowers_only_the_last_steps():
         (2, True, True, (320, 640, 1280), 1.7),  # 1.88
         (3, True, True, (40, 80, 160), 2.6),  # 3.6
         (3, True, True, (160, 320, 640), 2.6),  # 3.9, down to 2e-9: no float32-timestep floor
+        (4, True, False, (20, 40, 80), 3.3),  # 3.89
+        (4, False, False, (20, 40, 80), 3.3),  # 3.59
     ],
 )
 def test_multistep_convergence_order(order, predict_x0, corrector, steps, least):
@@ -498,10 +536,14 @@ def test_bad_inputs_are_clear_errors():
         TrigAngleRKScheduler(step_spacing="leading")
     with pytest.raises(ValueError, match="prediction_type"):
         TrigAngleRKScheduler(prediction_type="flow")
-    for order in (0, 4, 2.5, True):
+    for order in (0, 5, 2.5, True):
         with pytest.raises(ValueError, match=f"solver_order must be one of .*got {order!r}"):
             TrigAngleRKScheduler(solver="multistep", solver_order=order)
-    for option in ({"lower_order_final": True}, {"solver_order": 2}, {"predict_x0": False}, {"use_corrector": False}):
+    for ratio in (0.5, float("inf"), float("nan"), True, "2"):
+        with pytest.raises(ValueError, match=re.escape(f"max_step_ratio must be a finite number >= 1 or None (never drop nodes), got {ratio!r}")):
+            TrigAngleRKScheduler(solver="multistep", max_step_ratio=ratio)
+    for option in ({"lower_order_final": True}, {"solver_order": 2}, {"predict_x0": False}, {"use_corrector": False},
+                   {"max_step_ratio": None}):
         for solver in ("euler", "rk2", "rk4", "ddim"):  # the multistep solver's options are refused, not ignored
             with pytest.raises(ValueError, match=re.escape(f"{option} set the multistep solver, which solver={solver!r} does not use")):
                 TrigAngleRKScheduler(solver=solver, **option)

@@ -12,7 +12,7 @@ with ``joint_heads="separate"``).
 ``ρ = tan η`` in the ε form): order k integrates the Lagrange polynomial in λ through the last k model outputs
 exactly (:func:`lagrange_integral_weights`, the exponential integrator of DPM-Solver++/DEIS), optionally
 corrected with each new output (UniPC's UniC idea, no extra call); a step much longer than the node gaps drops
-its oldest nodes (``MAX_STEP_RATIO``).
+its oldest nodes (``max_step_ratio``).
 
 By default every grid ends at the model's cleanest training level and the last step is one call returning its
 x̂0 there, so every stage queries the model at its own noise level (``final_step="solver"`` is the paper as
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Dict, List, Literal, Optional, Tuple, Union
 
@@ -70,12 +71,11 @@ STEP_SPACINGS = ("angle", "logsnr", "karras", "linspace", "information")
 RENAMED_SPACINGS = {"uniform_eta": "angle", "uniform_logsnr": "logsnr", "uniform_timestep": "linspace"}  # before 0.1
 FINAL_STEPS = ("x0", "extrapolate", "solver")
 LADDER_ENDS = ("clean", "trailing")
-SOLVER_ORDERS = (1, 2, 3)
-MULTISTEP_OPTIONS = ("solver_order", "predict_x0", "use_corrector", "lower_order_final")  # other solvers refuse non-defaults
+SOLVER_ORDERS = (1, 2, 3, 4)
+MULTISTEP_OPTIONS = ("solver_order", "predict_x0", "use_corrector", "lower_order_final", "max_step_ratio")  # other solvers refuse non-defaults
 # The multistep solver uses k nodes only while the steps between them and the new step have lengths in λ
-# within this ratio of each other: far extrapolation of the polynomial (a long step after short ones, e.g.
+# within `max_step_ratio` of each other: far extrapolation of the polynomial (a long step after short ones, e.g.
 # angle's last step into the clean end) or a node at λ = −∞ (start_angle = π/2) would ruin the step.
-MAX_STEP_RATIO = 2.0
 # `step_spacing=None` picks the solver's measured best (benchmarks/README.md).
 DEFAULT_SPACINGS = {"euler": "angle", "ddim": "angle", "rk2": "logsnr", "rk4": "logsnr", "multistep": "logsnr"}
 
@@ -120,10 +120,12 @@ def lagrange_integral_weights(nodes: List[float], start: float, end: float) -> L
     return weights
 
 
-def _steps_comparable(points: List[float]) -> bool:
-    """Whether consecutive gaps between the log-values `points` are within MAX_STEP_RATIO of each other."""
+def _steps_comparable(points: List[float], max_step_ratio: Optional[float]) -> bool:
+    """Whether consecutive gaps between the log-values `points` are within `max_step_ratio` of each other (None: always)."""
+    if max_step_ratio is None:
+        return True
     gaps = [abs(b - a) for a, b in zip(points[:-1], points[1:])]
-    return max(gaps) <= MAX_STEP_RATIO * min(gaps)
+    return max(gaps) <= max_step_ratio * min(gaps)
 
 
 def logsnr_from_angle(eta: torch.Tensor) -> torch.Tensor:
@@ -207,8 +209,9 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
             x̂0 extrapolated to σ = 0 from the last two calls (Richardson in σ̃² = e^{−λ}, since along the flow
             x̂0 = x* + O(σ̃²)), for models whose cleanest level is still noisy (SD's σ̃ = 0.03); `solver` = seed
             004 as written, a full solver step down to η = 0 (an error floor, kept to reproduce the paper).
-        solver_order (`int`, defaults to 3): 1, 2 or 3, the order of `multistep` (1 = `ddim`). The other solvers
-            refuse values other than the defaults of this option and the next three, which they do not use.
+        solver_order (`int`, defaults to 3): 1 to 4, the order of `multistep` (1 = `ddim`; 4 is the best setting
+            at 5 calls on the 64-image 16×16 exact denoiser of `benchmarks/sampler_race.py`). The other solvers
+            refuse values other than the defaults of this option and the next four, which they do not use.
         predict_x0 (`bool`, defaults to `True`): `multistep` integrates x̂0 against u = cot η (`True`, x0 form)
             or ε̂ against ρ = tan η (`False`, ε form).
         use_corrector (`bool`, defaults to `True`): `multistep` corrects each sample with the model output
@@ -219,6 +222,10 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
             is not extrapolated over the long last steps of uniform ladders, where x̂0 changes fastest. On the
             shipped MNIST model it pays on diffusers' `trailing` rungs at 10 and 20 calls and costs at 5
             (`benchmarks/README.md` §2b).
+        max_step_ratio (`float`, *optional*, defaults to 2.0): `multistep` drops its oldest nodes while the gaps
+            between them and the coming step (in log-SNR) differ by more than this factor, in the x0 form's
+            predictor (whose weight du sits at the step's far end) and in the corrector of both forms (which keeps a
+            start at λ = −∞ finite). `None` keeps every node, as diffusers' multistep solvers do.
         clip_sample (`bool`, defaults to `False`): clamp x̂0 to `[-clip_sample_range, clip_sample_range]` before
             it enters the solver, as DDIM's `clip_sample` does. A single-head model's ε̂ is then re-derived from the
             clamped x̂0 (ε̂ = (x − cos η·x̂0)/sin η), so the pair stays consistent with x and the ODE's slope is
@@ -234,9 +241,9 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
     @classmethod
     def from_config(cls, config=None, return_unused_kwargs: bool = False, **kwargs):
         """`from_config` of any diffusers scheduler config (see the mixin). A `solver` other than `multistep` given
-        here replaces a config's solver, and with it the multistep options that config carries (its `solver_order`,
-        `predict_x0`, `use_corrector`, `lower_order_final`), as a source sampler's options are left out; given here
-        with such a solver, they are refused."""
+        here replaces a config's solver, and with it the multistep options that config carries
+        (:data:`MULTISTEP_OPTIONS`), as a source sampler's options are left out; given here with such a solver,
+        they are refused."""
         if config is not None and kwargs.get("solver", "multistep") != "multistep":
             config = {key: value for key, value in dict(config).items() if key not in MULTISTEP_OPTIONS}
         return super().from_config(config, return_unused_kwargs=return_unused_kwargs, **kwargs)
@@ -278,6 +285,7 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         predict_x0: bool = True,
         use_corrector: bool = True,
         lower_order_final: bool = False,
+        max_step_ratio: Optional[float] = 2.0,
         clip_sample: bool = False,
         clip_sample_range: float = 1.0,
     ):
@@ -303,8 +311,13 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         for key, value in flags.items():
             if not isinstance(value, (bool, np.bool_)):  # a hand-edited "false" would read as True
                 raise ValueError(f"{key} must be True or False, got {value!r}.")
+        if max_step_ratio is not None and (isinstance(max_step_ratio, (bool, np.bool_)) or not isinstance(max_step_ratio, numbers.Real)
+                                           or not 1.0 <= max_step_ratio < math.inf):
+            raise ValueError(f"max_step_ratio must be a finite number >= 1 or None (never drop nodes), got {max_step_ratio!r}.")
+        if max_step_ratio is not None:
+            self.register_to_config(max_step_ratio=float(max_step_ratio))  # a numpy scalar would not serialise
         multistep_options = {"solver_order": solver_order, "predict_x0": predict_x0, "use_corrector": use_corrector,
-                             "lower_order_final": lower_order_final}
+                             "lower_order_final": lower_order_final, "max_step_ratio": max_step_ratio}
         changed = {key: value for key, value in multistep_options.items() if value != MULTISTEP_DEFAULTS[key]}
         if changed and solver != "multistep":
             raise ValueError(f"{changed} set the multistep solver, which solver={solver!r} does not use; leave them at "
@@ -500,6 +513,13 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
             lam = self.interface.native_logsnrs(num_inference_steps, timesteps=timesteps, sigmas=sigmas, mu=mu)
             grid = torch.cat([angle_from_logsnr(lam), torch.zeros(1, dtype=torch.float64)])
             num_inference_steps = len(lam)
+        if (self.config.solver == "multistep" and self.config.max_step_ratio is None and self.config.solver_order > 1
+                and float(grid[0]) >= math.pi / 2):
+            # only the ratio guard keeps a node at λ = −∞ out of the polynomial in λ (the corrector's weights on it
+            # are ~1e14 in the ε form)
+            raise ValueError("max_step_ratio=None keeps every node, and this grid starts at λ = −∞ (η = π/2, e.g. a "
+                             "flow-matching model's t = 1), which cannot be a node of a polynomial in log-SNR; use a "
+                             "finite max_step_ratio or a start_angle below π/2.")
         # Grid points inside the table are moved onto the level of the float32 timestep the model will be told
         # (a shift of float32 round-off), so the model sees its sample at exactly its level: a multistep update
         # that rebuilds the sample from (x̂0, ε̂) would otherwise add that round-off at every step.
@@ -668,7 +688,8 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         # x0 form: the weight du grows along the step, so a step long next to the node gaps extrapolates the
         # polynomial far where it counts most: drop the oldest nodes until the steps are comparable. (In the ε
         # form dρ shrinks along the step and the weight sits next to the current node: no guard needed.)
-        while form_x0 and len(nodes) > 1 and not _steps_comparable([math.log(n[0]) for n in nodes] + [log_next]):
+        ratio = self.config.max_step_ratio
+        while form_x0 and len(nodes) > 1 and not _steps_comparable([math.log(n[0]) for n in nodes] + [log_next], ratio):
             nodes = nodes[1:]
         weights = lagrange_integral_weights([n[0] for n in nodes], v, v_next)
         prev = a_next * x0 + s_next * eps
@@ -680,9 +701,9 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
             corrector = (used + [(v, f)])[-order:]
             # guarded in both forms, the coming step included: the ε form's weight dρ grows toward the step's
             # start, so a first step from λ = −∞ (start_angle = π/2) is never "corrected"
-            while len(corrector) > 2 and not _steps_comparable([math.log(n[0]) for n in corrector] + [log_next]):
+            while len(corrector) > 2 and not _steps_comparable([math.log(n[0]) for n in corrector] + [log_next], ratio):
                 corrector = corrector[1:]
-            if _steps_comparable([math.log(n[0]) for n in corrector] + [log_next]):
+            if _steps_comparable([math.log(n[0]) for n in corrector] + [log_next], ratio):
                 w_c = lagrange_integral_weights([n[0] for n in corrector], v_from, v)
                 w_p = lagrange_integral_weights([n[0] for n in used], v_from, v)
                 anchor = used[-1][1]  # both weight sets sum to v − v_from: only differences enter
