@@ -257,10 +257,14 @@ class Config:
     uses_curve: bool = False  # `make` takes the problem's information curve
     fitted: bool = False  # rungs from fit_ladder on the problem's calibration draw
 
+    @property
+    def name(self) -> str:
+        return f"{self.family} [{self.setting}]"
+
     def prepare(self, n: int, problem: Problem):
         sched = self.make(problem.information_curve) if self.uses_curve else self.make()
         if self.fitted:
-            sched.set_timesteps(timesteps=fitted_ladder(problem, f"{self.family} [{self.setting}]", sched, n))
+            sched.set_timesteps(timesteps=fitted_ladder(problem, self.name, sched, n))
         elif self.set_steps is None:
             sched.set_timesteps(n)
         else:
@@ -705,8 +709,8 @@ def confirm(results: Dict, batch: int, seed: int, ref_steps: int, names: Optiona
                 reruns = []
                 for r in near:
                     cfg = configs[(r["family"], r["setting"])]
-                    if cfg.fitted and str(r["steps"]) not in problem.info["fitted_ladders"].get(f"{cfg.family} [{cfg.setting}]", {}):
-                        raise SystemExit(f"--confirm: the saved race has no fitted rungs for {cfg.family} [{cfg.setting}] "
+                    if cfg.fitted and str(r["steps"]) not in problem.info["fitted_ladders"].get(cfg.name, {}):
+                        raise SystemExit(f"--confirm: the saved race has no fitted rungs for {cfg.name} "
                                          f"at {r['steps']} steps on {pname}; run --merge first.")
                     reruns.append({"setting": f"{r['family']} [{r['setting']}]", "race_rms_error": r["rms_error"],
                                    **run(cfg, problem, r["steps"])})

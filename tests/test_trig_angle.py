@@ -229,7 +229,7 @@ def test_max_step_ratio_none_keeps_every_node(order, predict_x0, corrector):
         scheduler = TrigAngleRKScheduler(**LINEAR, solver="multistep", solver_order=order, predict_x0=predict_x0,
                                          use_corrector=corrector, step_spacing="linspace", max_step_ratio=ratio)
         runs[ratio] = solve(scheduler, gaussian_model(scheduler), x, 8)
-        expected = sample_trig_multistep(_reference_pair_fn(scheduler), x, scheduler.angles, order, predict_x0, corrector)
+    expected = sample_trig_multistep(_reference_pair_fn(scheduler), x, scheduler.angles, order, predict_x0, corrector)
     # the long extrapolated steps amplify the reference's float32 timestep rounding (see above), up to 3e-5
     torch.testing.assert_close(runs[None], expected, rtol=1e-4, atol=1e-4)
     if predict_x0 or corrector:  # the ε form's predictor has no guard (its weight dρ sits at the step's start)

@@ -209,8 +209,8 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
             x̂0 extrapolated to σ = 0 from the last two calls (Richardson in σ̃² = e^{−λ}, since along the flow
             x̂0 = x* + O(σ̃²)), for models whose cleanest level is still noisy (SD's σ̃ = 0.03); `solver` = seed
             004 as written, a full solver step down to η = 0 (an error floor, kept to reproduce the paper).
-        solver_order (`int`, defaults to 3): 1 to 4, the order of `multistep` (1 = `ddim`; 4 is the best setting
-            at 5 calls on the 64-image 16×16 exact denoiser of `benchmarks/sampler_race.py`). The other solvers
+        solver_order (`int`, defaults to 3): 1 to 4, the order of `multistep` (1 = `ddim`; on the exact denoisers
+            of `benchmarks/sampler_race.py` 4 leads at 5 calls on the 64-image sets, `benchmarks/README.md` §1). The other solvers
             refuse values other than the defaults of this option and the next four, which they do not use.
         predict_x0 (`bool`, defaults to `True`): `multistep` integrates x̂0 against u = cot η (`True`, x0 form)
             or ε̂ against ρ = tan η (`False`, ε form).
@@ -311,10 +311,9 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         for key, value in flags.items():
             if not isinstance(value, (bool, np.bool_)):  # a hand-edited "false" would read as True
                 raise ValueError(f"{key} must be True or False, got {value!r}.")
-        if max_step_ratio is not None and (isinstance(max_step_ratio, (bool, np.bool_)) or not isinstance(max_step_ratio, numbers.Real)
-                                           or not 1.0 <= max_step_ratio < math.inf):
-            raise ValueError(f"max_step_ratio must be a finite number >= 1 or None (never drop nodes), got {max_step_ratio!r}.")
         if max_step_ratio is not None:
+            if isinstance(max_step_ratio, (bool, np.bool_)) or not isinstance(max_step_ratio, numbers.Real) or not 1.0 <= max_step_ratio < math.inf:
+                raise ValueError(f"max_step_ratio must be a finite number >= 1 or None (never drop nodes), got {max_step_ratio!r}.")
             self.register_to_config(max_step_ratio=float(max_step_ratio))  # a numpy scalar would not serialise
         multistep_options = {"solver_order": solver_order, "predict_x0": predict_x0, "use_corrector": use_corrector,
                              "lower_order_final": lower_order_final, "max_step_ratio": max_step_ratio}
