@@ -28,6 +28,7 @@ Writes ``benchmarks/results/sampler_race.{json,md,png}``; the discussion is in `
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import platform
@@ -410,9 +411,14 @@ def our_configs() -> List[Config]:
             for corrector in (True, False):
                 kw = {"solver": "multistep", "solver_order": order, "predict_x0": predict_x0, "use_corrector": corrector}
                 form = f"{'x0' if predict_x0 else 'ε'} form, corrector={'on' if corrector else 'off'}"
-                for end in ("clean", "trailing"):  # trailing: the last call is not at the clean end
-                    family, kw_end = f"TrigAngleRK multistep order {order}", {**kw, "ladder_end": end}
-                    suffix = ", trailing" if end == "trailing" else ""
+                # trailing: the last call is not at the clean end; max_step_ratio=None keeps every node as diffusers'
+                # solvers do; polynomials in u itself for the x0 form only (the ε form's, in ρ = σ̃, is diffusers' LMS)
+                interpolations = ("logsnr", "linear") if predict_x0 else ("logsnr",)
+                for end, ratio, interpolation in itertools.product(("clean", "trailing"), (2.0, None), interpolations):
+                    family = f"TrigAngleRK multistep order {order}"
+                    kw_end = {**kw, "ladder_end": end, "max_step_ratio": ratio, "interpolation": interpolation}
+                    suffix = ((", trailing" if end == "trailing" else "") + (", max_step_ratio=None" if ratio is None else "")
+                              + (", interpolation=linear" if interpolation == "linear" else ""))
                     for spacing in spacings:
                         add(family, TrigAngleRKScheduler, f"{spacing}, {form}{suffix}", {**kw_end, "step_spacing": spacing})
                     add_information(family, TrigAngleRKScheduler, f"{form}{suffix}, ", kw_end)
@@ -423,6 +429,15 @@ def our_configs() -> List[Config]:
             cfgs.append(Config(f"TrigAngleRK multistep order {order}",
                                f"fitted ladder (fit_ladder from linspace), x0 form, corrector={'on' if corrector else 'off'}, trailing",
                                lambda kw=kw: TrigAngleRKScheduler(**kw), ours=True, fitted=True))
+    for interpolation in ("logsnr", "linear"):  # fitted from the information rungs, every node kept
+        kw = {**BASE, "solver": "multistep", "solver_order": 4, "use_corrector": True, "ladder_end": "trailing",
+              "step_spacing": "information", "information_measure": "information", "information_power": 0.5,
+              "max_step_ratio": None, "interpolation": interpolation}
+        cfgs.append(Config("TrigAngleRK multistep order 4",
+                           "fitted ladder (fit_ladder from information (information^0.5)), x0 form, corrector=on, trailing, "
+                           "max_step_ratio=None" + (", interpolation=linear" if interpolation == "linear" else ""),
+                           lambda curve, kw=kw: TrigAngleRKScheduler(**kw, information_curve=curve), ours=True,
+                           uses_curve=True, fitted=True))
     return cfgs
 
 
@@ -1062,26 +1077,35 @@ def main() -> None:
         for v in verdicts:
             print(f"[{pname}] {v['budget']:>3} calls: ours {v['best_ours_rms']:.3e} ({v['best_ours']}) vs built-in "
                   f"{v['best_builtin_rms']:.3e} ({v['best_builtin']}) -> {v['verdict']}", flush=True)
-    if merged_from:  # the saved problems this run did not race stay as they were, in their order
-        raced = results["problems"]
+        write_results(results, merged_from, Path(args.output_dir), t0)
+    if "problems_skipped" in results or not jobs:
+        write_results(results, merged_from, Path(args.output_dir), t0)
+
+
+def write_results(results: Dict, merged_from: Dict, out: Path, t0: float) -> None:
+    """Write the race so far (after every problem, so that an interrupted run keeps what it finished; ``--merge``
+    then races only what is missing): with ``--merge``, the saved problems this run has not raced stay as they were,
+    in their order."""
+    results = dict(results)
+    if merged_from:
+        raced = dict(results["problems"])
         results["problems"] = {name: raced.pop(name, saved) for name, saved in merged_from["problems"].items()}
         results["problems"].update(raced)
-    results["fixed_settings"] = fixed_settings(results["problems"], args.budgets)
-    results["ladder_comparison"] = ladder_comparison(results["problems"], args.budgets)
-    results["seconds_total"] = time.perf_counter() - t0
+    results["fixed_settings"] = fixed_settings(results["problems"], results["budgets"])
+    results["ladder_comparison"] = ladder_comparison(results["problems"], results["budgets"])
+    results["seconds_total"] = time.perf_counter() - t0 + merged_from.get("seconds_total", 0.0)
     results["torch_threads"] = torch.get_num_threads()
     results["machine"] = platform.machine()
     results["command"] = " ".join(["python"] + sys.argv)
     if merged_from:
         results["command"] = f"{merged_from['command']} && {results['command']}"
-        results["seconds_total"] += merged_from.get("seconds_total", 0.0)
-    out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "sampler_race.json").write_text(json.dumps(results, separators=(",", ":")))
-    (out / "sampler_race.md").write_text(markdown(results, args.budgets))
+    (out / "sampler_race.md").write_text(markdown(results, results["budgets"]))
     if results["problems"]:
-        plot(results, args.budgets, out / "sampler_race.png")
-    print(f"wrote {out}/sampler_race.{{json,md,png}} in {results['seconds_total']:.0f}s", flush=True)
+        plot(results, results["budgets"], out / "sampler_race.png")
+    print(f"wrote {out}/sampler_race.{{json,md,png}} ({len(results['problems'])} problems, {results['seconds_total']:.0f}s)",
+          flush=True)
 
 
 if __name__ == "__main__":

@@ -101,7 +101,7 @@ SOURCE_SAMPLER_KEYS = frozenset({
     # our own schedulers' sampler options, when converting between them
     "eta", "sampling_schedule", "sampling_num_timesteps", "sampling_schedule_params", "segments", "segment_models",
     "fractional_timesteps", "gamma", "delta", "sde_rho", "variant", "solver",
-    "start_angle", "final_step", "ladder_end", "use_corrector", "max_step_ratio", "information_curve", "information_measure",
+    "start_angle", "final_step", "ladder_end", "use_corrector", "max_step_ratio", "interpolation", "information_curve", "information_measure",
     "information_power",
 })
 # Values of source keys that would change the maths and that no scheduler here implements.

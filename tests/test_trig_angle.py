@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler
+from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler, LMSDiscreteScheduler
 
 from diffusers_infoflow import GaussianDenoiser
 from diffusers_infoflow.experiments.ablations import SEED004_TABLE2, ablation_row
@@ -119,6 +119,20 @@ def _reference_pair_fn(scheduler):
     return pair_fn
 
 
+def _grid_pair_fn(scheduler):
+    """The reference's model at a one-call-per-step scheduler's grid angles, told the very timesteps the scheduler
+    tells it: polynomials in u over λ-uniform rungs have weights ~1e3, which would amplify a timestep re-derived
+    one float32 ulp away into 1e-1 differences."""
+    joint = gaussian_model(scheduler, "joint")
+    told = {float(eta): tau for eta, tau in zip(scheduler.angles, scheduler.timesteps)}
+
+    def pair_fn(z, eta):
+        eps, x0 = joint(z, told[float(eta)]).sample.chunk(2, dim=1)
+        return x0, eps
+
+    return pair_fn
+
+
 @pytest.mark.parametrize("solver", ["euler", "rk2", "rk4", "ddim"])
 @pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "v_prediction", "joint"])
 @pytest.mark.parametrize("final_step", ["x0", "solver"])
@@ -190,6 +204,48 @@ def test_lagrange_integral_weights_are_exact():
         lagrange_integral_weights([0.0, 1.0], 1.0, 2.0)
 
 
+def test_lagrange_integral_weights_linear_are_exact():
+    """interpolation='linear': ∫ P(v) dv for P of degree < k is reproduced by k nodes, down to v = 0; Simpson's rule."""
+    rng = np.random.default_rng(1)
+    for k in (1, 2, 3, 4):
+        nodes = [0.3, 0.9, 2.5, 4.0][:k]
+        for a, b in ((2.5, 7.0), (7.0, 2.5), (0.3, 0.0), (1e-6, 300.0)):
+            coeffs = rng.normal(size=k)
+            values = [np.polynomial.polynomial.polyval(v, coeffs) for v in nodes]
+            antiderivative = np.polynomial.polynomial.polyint(coeffs)
+            exact = np.polynomial.polynomial.polyval(b, antiderivative) - np.polynomial.polynomial.polyval(a, antiderivative)
+            weights = lagrange_integral_weights(nodes, a, b, "linear")
+            assert math.isclose(sum(wj * fj for wj, fj in zip(weights, values)), exact, rel_tol=1e-11, abs_tol=1e-11)
+    # three equally spaced nodes over their own span: Simpson's 1/3, 4/3, 1/3 (times the half-width)
+    assert np.allclose(lagrange_integral_weights([1.0, 2.0, 3.0], 1.0, 3.0, "linear"), [1 / 3, 4 / 3, 1 / 3], rtol=1e-13)
+    with pytest.raises(ValueError, match="non-negative"):
+        lagrange_integral_weights([-1.0, 1.0], 1.0, 2.0, "linear")
+    with pytest.raises(ValueError, match=re.escape("interpolation must be one of ('logsnr', 'linear'), got 'cubic'")):
+        lagrange_integral_weights([1.0, 2.0], 1.0, 2.0, "cubic")
+
+
+@pytest.mark.parametrize("order", [1, 2, 3, 4])
+def test_linear_interpolation_in_the_eps_form_is_diffusers_lms(order):
+    """ε form, polynomial in ρ = σ̃, no corrector: diffusers' LMSDiscreteScheduler (linear multistep in σ̃) on the same
+    σ̃ ladder, step for step to round-off, except the last step into σ̃ = 0, where ours is first order (x̂0)."""
+    lms = LMSDiscreteScheduler(beta_schedule="linear")
+    lms.set_timesteps(10)
+    ours = TrigAngleRKScheduler(**LINEAR, solver="multistep", solver_order=order, predict_x0=False, use_corrector=False,
+                                interpolation="linear", max_step_ratio=None)
+    ours.set_timesteps(timesteps=lms.timesteps.tolist())
+    lms.sigmas = torch.tan(ours.angles)  # ours, in float64 (diffusers' float32 σ̃ would set a 1e-5 floor)
+    model = gaussian_model(ours)
+    x = start_noise(4)
+    x_lms, x_ours = x * math.sqrt(float(lms.sigmas[0]) ** 2 + 1), x.clone()  # LMS's state is x/α
+    for i, t in enumerate(lms.timesteps):
+        x_lms = lms.step(model(lms.scale_model_input(x_lms, t), t).sample, t, x_lms, order=order).prev_sample
+        x_ours = ours.step(model(x_ours, ours.timesteps[i]).sample, ours.timesteps[i], x_ours).prev_sample
+        if i < len(lms.timesteps) - 1:
+            torch.testing.assert_close(x_ours / math.cos(float(ours.angles[i + 1])), x_lms, rtol=1e-13, atol=1e-13)
+    # the last step: LMS integrates its polynomial to σ̃ = 0, ours returns x̂0 (the same for order 1)
+    assert (rms(x_ours, x_lms) < 1e-14) == (order == 1)
+
+
 @pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "v_prediction", "joint"])
 @pytest.mark.parametrize("predict_x0", [True, False])
 def test_multistep_order_one_is_ddim(prediction_type, predict_x0):
@@ -207,14 +263,16 @@ def test_multistep_order_one_is_ddim(prediction_type, predict_x0):
 @pytest.mark.parametrize("corrector", [False, True])
 @pytest.mark.parametrize("prediction_type", ["epsilon", "joint"])
 @pytest.mark.parametrize("lower_order_final", [False, True])
-def test_multistep_matches_functional_reference(order, predict_x0, corrector, prediction_type, lower_order_final):
-    scheduler = TrigAngleRKScheduler(**LINEAR, solver="multistep", solver_order=order, predict_x0=predict_x0,
-                                     use_corrector=corrector, prediction_type=prediction_type, lower_order_final=lower_order_final)
+@pytest.mark.parametrize("interpolation", ["logsnr", "linear"])
+def test_multistep_matches_functional_reference(order, predict_x0, corrector, prediction_type, lower_order_final, interpolation):
+    scheduler = TrigAngleRKScheduler(**LINEAR, solver="multistep", solver_order=order, predict_x0=predict_x0, use_corrector=corrector,
+                                     prediction_type=prediction_type, lower_order_final=lower_order_final, interpolation=interpolation)
     x = start_noise(4)
     out = solve(scheduler, gaussian_model(scheduler, prediction_type), x, 8)
-    expected = sample_trig_multistep(_reference_pair_fn(scheduler), x, scheduler.angles, order, predict_x0, corrector, lower_order_final)
-    # the reference re-derives each float32 timestep from the angle (it may round to the next float32)
-    torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-6)
+    expected = sample_trig_multistep(_grid_pair_fn(scheduler), x, scheduler.angles, order, predict_x0, corrector,
+                                     lower_order_final, interpolation)
+    # float64 round-off, times weights ~1e3 for polynomials of order 4 in u (3e-8 measured)
+    torch.testing.assert_close(out, expected, rtol=1e-7, atol=1e-7)
 
 
 @pytest.mark.parametrize("order", [2, 3, 4])
@@ -247,6 +305,12 @@ def test_max_step_ratio_none_refuses_a_grid_from_minus_infinite_logsnr(tmp_path)
     with pytest.raises(ValueError, match="grid starts at λ = −∞"):
         TrigAngleRKScheduler(**LINEAR, solver="multistep", max_step_ratio=None, start_angle=math.pi / 2).set_timesteps(8)
     TrigAngleRKScheduler(**flow, max_step_ratio=None, solver_order=1).set_timesteps(8)
+    with pytest.raises(ValueError, match="ρ = tan η"):  # the ε form's ρ = ∞ there, in either variable
+        TrigAngleRKScheduler(**flow, max_step_ratio=None, predict_x0=False, interpolation="linear").set_timesteps(8)
+    # the x0 form's u = cot η = 0 there is an ordinary node of a polynomial in u
+    scheduler = TrigAngleRKScheduler(**flow, max_step_ratio=None, interpolation="linear")
+    scheduler.set_timesteps(8)
+    assert math.isclose(float(scheduler.angles[0]), math.pi / 2)
     TrigAngleRKScheduler(**flow).set_timesteps(8)
     stored = TrigAngleRKScheduler(solver="multistep", max_step_ratio=np.float32(3.0))
     stored.save_pretrained(tmp_path)
@@ -276,23 +340,29 @@ def test_lower_order_final_lowers_only_the_last_steps():
 
 
 @pytest.mark.parametrize(
-    "order,predict_x0,corrector,steps,least",
+    "order,predict_x0,corrector,steps,least,interpolation",
     [
-        (2, True, False, (20, 40, 80), 1.7),  # measured 2.05
-        (2, False, False, (20, 40, 80), 1.7),  # 1.99
-        (3, True, False, (20, 40, 80), 2.6),  # 4.1 (λ-uniform steps: better than 3 here)
-        (3, False, False, (20, 40, 80), 2.6),  # 3.9
+        (2, True, False, (20, 40, 80), 1.7, "logsnr"),  # measured 2.05
+        (2, False, False, (20, 40, 80), 1.7, "logsnr"),  # 1.99
+        (3, True, False, (20, 40, 80), 2.6, "logsnr"),  # 4.1 (λ-uniform steps: better than 3 here)
+        (3, False, False, (20, 40, 80), 2.6, "logsnr"),  # 3.9
         # the corrector's error changes sign near 100 steps (order 2): the asymptotic range starts later
-        (2, True, True, (320, 640, 1280), 1.7),  # 1.88
-        (3, True, True, (40, 80, 160), 2.6),  # 3.6
-        (3, True, True, (160, 320, 640), 2.6),  # 3.9, down to 2e-9: no float32-timestep floor
-        (4, True, False, (20, 40, 80), 3.3),  # 3.89
-        (4, False, False, (20, 40, 80), 3.3),  # 3.59
+        (2, True, True, (320, 640, 1280), 1.7, "logsnr"),  # 1.88
+        (3, True, True, (40, 80, 160), 2.6, "logsnr"),  # 3.6
+        (3, True, True, (160, 320, 640), 2.6, "logsnr"),  # 3.9, down to 2e-9: no float32-timestep floor
+        (4, True, False, (20, 40, 80), 3.3, "logsnr"),  # 3.89
+        (4, False, False, (20, 40, 80), 3.3, "logsnr"),  # 3.59
+        # polynomials in u (ρ) itself: far larger errors on these λ-uniform steps, the order still holds
+        (2, True, False, (20, 40, 80), 1.7, "linear"),  # 2.39
+        (2, False, False, (20, 40, 80), 1.7, "linear"),  # 1.85
+        (3, True, False, (20, 40, 80), 2.6, "linear"),  # 3.41
+        (4, True, False, (40, 80, 160), 3.3, "linear"),  # 4.50
     ],
 )
-def test_multistep_convergence_order(order, predict_x0, corrector, steps, least):
+def test_multistep_convergence_order(order, predict_x0, corrector, steps, least, interpolation):
     """Fitted order on the exact Gaussian flow (linear table, logsnr), in the asymptotic range."""
-    scheduler = TrigAngleRKScheduler(**LINEAR, solver="multistep", solver_order=order, predict_x0=predict_x0, use_corrector=corrector)
+    scheduler = TrigAngleRKScheduler(**LINEAR, solver="multistep", solver_order=order, predict_x0=predict_x0,
+                                     use_corrector=corrector, interpolation=interpolation)
     model = gaussian_model(scheduler)
     x = start_noise(8)
     reference = exact_target(scheduler, x)
@@ -542,8 +612,10 @@ def test_bad_inputs_are_clear_errors():
     for ratio in (0.5, float("inf"), float("nan"), True, "2"):
         with pytest.raises(ValueError, match=re.escape(f"max_step_ratio must be a finite number >= 1 or None (never drop nodes), got {ratio!r}")):
             TrigAngleRKScheduler(solver="multistep", max_step_ratio=ratio)
+    with pytest.raises(ValueError, match=re.escape("interpolation must be one of ('logsnr', 'linear'), got 'sigma'")):
+        TrigAngleRKScheduler(solver="multistep", interpolation="sigma")
     for option in ({"lower_order_final": True}, {"solver_order": 2}, {"predict_x0": False}, {"use_corrector": False},
-                   {"max_step_ratio": None}):
+                   {"max_step_ratio": None}, {"interpolation": "linear"}):
         for solver in ("euler", "rk2", "rk4", "ddim"):  # the multistep solver's options are refused, not ignored
             with pytest.raises(ValueError, match=re.escape(f"{option} set the multistep solver, which solver={solver!r} does not use")):
                 TrigAngleRKScheduler(solver=solver, **option)

@@ -9,8 +9,10 @@ exact rotation ``x_s = cos η_s·x̂0 + sin η_s·ε̂`` (DDIM for an ε model, 
 with ``joint_heads="separate"``).
 
 ``solver="multistep"`` uses that ``d(x/σ)/du = x̂0`` for ``u = cot η = e^{λ/2}`` (x0 form; ``d(x/α)/dρ = ε̂`` for
-``ρ = tan η`` in the ε form): order k integrates the Lagrange polynomial in λ through the last k model outputs
-exactly (:func:`lagrange_integral_weights`, the exponential integrator of DPM-Solver++/DEIS), optionally
+``ρ = tan η`` in the ε form): order k integrates the Lagrange polynomial in λ (or, ``interpolation="linear"``, in
+u or ρ itself) through the last k model outputs exactly (:func:`lagrange_integral_weights`, the exponential
+integrator of DPM-Solver++/DEIS; in the ε form ``"linear"`` is the linear multistep method in Karras' σ̃ = ρ of
+diffusers' ``LMSDiscreteScheduler``), optionally
 corrected with each new output (UniPC's UniC idea, no extra call); a step much longer than the node gaps drops
 its oldest nodes (``max_step_ratio``).
 
@@ -51,6 +53,7 @@ from ._common import ModelInterfaceMixin, StepIndexMixin, check_model_output
 
 __all__ = [
     "FINAL_STEPS",
+    "INTERPOLATIONS",
     "SOLVERS",
     "STEP_SPACINGS",
     "TrigAngleRKScheduler",
@@ -65,6 +68,7 @@ StepSpacing = Literal["angle", "logsnr", "karras", "linspace", "information"]
 PredictionType = Literal["epsilon", "sample", "v_prediction", "joint", "flow_prediction"]
 FinalStep = Literal["x0", "extrapolate", "solver"]
 LadderEnd = Literal["clean", "trailing"]
+Interpolation = Literal["logsnr", "linear"]
 
 SOLVERS = ("euler", "rk2", "rk4", "ddim", "multistep")
 STEP_SPACINGS = ("angle", "logsnr", "karras", "linspace", "information")
@@ -72,7 +76,8 @@ RENAMED_SPACINGS = {"uniform_eta": "angle", "uniform_logsnr": "logsnr", "uniform
 FINAL_STEPS = ("x0", "extrapolate", "solver")
 LADDER_ENDS = ("clean", "trailing")
 SOLVER_ORDERS = (1, 2, 3, 4)
-MULTISTEP_OPTIONS = ("solver_order", "predict_x0", "use_corrector", "lower_order_final", "max_step_ratio")  # other solvers refuse non-defaults
+INTERPOLATIONS = ("logsnr", "linear")
+MULTISTEP_OPTIONS = ("solver_order", "predict_x0", "use_corrector", "lower_order_final", "max_step_ratio", "interpolation")  # other solvers refuse non-defaults
 # The multistep solver uses k nodes only while the steps between them and the new step have lengths in λ
 # within `max_step_ratio` of each other: far extrapolation of the polynomial (a long step after short ones, e.g.
 # angle's last step into the clean end) or a node at λ = −∞ (start_angle = π/2) would ruin the step.
@@ -91,26 +96,35 @@ _TABLEAUX: Dict[str, Tuple[Tuple[float, ...], Tuple[Tuple[float, ...], ...], Tup
 }
 
 
-def lagrange_integral_weights(nodes: List[float], start: float, end: float) -> List[float]:
-    """Exact weights of ``∫_start^end p(v) dv`` where p interpolates values at ``nodes`` by a polynomial in log v.
+def lagrange_integral_weights(nodes: List[float], start: float, end: float, interpolation: Interpolation = "logsnr") -> List[float]:
+    """Exact weights of ``∫_start^end p(v) dv`` where p interpolates values at ``nodes`` by a polynomial in log v
+    (``interpolation="logsnr"``: v = e^{±λ/2}) or in v itself (``"linear"``).
 
-    Returns w with ``∫_start^end p(v) dv = Σ_j w_j·p(nodes[j])`` for p(v) = P(log v), P the Lagrange polynomial
-    (degree len(nodes) − 1) through (log nodes[j], value_j). All of nodes, start, end must be > 0 (u = cot η or
-    ρ = tan η); end < start is allowed. With t = log(v/start), ``∫ P(t)·start·e^t dt`` is integrated in closed
-    form, ``∫ P e^t = e^t·Σ_m (−1)^m P^{(m)}``, in float64 (the multistep solver's exponential integrator).
+    Returns w with ``∫_start^end p(v) dv = Σ_j w_j·p(nodes[j])`` for p(v) = P(log v) (or P(v)), P the Lagrange
+    polynomial (degree len(nodes) − 1) through (log nodes[j], value_j) (or (nodes[j], value_j)). For ``"logsnr"`` all
+    of nodes, start, end must be > 0 (u = cot η or ρ = tan η), for ``"linear"`` ≥ 0; end < start is allowed.
+    With t = log(v/start), ``∫ P(t)·start·e^t dt`` is integrated in closed form, ``∫ P e^t = e^t·Σ_m (−1)^m P^{(m)}``;
+    a polynomial in v by its antiderivative (in v over the largest of the points, for conditioning); in float64.
     """
-    if not all(math.isfinite(v) for v in (*nodes, start, end)) or min(nodes) <= 0 or start <= 0 or end <= 0:
-        raise ValueError(f"nodes and interval ends must be finite and positive, got nodes={nodes}, start={start}, end={end}.")
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}.")
+    linear = interpolation == "linear"
+    if not all(math.isfinite(v) and (v >= 0 if linear else v > 0) for v in (*nodes, start, end)):
+        raise ValueError(f"nodes and interval ends must be finite and {'non-negative' if linear else 'positive'}, "
+                         f"got nodes={nodes}, start={start}, end={end}.")
+    weights = []
+    if linear:
+        unit = max(*nodes, start, end)
+        for j in range(len(nodes)):
+            antiderivative = np.polynomial.polynomial.polyint(_lagrange_basis([v / unit for v in nodes], j))
+            at = [np.polynomial.polynomial.polyval(v / unit, antiderivative) for v in (start, end)]
+            weights.append(float(unit * (at[1] - at[0])))
+        return weights
     times = [math.log(v / start) for v in nodes]
     horizon = math.log(end / start)
-    weights = []
-    for j, tj in enumerate(times):
-        basis = np.array([1.0])  # coefficients (lowest first) of the j-th Lagrange basis polynomial in t
-        for m, tm in enumerate(times):
-            if m != j:
-                basis = np.polynomial.polynomial.polymul(basis, np.array([-tm, 1.0]) / (tj - tm))
+    for j in range(len(nodes)):
         # antiderivative of basis(t)·e^t is e^t·Σ_m (−1)^m basis^{(m)}(t)
-        total, derivative, sign = np.zeros(1), basis, 1.0
+        total, derivative, sign = np.zeros(1), _lagrange_basis(times, j), 1.0
         while derivative.size and np.any(derivative):
             total = np.polynomial.polynomial.polyadd(total, sign * derivative)
             derivative, sign = np.polynomial.polynomial.polyder(derivative), -sign
@@ -118,6 +132,15 @@ def lagrange_integral_weights(nodes: List[float], start: float, end: float) -> L
         at_start = np.polynomial.polynomial.polyval(0.0, total)
         weights.append(float(start * (at_end - at_start)))
     return weights
+
+
+def _lagrange_basis(points: List[float], j: int) -> np.ndarray:
+    """Coefficients (lowest first) of the j-th Lagrange basis polynomial through `points`."""
+    basis = np.array([1.0])
+    for m, point in enumerate(points):
+        if m != j:
+            basis = np.polynomial.polynomial.polymul(basis, np.array([-point, 1.0]) / (points[j] - point))
+    return basis
 
 
 def _steps_comparable(points: List[float], max_step_ratio: Optional[float]) -> bool:
@@ -226,6 +249,12 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
             between them and the coming step (in log-SNR) differ by more than this factor, in the x0 form's
             predictor (whose weight du sits at the step's far end) and in the corrector of both forms (which keeps a
             start at λ = −∞ finite). `None` keeps every node, as diffusers' multistep solvers do.
+        interpolation (`str`, defaults to `"logsnr"`): the variable in which `multistep`'s Lagrange polynomial
+            through the last k outputs is a polynomial: `logsnr` (λ, as DPM-Solver++ and UniPC) or `linear` (the
+            integration variable itself, u = α/σ in the x0 form, ρ = σ/α = Karras' σ̃ in the ε form, where order k
+            without the corrector is diffusers' `LMSDiscreteScheduler` of order k, but for its last step). `linear`
+            in the x0 form leads at 5 calls on the largest 16×16 set of `benchmarks/sampler_race.py`
+            (`benchmarks/README.md` §1).
         clip_sample (`bool`, defaults to `False`): clamp x̂0 to `[-clip_sample_range, clip_sample_range]` before
             it enters the solver, as DDIM's `clip_sample` does. A single-head model's ε̂ is then re-derived from the
             clamped x̂0 (ε̂ = (x − cos η·x̂0)/sin η), so the pair stays consistent with x and the ODE's slope is
@@ -286,6 +315,7 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         use_corrector: bool = True,
         lower_order_final: bool = False,
         max_step_ratio: Optional[float] = 2.0,
+        interpolation: Interpolation = "logsnr",
         clip_sample: bool = False,
         clip_sample_range: float = 1.0,
     ):
@@ -307,6 +337,8 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
             raise ValueError(f"final_step='extrapolate' needs a one-call-per-step solver ('ddim' or 'multistep'), got solver={solver!r}.")
         if isinstance(solver_order, bool) or solver_order not in SOLVER_ORDERS:
             raise ValueError(f"solver_order must be one of {SOLVER_ORDERS}, got {solver_order!r}.")
+        if interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}.")
         flags = {"predict_x0": predict_x0, "use_corrector": use_corrector, "lower_order_final": lower_order_final, "clip_sample": clip_sample}
         for key, value in flags.items():
             if not isinstance(value, (bool, np.bool_)):  # a hand-edited "false" would read as True
@@ -316,7 +348,8 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
                 raise ValueError(f"max_step_ratio must be a finite number >= 1 or None (never drop nodes), got {max_step_ratio!r}.")
             self.register_to_config(max_step_ratio=float(max_step_ratio))  # a numpy scalar would not serialise
         multistep_options = {"solver_order": solver_order, "predict_x0": predict_x0, "use_corrector": use_corrector,
-                             "lower_order_final": lower_order_final, "max_step_ratio": max_step_ratio}
+                             "lower_order_final": lower_order_final, "max_step_ratio": max_step_ratio,
+                             "interpolation": interpolation}
         changed = {key: value for key, value in multistep_options.items() if value != MULTISTEP_DEFAULTS[key]}
         if changed and solver != "multistep":
             raise ValueError(f"{changed} set the multistep solver, which solver={solver!r} does not use; leave them at "
@@ -512,13 +545,15 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
             lam = self.interface.native_logsnrs(num_inference_steps, timesteps=timesteps, sigmas=sigmas, mu=mu)
             grid = torch.cat([angle_from_logsnr(lam), torch.zeros(1, dtype=torch.float64)])
             num_inference_steps = len(lam)
+        infinite_node = self.config.interpolation == "logsnr" or not self.config.predict_x0  # λ = −∞, or ρ = ∞
         if (self.config.solver == "multistep" and self.config.max_step_ratio is None and self.config.solver_order > 1
-                and float(grid[0]) >= math.pi / 2):
-            # only the ratio guard keeps a node at λ = −∞ out of the polynomial in λ (the corrector's weights on it
-            # are ~1e14 in the ε form)
+                and infinite_node and float(grid[0]) >= math.pi / 2):
+            # only the ratio guard keeps that node out of the polynomial (the corrector's weights on it are ~1e14
+            # in the ε form); the x0 form's u = 0 there is an ordinary node of a polynomial in u
             raise ValueError("max_step_ratio=None keeps every node, and this grid starts at λ = −∞ (η = π/2, e.g. a "
-                             "flow-matching model's t = 1), which cannot be a node of a polynomial in log-SNR; use a "
-                             "finite max_step_ratio or a start_angle below π/2.")
+                             "flow-matching model's t = 1), which cannot be a node of a polynomial in log-SNR or in the "
+                             "ε form's ρ = tan η; use a finite max_step_ratio, a start_angle below π/2, or "
+                             "interpolation='linear' with predict_x0=True.")
         # Grid points inside the table are moved onto the level of the float32 timestep the model will be told
         # (a shift of float32 round-off), so the model sees its sample at exactly its level: a multistep update
         # that rebuilds the sample from (x̂0, ε̂) would otherwise add that round-off at every step.
@@ -652,8 +687,8 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         the sample x) to η_{i+1}.
 
         x0 form (``predict_x0=True``): v = u = cot η, f = x̂0, s = σ = sin η, since d(x/σ)/du = x̂0. ε form: v =
-        ρ = tan η, f = ε̂, s = α = cos η, since d(x/α)/dρ = ε̂. With the Lagrange polynomial of f in log v
-        through the last k nodes integrated exactly (weights w_j from :func:`lagrange_integral_weights`),
+        ρ = tan η, f = ε̂, s = α = cos η, since d(x/α)/dρ = ε̂. With the Lagrange polynomial of f in log v (in v
+        with ``interpolation="linear"``) through the last k nodes integrated exactly (weights w_j from :func:`lagrange_integral_weights`),
 
             x_{i+1} = s_{i+1}·(x_i/s_i + Σ_j w_j f_j)
                     = α_{i+1}·x̂0_i + σ_{i+1}·ε̂_i + s_{i+1}·Σ_{j≠i} w_j (f_j − f_i) + s_{i+1}·δ_i,
@@ -665,7 +700,7 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         (k ≥ 2) re-integrates the last step [v_{i-1}, v_i] with the polynomial through the last k nodes
         *including* the new one (Adams–Moulton style; the model output at x_i^model stands
         in for the one at the corrected point, as in UniPC) and shifts x_i by the difference. At the last grid
-        point (η_{i+1} = 0, u = ∞) the update is x̂0_i. With ``lower_order_final`` the order of step i (its
+        point (η_{i+1} = 0) the update is x̂0_i: the x0 form's limit u → ∞, the ε form's first-order step to ρ = 0. With ``lower_order_final`` the order of step i (its
         predictor, and the corrector it applies to x_i) is at most N − 1 − i.
         """
         eta, eta_next = float(self.angles[i]), float(self.angles[i + 1])
@@ -677,7 +712,7 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         predictor, self._predictor = self._predictor, None
         self._history = (self._history + [(v, f)])[-self.config.solver_order:]
         if eta_next == 0.0:
-            return x0  # u = ∞: the exact limit of the update with x̂0 held is x̂0 itself
+            return x0  # u = ∞: the exact limit of the update with x̂0 held is x̂0 itself (ε form: DDIM's step to ρ = 0)
         a_next, s_next = math.cos(eta_next), math.sin(eta_next)
         scale_next = s_next if form_x0 else a_next
         v_next = 1.0 / math.tan(eta_next) if form_x0 else math.tan(eta_next)
@@ -690,7 +725,7 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         ratio = self.config.max_step_ratio
         while form_x0 and len(nodes) > 1 and not _steps_comparable([math.log(n[0]) for n in nodes] + [log_next], ratio):
             nodes = nodes[1:]
-        weights = lagrange_integral_weights([n[0] for n in nodes], v, v_next)
+        weights = lagrange_integral_weights([n[0] for n in nodes], v, v_next, self.config.interpolation)
         prev = a_next * x0 + s_next * eps
         for w, (_, fj) in zip(weights[:-1], nodes[:-1]):
             prev = prev + (scale_next * w) * (fj - f)
@@ -703,8 +738,8 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
             while len(corrector) > 2 and not _steps_comparable([math.log(n[0]) for n in corrector] + [log_next], ratio):
                 corrector = corrector[1:]
             if _steps_comparable([math.log(n[0]) for n in corrector] + [log_next], ratio):
-                w_c = lagrange_integral_weights([n[0] for n in corrector], v_from, v)
-                w_p = lagrange_integral_weights([n[0] for n in used], v_from, v)
+                w_c = lagrange_integral_weights([n[0] for n in corrector], v_from, v, self.config.interpolation)
+                w_p = lagrange_integral_weights([n[0] for n in used], v_from, v, self.config.interpolation)
                 anchor = used[-1][1]  # both weight sets sum to v − v_from: only differences enter
                 delta = sum(w * (fj - anchor) for w, (_, fj) in zip(w_c, corrector)) - sum(
                     w * (fj - anchor) for w, (_, fj) in zip(w_p, used)

@@ -48,13 +48,14 @@ def sample_trig_angle(pair_fn, x, angles, solver="rk4", final_x0=False):
     return x
 
 
-def sample_trig_multistep(pair_fn, x, angles, order=3, predict_x0=True, corrector=False, lower_order_final=False):
+def sample_trig_multistep(pair_fn, x, angles, order=3, predict_x0=True, corrector=False, lower_order_final=False,
+                          interpolation="logsnr"):
     """The multistep exponential integrator of the angle ODE, written literally in its state form.
 
     x0 form: ``x_{i+1}/σ_{i+1} = x_i/σ_i + ∫ P(u) du`` (u = cot η, σ = sin η), P the polynomial in log u through
     the last ``min(order, i + 1)`` (u_j, x̂0_j); ε form (``predict_x0=False``): ``x/α`` and ρ = tan η, ε̂. The
     integral is done by 64-point Gauss–Legendre quadrature in t = log v (exact to round-off for polynomial ×
-    e^t). ``corrector``: redo the last step with the polynomial through the last ``order`` nodes including the
+    e^t); ``interpolation="linear"``: P is a polynomial in v itself, integrated by the same rule in v. ``corrector``: redo the last step with the polynomial through the last ``order`` nodes including the
     new output (evaluated before the correction). ``lower_order_final``: step i of N (its predictor and the
     corrector of its start) has order at most N − 1 − i. Ends with x̂0 at the second-to-last angle (the last is 0).
     The reference for ``TrigAngleRKScheduler(solver="multistep")``.
@@ -65,14 +66,18 @@ def sample_trig_multistep(pair_fn, x, angles, order=3, predict_x0=True, correcto
 
     nodes_gl, weights_gl = np.polynomial.legendre.leggauss(64)
 
-    def integral(points, start, end):  # ∫_start^end P(log v) dv, P through (log v_j, f_j)
-        t = [math.log(v) for v, _ in points]
-        a, b = math.log(start), math.log(end)
+    linear = interpolation == "linear"
+    coordinate = (lambda v: v) if linear else math.log
+
+    def integral(points, start, end):  # ∫_start^end P(c(v)) dv, P through (c(v_j), f_j), c = log or the identity
+        t = [coordinate(v) for v, _ in points]
+        a, b = coordinate(start), coordinate(end)
         total = 0.0
         for node, weight in zip(nodes_gl, weights_gl):
             s = 0.5 * (b - a) * node + 0.5 * (a + b)
             basis = [math.prod((s - t[m]) / (t[j] - t[m]) for m in range(len(t)) if m != j) for j in range(len(t))]
-            total = total + 0.5 * (b - a) * weight * math.exp(s) * sum(c * f for c, (_, f) in zip(basis, points))
+            jacobian = 1.0 if linear else math.exp(s)  # dv = e^t dt
+            total = total + 0.5 * (b - a) * weight * jacobian * sum(c * f for c, (_, f) in zip(basis, points))
         return total
 
     angles = [float(a) for a in angles]
