@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Callable, Dict, List
 
@@ -44,3 +45,11 @@ def merged_rows(saved_rows: List[Dict], rows: List[Dict], key: Callable[[Dict], 
     """The saved rows this run did not measure again (by ``key``, e.g. sampler and budget), then this run's."""
     measured = {key(row) for row in rows}
     return [row for row in saved_rows if key(row) not in measured] + rows
+
+
+def write_atomic(path, text: str) -> None:
+    """Write ``text`` to ``path`` through a staged file, so that a run stopped mid-write leaves the old file whole."""
+    path = Path(path)
+    staged = path.with_name(path.name + ".tmp")
+    staged.write_text(text)
+    os.replace(staged, path)

@@ -22,7 +22,9 @@ far on the later sets (``top3``, faster) had hidden a built-in that is exact at 
     python benchmarks/sampler_race.py --confirm 1024 # each cell's near-winners again, on a fresh draw of 1,024
     python benchmarks/sampler_race.py --render-only  # rewrite the tables and plot from the saved JSON
 
-Writes ``benchmarks/results/sampler_race.{json,md,png}``; the discussion is in ``benchmarks/README.md`` §1.
+Writes ``benchmarks/results/sampler_race.{json,md,png}`` after every problem (a run without ``--merge`` first moves
+the saved file to ``sampler_race.before-<date-time>.json``); a ``--merge`` keeps the saved confirmation and marks the problems
+that gained settings as stale. The discussion is in ``benchmarks/README.md`` §1.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import argparse
 import itertools
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -41,7 +44,7 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import torch
-from _results import saved_for_merge
+from _results import saved_for_merge, write_atomic
 from diffusers import (
     DDIMScheduler,
     DDPMScheduler,
@@ -781,6 +784,7 @@ def markdown(results: Dict, budgets: List[int]) -> str:
                                    for v in pres["verdict"]} for pname, pres in results["problems"].items()}, budgets)
     confirmation = results.get("confirmation")
     if confirmation:
+        seed_flag = f" --seed {results['seed']}" if results["seed"] else ""  # the confirmation's seed is --seed + 1000
         lines += ["## Near-winners on a fresh draw", "",
                   f"Each side's near-winners of every cell (race RMS within ×{confirmation['within']} of its side's best, "
                   f"or at round-off; at most {confirmation['at_most']} a side), run again from a new x_T of "
@@ -793,10 +797,14 @@ def markdown(results: Dict, budgets: List[int]) -> str:
                                   [c["ours"]["same_data_point"], c["builtin"]["same_data_point"]] if "same_data_point" in c["ours"] else None)
                     for c in pres["cells"]}
             for pname, pres in confirmation["problems"].items()}, budgets)
+        if confirmation.get("stale"):
+            lines += ["", f"Stale: the race added settings to {', '.join(confirmation['stale'])} after this confirmation, "
+                      "so their near-winners may have changed (`python benchmarks/sampler_race.py --confirm "
+                      f"{confirmation['batch']}{seed_flag} --confirm-problems {' '.join(confirmation['stale'])}`)."]
         missing = [pname for pname in results["problems"] if pname not in confirmation["problems"]]
         if missing:
             lines += ["", f"Not yet confirmed on this race: {', '.join(missing)} (`python benchmarks/sampler_race.py "
-                      f"--confirm {confirmation['batch']} --confirm-problems {' '.join(missing)}`)."]
+                      f"--confirm {confirmation['batch']}{seed_flag} --confirm-problems {' '.join(missing)}`)."]
     fixed = results.get("fixed_settings", {})
     if len(fixed) == 2:
         lines += ["## One setting per side, chosen once for every problem and budget", "",
@@ -990,12 +998,12 @@ def main() -> None:
             if args.confirm_problems and {k: earlier.get(k) for k in ("batch", "seed")} == {"batch": args.confirm, "seed": args.seed + 1000}:
                 # the other problems keep their earlier confirmation (each entry names the command that made it)
                 confirmation["problems"] = {**earlier["problems"], **confirmation["problems"]}
+            stale = [name for name in earlier.get("stale", []) if name in confirmation["problems"]
+                     and args.confirm_problems is not None and name not in args.confirm_problems]  # kept, not rerun
+            if stale:
+                confirmation["stale"] = stale
             results["confirmation"] = confirmation
-        results["fixed_settings"] = fixed_settings(results["problems"], results["budgets"])
-        results["ladder_comparison"] = ladder_comparison(results["problems"], results["budgets"])
-        (out / "sampler_race.json").write_text(json.dumps(results, separators=(",", ":")))
-        (out / "sampler_race.md").write_text(markdown(results, results["budgets"]))
-        plot(results, results["budgets"], out / "sampler_race.png")
+        save_results(results, out)
         print(f"rewrote {out}/sampler_race.{{json,md,png}}")
         return
     warnings.filterwarnings("ignore")
@@ -1024,6 +1032,14 @@ def main() -> None:
             if not (size.isdigit() and res.isdigit() and int(size) > 0 and int(res) > 0):
                 parser.error(f"--sets entries are SIZE@RESOLUTION, e.g. 512@28; got {spec!r}")
             jobs.append(("empirical", (int(size), int(res))))
+    if any(kind == "empirical" for kind, _ in jobs) and mnist_or_none(1) is None:
+        jobs = [job for job in jobs if job[0] != "empirical"]
+        results["problems_skipped"] = ["empirical: MNIST data missing"]
+        if not jobs:
+            parser.error("nothing to race: the empirical sets need MNIST (put mnist.npz at ../shared/data/ or set "
+                         "$INFOFLOW_MNIST), and --problems has no gaussian")
+    out = Path(args.output_dir)
+    keep_earlier = not args.merge and (out / "sampler_race.json").is_file()  # moved aside at this run's first write
     followup = set()
     for kind, spec in jobs:
         start = time.perf_counter()
@@ -1033,9 +1049,6 @@ def main() -> None:
             configs_b = configs
         else:
             problem = empirical_problem(args.batch, args.seed, spec[0], args.ref_steps, spec[1])
-            if problem is None:
-                results["problems_skipped"] = ["empirical: MNIST data missing"]
-                break
             first_set = not any(name.startswith("mnist") for name in results["problems"])
             if args.empirical_grid == "top3" and not first_set:
                 configs_b = [c for c in configs if c.ours or (c.family, c.setting) in followup]
@@ -1077,35 +1090,52 @@ def main() -> None:
         for v in verdicts:
             print(f"[{pname}] {v['budget']:>3} calls: ours {v['best_ours_rms']:.3e} ({v['best_ours']}) vs built-in "
                   f"{v['best_builtin_rms']:.3e} ({v['best_builtin']}) -> {v['verdict']}", flush=True)
-        write_results(results, merged_from, Path(args.output_dir), t0)
-    if "problems_skipped" in results or not jobs:
-        write_results(results, merged_from, Path(args.output_dir), t0)
+        if keep_earlier:
+            kept = out / f"sampler_race.before-{time.strftime('%Y%m%d-%H%M%S')}.json"
+            os.replace(out / "sampler_race.json", kept)
+            print(f"[sampler_race] the earlier results are kept as {kept}", flush=True)
+            keep_earlier = False
+        write_results(results, merged_from, out, t0)
 
 
 def write_results(results: Dict, merged_from: Dict, out: Path, t0: float) -> None:
     """Write the race so far (after every problem, so that an interrupted run keeps what it finished; ``--merge``
     then races only what is missing): with ``--merge``, the saved problems this run has not raced stay as they were,
-    in their order."""
+    in their order, and the saved confirmation stays, naming the problems that gained settings since as stale."""
     results = dict(results)
     if merged_from:
         raced = dict(results["problems"])
         results["problems"] = {name: raced.pop(name, saved) for name, saved in merged_from["problems"].items()}
         results["problems"].update(raced)
-    results["fixed_settings"] = fixed_settings(results["problems"], results["budgets"])
-    results["ladder_comparison"] = ladder_comparison(results["problems"], results["budgets"])
+        if "confirmation" in merged_from:
+            confirmation = dict(merged_from["confirmation"])
+            grown = {name for name, saved in merged_from["problems"].items()
+                     if len(results["problems"][name]["all_runs"]) > len(saved["all_runs"])}
+            stale = sorted(grown.union(confirmation.get("stale", [])).intersection(confirmation["problems"]))
+            if stale:
+                confirmation["stale"] = stale
+            results["confirmation"] = confirmation
     results["seconds_total"] = time.perf_counter() - t0 + merged_from.get("seconds_total", 0.0)
     results["torch_threads"] = torch.get_num_threads()
     results["machine"] = platform.machine()
     results["command"] = " ".join(["python"] + sys.argv)
     if merged_from:
         results["command"] = f"{merged_from['command']} && {results['command']}"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "sampler_race.json").write_text(json.dumps(results, separators=(",", ":")))
-    (out / "sampler_race.md").write_text(markdown(results, results["budgets"]))
-    if results["problems"]:
-        plot(results, results["budgets"], out / "sampler_race.png")
+    save_results(results, out)
     print(f"wrote {out}/sampler_race.{{json,md,png}} ({len(results['problems'])} problems, {results['seconds_total']:.0f}s)",
           flush=True)
+
+
+def save_results(results: Dict, out: Path) -> None:
+    """The summaries drawn from the runs, then the .json, .md and .png, each replaced whole."""
+    results["fixed_settings"] = fixed_settings(results["problems"], results["budgets"])
+    results["ladder_comparison"] = ladder_comparison(results["problems"], results["budgets"])
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "sampler_race.json", json.dumps(results, separators=(",", ":")))
+    write_atomic(out / "sampler_race.md", markdown(results, results["budgets"]))
+    staged = out / "sampler_race.tmp.png"
+    plot(results, results["budgets"], staged)
+    os.replace(staged, out / "sampler_race.png")
 
 
 if __name__ == "__main__":

@@ -43,12 +43,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
+from _results import write_atomic
 from accelerate.utils import gather_object
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
@@ -236,10 +236,8 @@ class Results:
             rows.append(row)
 
     def write(self) -> None:
-        if process_state().is_main_process:  # through a new file, so that a run stopped mid-write leaves the old one
-            staged = self.path.with_suffix(".json.tmp")
-            staged.write_text(json.dumps(self.data, indent=1))
-            os.replace(staged, self.path)
+        if process_state().is_main_process:
+            write_atomic(self.path, json.dumps(self.data, indent=1))
 
 
 def row_key(row: dict) -> tuple:

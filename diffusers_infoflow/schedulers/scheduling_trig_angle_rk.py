@@ -78,9 +78,10 @@ LADDER_ENDS = ("clean", "trailing")
 SOLVER_ORDERS = (1, 2, 3, 4)
 INTERPOLATIONS = ("logsnr", "linear")
 MULTISTEP_OPTIONS = ("solver_order", "predict_x0", "use_corrector", "lower_order_final", "max_step_ratio", "interpolation")  # other solvers refuse non-defaults
-# The multistep solver uses k nodes only while the steps between them and the new step have lengths in λ
-# within `max_step_ratio` of each other: far extrapolation of the polynomial (a long step after short ones, e.g.
-# angle's last step into the clean end) or a node at λ = −∞ (start_angle = π/2) would ruin the step.
+# The multistep solver uses k nodes only while the steps between them and the new step have lengths within
+# `max_step_ratio` of each other, measured in the variable the polynomial is one of (λ, or u/ρ itself with
+# `linear`): far extrapolation of the polynomial (a long step after short ones, e.g. angle's last step into the
+# clean end, or any λ-uniform step in u, which grows as e^{h/2}) or a node at λ = −∞ would ruin the step.
 # `step_spacing=None` picks the solver's measured best (benchmarks/README.md).
 DEFAULT_SPACINGS = {"euler": "angle", "ddim": "angle", "rk2": "logsnr", "rk4": "logsnr", "multistep": "logsnr"}
 
@@ -104,7 +105,7 @@ def lagrange_integral_weights(nodes: List[float], start: float, end: float, inte
     polynomial (degree len(nodes) − 1) through (log nodes[j], value_j) (or (nodes[j], value_j)). For ``"logsnr"`` all
     of nodes, start, end must be > 0 (u = cot η or ρ = tan η), for ``"linear"`` ≥ 0; end < start is allowed.
     With t = log(v/start), ``∫ P(t)·start·e^t dt`` is integrated in closed form, ``∫ P e^t = e^t·Σ_m (−1)^m P^{(m)}``;
-    a polynomial in v by its antiderivative (in v over the largest of the points, for conditioning); in float64.
+    a polynomial in v by its antiderivative in (v − start)/scale; in float64.
     """
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}.")
@@ -114,11 +115,12 @@ def lagrange_integral_weights(nodes: List[float], start: float, end: float, inte
                          f"got nodes={nodes}, start={start}, end={end}.")
     weights = []
     if linear:
-        unit = max(*nodes, start, end)
+        # in x = (v − start)/scale, |x| ≤ 1 over all points: u spans 1e-2–1e2 over a ladder, and powers of v itself
+        # would mix those scales in one sum
+        scale = max(abs(v - start) for v in (*nodes, end)) or 1.0  # all equal: a one-node rule over an empty interval
         for j in range(len(nodes)):
-            antiderivative = np.polynomial.polynomial.polyint(_lagrange_basis([v / unit for v in nodes], j))
-            at = [np.polynomial.polynomial.polyval(v / unit, antiderivative) for v in (start, end)]
-            weights.append(float(unit * (at[1] - at[0])))
+            antiderivative = np.polynomial.polynomial.polyint(_lagrange_basis([(v - start) / scale for v in nodes], j))
+            weights.append(float(scale * np.polynomial.polynomial.polyval((end - start) / scale, antiderivative)))
         return weights
     times = [math.log(v / start) for v in nodes]
     horizon = math.log(end / start)
@@ -144,7 +146,7 @@ def _lagrange_basis(points: List[float], j: int) -> np.ndarray:
 
 
 def _steps_comparable(points: List[float], max_step_ratio: Optional[float]) -> bool:
-    """Whether consecutive gaps between the log-values `points` are within `max_step_ratio` of each other (None: always)."""
+    """Whether consecutive gaps between `points` are within `max_step_ratio` of each other (None: always)."""
     if max_step_ratio is None:
         return True
     gaps = [abs(b - a) for a, b in zip(points[:-1], points[1:])]
@@ -246,15 +248,21 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
             shipped MNIST model it pays on diffusers' `trailing` rungs at 10 and 20 calls and costs at 5
             (`benchmarks/README.md` §2b).
         max_step_ratio (`float`, *optional*, defaults to 2.0): `multistep` drops its oldest nodes while the gaps
-            between them and the coming step (in log-SNR) differ by more than this factor, in the x0 form's
-            predictor (whose weight du sits at the step's far end) and in the corrector of both forms (which keeps a
-            start at λ = −∞ finite). `None` keeps every node, as diffusers' multistep solvers do.
+            between them and the coming step differ by more than this factor, in the x0 form's predictor (whose
+            weight du sits at the step's far end) and in the corrector of both forms (which keeps a start at
+            λ = −∞ finite). Gaps are measured in the polynomial's variable: log-SNR, or with `interpolation="linear"`
+            u (ρ) itself. `None` keeps every node, as diffusers' multistep solvers do, and trusts the rungs: it is
+            for ladders fitted with it (`fit_ladder`); on rungs whose steps grow fast in that variable (uniform
+            in time into the clean end; with `linear`, any λ-uniform rungs) the polynomial is extrapolated far and
+            loses accuracy by orders of magnitude. Refused (for orders > 1) on grids starting at η = π/2.
         interpolation (`str`, defaults to `"logsnr"`): the variable in which `multistep`'s Lagrange polynomial
             through the last k outputs is a polynomial: `logsnr` (λ, as DPM-Solver++ and UniPC) or `linear` (the
             integration variable itself, u = α/σ in the x0 form, ρ = σ/α = Karras' σ̃ in the ε form, where order k
-            without the corrector is diffusers' `LMSDiscreteScheduler` of order k, but for its last step). `linear`
-            in the x0 form leads at 5 calls on the largest 16×16 set of `benchmarks/sampler_race.py`
-            (`benchmarks/README.md` §1).
+            without the corrector is diffusers' `LMSDiscreteScheduler` of order k, but for its last step). u grows
+            ×e^{h/2} over a step h in λ, so with `linear` the `max_step_ratio` guard cuts coarse λ-uniform rungs to
+            low orders (at 10 steps over a DDPM table's λ range, every step to order 1: DDIM); angle or fitted rungs
+            suit it. In the x0 form it wins 5, 15 and 20 calls on the largest 16×16 set of
+            `benchmarks/sampler_race.py` (`benchmarks/README.md` §1).
         clip_sample (`bool`, defaults to `False`): clamp x̂0 to `[-clip_sample_range, clip_sample_range]` before
             it enters the solver, as DDIM's `clip_sample` does. A single-head model's ε̂ is then re-derived from the
             clamped x̂0 (ε̂ = (x − cos η·x̂0)/sin η), so the pair stays consistent with x and the ODE's slope is
@@ -545,15 +553,15 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
             lam = self.interface.native_logsnrs(num_inference_steps, timesteps=timesteps, sigmas=sigmas, mu=mu)
             grid = torch.cat([angle_from_logsnr(lam), torch.zeros(1, dtype=torch.float64)])
             num_inference_steps = len(lam)
-        infinite_node = self.config.interpolation == "logsnr" or not self.config.predict_x0  # λ = −∞, or ρ = ∞
         if (self.config.solver == "multistep" and self.config.max_step_ratio is None and self.config.solver_order > 1
-                and infinite_node and float(grid[0]) >= math.pi / 2):
-            # only the ratio guard keeps that node out of the polynomial (the corrector's weights on it are ~1e14
-            # in the ε form); the x0 form's u = 0 there is an ordinary node of a polynomial in u
+                and float(grid[0]) >= math.pi / 2):
+            # only the ratio guard keeps that node out of the polynomial: it is infinite in log-SNR and in the ε
+            # form's ρ (the corrector's weights on it are ~1e14), and the x0 form's u = 0 there is followed by steps
+            # growing without bound in u (a polynomial in u through it is off by 10–10⁶ on the exact Gaussian flow)
             raise ValueError("max_step_ratio=None keeps every node, and this grid starts at λ = −∞ (η = π/2, e.g. a "
-                             "flow-matching model's t = 1), which cannot be a node of a polynomial in log-SNR or in the "
-                             "ε form's ρ = tan η; use a finite max_step_ratio, a start_angle below π/2, or "
-                             "interpolation='linear' with predict_x0=True.")
+                             "flow-matching model's t = 1), whose node ruins the polynomial: infinite in log-SNR and "
+                             "in the ε form's ρ = tan η, and u = 0 before steps growing without bound in u; use a "
+                             "finite max_step_ratio or a start_angle below π/2.")
         # Grid points inside the table are moved onto the level of the float32 timestep the model will be told
         # (a shift of float32 round-off), so the model sees its sample at exactly its level: a multistep update
         # that rebuilds the sample from (x̂0, ε̂) would otherwise add that round-off at every step.
@@ -716,14 +724,14 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         a_next, s_next = math.cos(eta_next), math.sin(eta_next)
         scale_next = s_next if form_x0 else a_next
         v_next = 1.0 / math.tan(eta_next) if form_x0 else math.tan(eta_next)
-        log_next = math.log(v_next)
 
         nodes = self._history[-order:]
         # x0 form: the weight du grows along the step, so a step long next to the node gaps extrapolates the
         # polynomial far where it counts most: drop the oldest nodes until the steps are comparable. (In the ε
         # form dρ shrinks along the step and the weight sits next to the current node: no guard needed.)
         ratio = self.config.max_step_ratio
-        while form_x0 and len(nodes) > 1 and not _steps_comparable([math.log(n[0]) for n in nodes] + [log_next], ratio):
+        position = (lambda value: value) if self.config.interpolation == "linear" else math.log  # the polynomial's variable
+        while form_x0 and len(nodes) > 1 and not _steps_comparable([position(n[0]) for n in nodes + [(v_next,)]], ratio):
             nodes = nodes[1:]
         weights = lagrange_integral_weights([n[0] for n in nodes], v, v_next, self.config.interpolation)
         prev = a_next * x0 + s_next * eps
@@ -735,9 +743,9 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
             corrector = (used + [(v, f)])[-order:]
             # guarded in both forms, the coming step included: the ε form's weight dρ grows toward the step's
             # start, so a first step from λ = −∞ (start_angle = π/2) is never "corrected"
-            while len(corrector) > 2 and not _steps_comparable([math.log(n[0]) for n in corrector] + [log_next], ratio):
+            while len(corrector) > 2 and not _steps_comparable([position(n[0]) for n in corrector + [(v_next,)]], ratio):
                 corrector = corrector[1:]
-            if _steps_comparable([math.log(n[0]) for n in corrector] + [log_next], ratio):
+            if _steps_comparable([position(n[0]) for n in corrector + [(v_next,)]], ratio):
                 w_c = lagrange_integral_weights([n[0] for n in corrector], v_from, v, self.config.interpolation)
                 w_p = lagrange_integral_weights([n[0] for n in used], v_from, v, self.config.interpolation)
                 anchor = used[-1][1]  # both weight sets sum to v − v_from: only differences enter
