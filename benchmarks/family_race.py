@@ -62,7 +62,10 @@ def gaussian(interface) -> GaussianDenoiser:
 
 def run(scheduler, model, noise, set_kwargs) -> Tuple[torch.Tensor, int]:
     scheduler.set_timesteps(**set_kwargs)
-    return denoise(scheduler, model, noise * float(scheduler.init_noise_sigma)), len(scheduler.timesteps)
+    # diffusers' flow-matching schedulers have no init_noise_sigma: SD3's and FLUX's pipelines start from randn itself
+    flow_match = (diffusers.FlowMatchEulerDiscreteScheduler, diffusers.FlowMatchHeunDiscreteScheduler)
+    scale = 1.0 if isinstance(scheduler, flow_match) else float(scheduler.init_noise_sigma)
+    return denoise(scheduler, model, noise * scale), len(scheduler.timesteps)
 
 
 def ladder_kwargs(name: str, n: int, own_ladder: bool = False) -> dict:
@@ -78,16 +81,20 @@ def ladder_kwargs(name: str, n: int, own_ladder: bool = False) -> dict:
 def our_samplers(name: str, config: dict, calls: int) -> List[Tuple[str, Callable[[], object], dict]]:
     """(label, build, set_timesteps kwargs) for every setting of ours that spends exactly `calls` model calls."""
     out = []
-    for order, corrector, x0_form, final in itertools.product((1, 2, 3), (True, False), (True, False), ("x0", "extrapolate")):
+    for order, corrector, x0_form, final, interpolation in itertools.product((1, 2, 3, 4), (True, False), (True, False), ("x0", "extrapolate"),
+                                                                          ("logsnr", "linear")):
+        if interpolation == "linear" and (order == 1 or not x0_form):  # order 1 has no polynomial; ε form's is LMS
+            continue
+        common = {"solver": "multistep", "solver_order": order, "use_corrector": corrector, "predict_x0": x0_form,
+                  "final_step": final, "interpolation": interpolation, "clip_sample": False}
+        label = (f"TrigAngleRK multistep o{order}{' +corr' if corrector else ''}{'' if x0_form else ' ε-form'}"
+                 f"{' in u' if interpolation == 'linear' else ''}")
         for spacing in ("logsnr", "angle", "karras", "linspace"):
-            kw = {"solver": "multistep", "solver_order": order, "use_corrector": corrector, "predict_x0": x0_form,
-                  "step_spacing": spacing, "final_step": final, "clip_sample": False}
-            out.append((f"TrigAngleRK multistep o{order}{' +corr' if corrector else ''}{'' if x0_form else ' ε-form'} {spacing} final {final}",
-                        lambda kw=kw: TrigAngleRKScheduler.from_config(config, **kw), ladder_kwargs(name, calls, own_ladder=True)))
+            out.append((f"{label} {spacing} final {final}", lambda kw={**common, "step_spacing": spacing}: TrigAngleRKScheduler.from_config(config, **kw),
+                        ladder_kwargs(name, calls, own_ladder=True)))
         if name == "flux1-dev":
-            kw = {"solver": "multistep", "solver_order": order, "use_corrector": corrector, "predict_x0": x0_form, "final_step": final, "clip_sample": False}
-            out.append((f"TrigAngleRK multistep o{order}{' +corr' if corrector else ''}{'' if x0_form else ' ε-form'} final {final} pipeline sigmas+mu",
-                        lambda kw=kw: TrigAngleRKScheduler.from_config(config, **kw), ladder_kwargs(name, calls)))
+            out.append((f"{label} final {final} pipeline sigmas+mu", lambda kw=common: TrigAngleRKScheduler.from_config(config, **kw),
+                        ladder_kwargs(name, calls)))
     for solver in ("rk2", "rk4"):
         probe = TrigAngleRKScheduler.from_config(config, solver=solver)
         n = next((n for n in range(1, calls + 1) if probe.num_model_calls(n) == calls), None)
@@ -117,7 +124,7 @@ def native_samplers(name: str, config: dict, calls: int) -> List[Tuple[str, Call
         for order, ladder in itertools.product((1, 2, 3), ladders):
             kw = dict(solver_order=order, algorithm_type="dpmsolver++", final_sigmas_type="zero", lower_order_final=True, **ladder)
             out.append((f"DPM-Solver++ {order}M {ladder}", lambda kw=kw: diffusers.DPMSolverMultistepScheduler.from_config(vp, **kw), {"num_inference_steps": calls}))
-        for order, solver_type, ladder in itertools.product((1, 2, 3), ("bh1", "bh2"), ladders[:3]):
+        for order, solver_type, ladder in itertools.product((1, 2, 3, 4), ("bh1", "bh2"), ladders[:3]):
             kw = dict(solver_order=order, solver_type=solver_type, final_sigmas_type="zero", **ladder)
             out.append((f"UniPC {solver_type} o{order} {ladder}", lambda kw=kw: diffusers.UniPCMultistepScheduler.from_config(vp, **kw), {"num_inference_steps": calls}))
         for order in (1, 2, 3):
@@ -139,9 +146,10 @@ def native_samplers(name: str, config: dict, calls: int) -> List[Tuple[str, Call
             out.append(("FlowMatchHeun", lambda: diffusers.FlowMatchHeunDiscreteScheduler.from_config(base), {"num_inference_steps": heun_n}))
         dynamic = bool(base.get("use_dynamic_shifting"))
         flow = {"use_flow_sigmas": True, "prediction_type": "flow_prediction", "flow_shift": math.exp(MU) if dynamic else base.get("shift", 1.0)}
-        for order in (1, 2, 3):
-            kw = dict(flow, solver_order=order, algorithm_type="dpmsolver++", final_sigmas_type="zero")
-            out.append((f"DPM-Solver++ {order}M flow", lambda kw=kw: diffusers.DPMSolverMultistepScheduler(**kw), {"num_inference_steps": calls}))
+        for order in (1, 2, 3, 4):
+            if order < 4:  # DPM-Solver++ stops at order 3, UniPC does not
+                kw = dict(flow, solver_order=order, algorithm_type="dpmsolver++", final_sigmas_type="zero")
+                out.append((f"DPM-Solver++ {order}M flow", lambda kw=kw: diffusers.DPMSolverMultistepScheduler(**kw), {"num_inference_steps": calls}))
             for solver_type in ("bh1", "bh2"):
                 kw = dict(flow, solver_order=order, solver_type=solver_type, final_sigmas_type="zero")
                 out.append((f"UniPC {solver_type} o{order} flow", lambda kw=kw: diffusers.UniPCMultistepScheduler(**kw), {"num_inference_steps": calls}))

@@ -210,7 +210,9 @@ def step_kwargs(scheduler, generator) -> dict:
 
 def denoise(scheduler, model, sample, generator=None, callback=None, **step_options):
     """diffusers' sampling loop from ``sample`` over ``scheduler.timesteps`` (set beforehand): at each timestep the
-    model's output at ``scheduler.scale_model_input(sample, t)``, then ``scheduler.step``. Returns the last sample.
+    model's output at ``scheduler.scale_model_input(sample, t)`` (at ``sample`` itself for diffusers' flow-matching
+    schedulers, which have no such method and whose pipelines scale nothing), then ``scheduler.step``. Returns the
+    last sample.
 
     Args:
         scheduler: any diffusers scheduler (ours included) after ``set_timesteps``.
@@ -224,9 +226,10 @@ def denoise(scheduler, model, sample, generator=None, callback=None, **step_opti
     import torch
 
     extra = {**step_kwargs(scheduler, generator), **step_options}
+    scale = getattr(scheduler, "scale_model_input", lambda x, t: x)  # FlowMatch*: SD3's and FLUX's loops scale nothing
     with torch.no_grad():
         for i, t in enumerate(scheduler.timesteps):
-            output = model(scheduler.scale_model_input(sample, t), t)
+            output = model(scale(sample, t), t)
             stepped = scheduler.step(getattr(output, "sample", output), t, sample, **extra)
             if callback is not None:
                 callback(i, t, sample, stepped)

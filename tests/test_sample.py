@@ -287,6 +287,24 @@ def test_denoise_is_diffusers_loop_and_passes_a_generator_only_where_step_takes_
     assert len(seen) == len(scheduler.timesteps)
 
 
+def test_denoise_runs_diffusers_flow_matching_schedulers_as_their_pipelines_do():
+    """FlowMatch schedulers have no `scale_model_input` (SD3's and FLUX's loops feed the latents as they are)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from diffusers_infoflow.sampling import denoise
+
+    model = lambda x, t: x - 0.01 * t  # noqa: E731
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    scheduler.set_timesteps(5)
+    noise = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    ours = denoise(scheduler, model, noise.clone())
+    scheduler.set_timesteps(5)
+    x = noise.clone()
+    for t in scheduler.timesteps:
+        x = scheduler.step(model(x, t), t, x).prev_sample
+    torch.testing.assert_close(ours, x, rtol=0, atol=0)
+
+
 def test_denoise_passes_step_options():
     from diffusers import LMSDiscreteScheduler
 
