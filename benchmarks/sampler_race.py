@@ -702,7 +702,9 @@ def confirm(results: Dict, batch: int, seed: int, ref_steps: int, names: Optiona
     biased low; on the multimodal sets the RMS is set by the few samples that start near a boundary between training
     images, and where both sides are exact the winner is any of dozens of settings. Here the settings within
     ``CONFIRM_WITHIN`` of their side's best (or at round-off), at most ``CONFIRM_AT_MOST`` per side, run again from a
-    new x_T (seed `seed`, a new reference), the same for both sides. `names`: only these problems."""
+    new x_T (seed `seed`, a new reference), the same for both sides. Settings at round-off are ranked by their
+    geometric-mean RMS over all the problem's budgets (their race RMS there is noise, and ranking by it picked 8 of
+    dozens at random). `names`: only these problems."""
     configs = {(c.family, c.setting): c for c in our_configs() + builtin_configs()}
     out = {"batch": batch, "seed": seed, "within": CONFIRM_WITHIN, "at_most": CONFIRM_AT_MOST, "problems": {}}
     for pname, pres in results["problems"].items():
@@ -717,11 +719,16 @@ def confirm(results: Dict, batch: int, seed: int, ref_steps: int, names: Optiona
         # the race's fitted rungs, run again, not fitted again (a copy: the saved info stays as it is)
         problem.info["fitted_ladders"] = {name: dict(by_steps) for name, by_steps in pres["info"].get("fitted_ladders", {}).items()}
         valid = [r for r in pres["all_runs"] if r.get("rms_error") is not None and r.get("start_ok") and r["calls"] <= r["budget"]]
+        logs = {}
+        for r in valid:
+            logs.setdefault((r["family"], r["setting"]), []).append(math.log(max(r["rms_error"], FLOOR)))
+        overall = {key: sum(values) / len(values) for key, values in logs.items()}  # log of the geometric mean
         cells = []
         for budget in sorted({r["budget"] for r in valid}):
             cell = {"budget": budget}
             for key, ours in (("ours", True), ("builtin", False)):
-                ranked = sorted((r for r in valid if r["budget"] == budget and r["ours"] == ours), key=lambda r: r["rms_error"])
+                ranked = sorted((r for r in valid if r["budget"] == budget and r["ours"] == ours),
+                                key=lambda r: (max(r["rms_error"], FLOOR), overall[(r["family"], r["setting"])]))
                 bound = max(CONFIRM_WITHIN * ranked[0]["rms_error"], FLOOR)
                 near = [r for r in ranked if r["rms_error"] <= bound][:CONFIRM_AT_MOST]
                 reruns = []
@@ -738,7 +745,8 @@ def confirm(results: Dict, batch: int, seed: int, ref_steps: int, names: Optiona
             cell.update(ours_over_builtin=ratio, verdict=text, meets_bar=_meets_bar(cell["ours"], cell["builtin"], ratio, text))
             cells.append(cell)
             print(f"[confirm {pname}] {budget:>3} calls ({cell['ours_candidates']} vs {cell['builtin_candidates']} settings): {text}", flush=True)
-        out["problems"][pname] = {"cells": cells, "seconds": time.perf_counter() - start, "command": " ".join(["python"] + sys.argv)}
+        out["problems"][pname] = {"cells": cells, "seconds": time.perf_counter() - start, "command": " ".join(["python"] + sys.argv),
+                                  "round_off_ranked_overall": True}
     return out
 
 
@@ -787,7 +795,7 @@ def markdown(results: Dict, budgets: List[int]) -> str:
         seed_flag = f" --seed {results['seed']}" if results["seed"] else ""  # the confirmation's seed is --seed + 1000
         lines += ["## Near-winners on a fresh draw", "",
                   f"Each side's near-winners of every cell (race RMS within ×{confirmation['within']} of its side's best, "
-                  f"or at round-off; at most {confirmation['at_most']} a side), run again from a new x_T of "
+                  f"or at round-off, those ranked by their RMS over all budgets; at most {confirmation['at_most']} a side), run again from a new x_T of "
                   f"{confirmation['batch']} samples (seed {confirmation['seed']}, new reference), and each side's best "
                   "there: the race's winning errors are biased low by the choice among hundreds of settings, and on the "
                   "multimodal sets they are set by the few samples that start near a boundary between training images. "
@@ -798,13 +806,17 @@ def markdown(results: Dict, budgets: List[int]) -> str:
                     for c in pres["cells"]}
             for pname, pres in confirmation["problems"].items()}, budgets)
         if confirmation.get("stale"):
-            lines += ["", f"Stale: the race added settings to {', '.join(confirmation['stale'])} after this confirmation, "
+            lines += [f"Stale: the race added settings to {', '.join(confirmation['stale'])} after this confirmation, "
                       "so their near-winners may have changed (`python benchmarks/sampler_race.py --confirm "
-                      f"{confirmation['batch']}{seed_flag} --confirm-problems {' '.join(confirmation['stale'])}`)."]
+                      f"{confirmation['batch']}{seed_flag} --confirm-problems {' '.join(confirmation['stale'])}`).", ""]
+        by_race_rms = [pname for pname, pres in confirmation["problems"].items() if not pres.get("round_off_ranked_overall")]
+        if by_race_rms:
+            lines += [f"Confirmed before settings at round-off were ranked by their RMS over all budgets (by their race "
+                      f"RMS there): {', '.join(by_race_rms)}.", ""]
         missing = [pname for pname in results["problems"] if pname not in confirmation["problems"]]
         if missing:
-            lines += ["", f"Not yet confirmed on this race: {', '.join(missing)} (`python benchmarks/sampler_race.py "
-                      f"--confirm {confirmation['batch']}{seed_flag} --confirm-problems {' '.join(missing)}`)."]
+            lines += [f"Not yet confirmed on this race: {', '.join(missing)} (`python benchmarks/sampler_race.py "
+                      f"--confirm {confirmation['batch']}{seed_flag} --confirm-problems {' '.join(missing)}`).", ""]
     fixed = results.get("fixed_settings", {})
     if len(fixed) == 2:
         lines += ["## One setting per side, chosen once for every problem and budget", "",

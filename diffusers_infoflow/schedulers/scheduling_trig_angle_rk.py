@@ -261,7 +261,7 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
             without the corrector is diffusers' `LMSDiscreteScheduler` of order k, but for its last step). u grows
             ×e^{h/2} over a step h in λ, so with `linear` the `max_step_ratio` guard cuts coarse λ-uniform rungs to
             low orders (at 10 steps over a DDPM table's λ range, every step to order 1: DDIM); angle or fitted rungs
-            suit it. In the x0 form it wins 5, 15 and 20 calls on the largest 16×16 set of
+            suit it. In the x0 form it wins 5, 15 and 20 calls on the race draw of the largest 16×16 set of
             `benchmarks/sampler_race.py` (`benchmarks/README.md` §1).
         clip_sample (`bool`, defaults to `False`): clamp x̂0 to `[-clip_sample_range, clip_sample_range]` before
             it enters the solver, as DDIM's `clip_sample` does. A single-head model's ε̂ is then re-derived from the
