@@ -47,9 +47,18 @@ def merged_rows(saved_rows: List[Dict], rows: List[Dict], key: Callable[[Dict], 
     return [row for row in saved_rows if key(row) not in measured] + rows
 
 
-def write_atomic(path, text: str) -> None:
-    """Write ``text`` to ``path`` through a staged file, so that a run stopped mid-write leaves the old file whole."""
+def write_atomic(path, content) -> None:
+    """Write ``path`` through a staged file, so that a run stopped mid-write leaves the old file whole.
+
+    Args:
+        path: the file.
+        content: its text, or a function that writes the file at the path it is given (e.g. a plot's ``savefig``;
+            the staged path keeps the suffix, from which such writers take the format).
+    """
     path = Path(path)
-    staged = path.with_name(path.name + ".tmp")
-    staged.write_text(text)
+    staged = path.with_name(f"{path.stem}.tmp{path.suffix}")
+    if callable(content):
+        content(staged)
+    else:
+        staged.write_text(content)
     os.replace(staged, path)

@@ -146,13 +146,12 @@ def native_samplers(name: str, config: dict, calls: int) -> List[Tuple[str, Call
             out.append(("FlowMatchHeun", lambda: diffusers.FlowMatchHeunDiscreteScheduler.from_config(base), {"num_inference_steps": heun_n}))
         dynamic = bool(base.get("use_dynamic_shifting"))
         flow = {"use_flow_sigmas": True, "prediction_type": "flow_prediction", "flow_shift": math.exp(MU) if dynamic else base.get("shift", 1.0)}
-        for order in (1, 2, 3, 4):
-            if order < 4:  # DPM-Solver++ stops at order 3, UniPC does not
-                kw = dict(flow, solver_order=order, algorithm_type="dpmsolver++", final_sigmas_type="zero")
-                out.append((f"DPM-Solver++ {order}M flow", lambda kw=kw: diffusers.DPMSolverMultistepScheduler(**kw), {"num_inference_steps": calls}))
-            for solver_type in ("bh1", "bh2"):
-                kw = dict(flow, solver_order=order, solver_type=solver_type, final_sigmas_type="zero")
-                out.append((f"UniPC {solver_type} o{order} flow", lambda kw=kw: diffusers.UniPCMultistepScheduler(**kw), {"num_inference_steps": calls}))
+        for order in (1, 2, 3):  # DPM-Solver++ stops at order 3, UniPC does not
+            kw = dict(flow, solver_order=order, algorithm_type="dpmsolver++", final_sigmas_type="zero")
+            out.append((f"DPM-Solver++ {order}M flow", lambda kw=kw: diffusers.DPMSolverMultistepScheduler(**kw), {"num_inference_steps": calls}))
+        for order, solver_type in itertools.product((1, 2, 3, 4), ("bh1", "bh2")):
+            kw = dict(flow, solver_order=order, solver_type=solver_type, final_sigmas_type="zero")
+            out.append((f"UniPC {solver_type} o{order} flow", lambda kw=kw: diffusers.UniPCMultistepScheduler(**kw), {"num_inference_steps": calls}))
     return out
 
 

@@ -202,12 +202,11 @@ def gaussian_problem(batch: int, seed: int) -> Problem:
 
 
 def empirical_problem(batch: int, seed: int, num_data: int, ref_steps: int, resolution: int = 28,
-                      check_reference: bool = True) -> Optional[Problem]:
+                      check_reference: bool = True) -> Problem:
     data = mnist_or_none(num_data, resolution)
     if data is None:
-        print("[sampler_race] skipping problem (b), EmpiricalDenoiser on MNIST: no data "
-              "(put mnist.npz at /work/shared/data/ or set $INFOFLOW_MNIST).", flush=True)
-        return None
+        raise SystemExit(f"sampler_race: mnist{num_data}@{resolution} needs MNIST (put mnist.npz at ../shared/data/ or "
+                         "set $INFOFLOW_MNIST).")
     schedule = get_schedule("linear", T)
     den = EmpiricalDenoiser(data.float(), schedule, prediction_type="epsilon")
     x_T = torch.randn((batch, 1, resolution, resolution), generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
@@ -1145,9 +1144,7 @@ def save_results(results: Dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "sampler_race.json", json.dumps(results, separators=(",", ":")))
     write_atomic(out / "sampler_race.md", markdown(results, results["budgets"]))
-    staged = out / "sampler_race.tmp.png"
-    plot(results, results["budgets"], staged)
-    os.replace(staged, out / "sampler_race.png")
+    write_atomic(out / "sampler_race.png", lambda staged: plot(results, results["budgets"], staged))
 
 
 if __name__ == "__main__":

@@ -32,3 +32,19 @@ def test_merge_refuses_results_measured_differently_and_replaces_only_remeasured
     rows = [{"sampler": "a", "budget": 10, "fid": 0.5}, {"sampler": "c", "budget": 5, "fid": 4.0}]
     merged = results.merged_rows(read["rows"], rows, key=lambda r: (r["sampler"], r["budget"]))
     assert merged == [read["rows"][0], read["rows"][2], *rows]  # a's 5-call row kept: this run did not measure it
+
+
+def test_write_atomic_replaces_whole_files_and_keeps_the_old_one_when_a_writer_fails(tmp_path):
+    path = tmp_path / "plot.png"
+    results.write_atomic(path, "old")
+    seen = []
+    results.write_atomic(path, lambda staged: seen.append(staged.suffix) or staged.write_text("new"))
+    assert path.read_text() == "new" and seen == [".png"]  # the staged file keeps the suffix (savefig's format)
+
+    def failing(staged):
+        staged.write_text("half")
+        raise RuntimeError("stopped mid-write")
+
+    with pytest.raises(RuntimeError):
+        results.write_atomic(path, failing)
+    assert path.read_text() == "new"

@@ -145,10 +145,12 @@ def _lagrange_basis(points: List[float], j: int) -> np.ndarray:
     return basis
 
 
-def _steps_comparable(points: List[float], max_step_ratio: Optional[float]) -> bool:
-    """Whether consecutive gaps between `points` are within `max_step_ratio` of each other (None: always)."""
+def _steps_comparable(values: List[float], max_step_ratio: Optional[float], interpolation: Interpolation) -> bool:
+    """Whether consecutive gaps between `values` (u or ρ), measured in the polynomial's variable (log v, or v itself
+    with ``"linear"``), are within `max_step_ratio` of each other (None: always)."""
     if max_step_ratio is None:
         return True
+    points = values if interpolation == "linear" else [math.log(v) for v in values]
     gaps = [abs(b - a) for a, b in zip(points[:-1], points[1:])]
     return max(gaps) <= max_step_ratio * min(gaps)
 
@@ -729,11 +731,10 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         # x0 form: the weight du grows along the step, so a step long next to the node gaps extrapolates the
         # polynomial far where it counts most: drop the oldest nodes until the steps are comparable. (In the ε
         # form dρ shrinks along the step and the weight sits next to the current node: no guard needed.)
-        ratio = self.config.max_step_ratio
-        position = (lambda value: value) if self.config.interpolation == "linear" else math.log  # the polynomial's variable
-        while form_x0 and len(nodes) > 1 and not _steps_comparable([position(n[0]) for n in nodes + [(v_next,)]], ratio):
+        ratio, interpolation = self.config.max_step_ratio, self.config.interpolation
+        while form_x0 and len(nodes) > 1 and not _steps_comparable([n[0] for n in nodes] + [v_next], ratio, interpolation):
             nodes = nodes[1:]
-        weights = lagrange_integral_weights([n[0] for n in nodes], v, v_next, self.config.interpolation)
+        weights = lagrange_integral_weights([n[0] for n in nodes], v, v_next, interpolation)
         prev = a_next * x0 + s_next * eps
         for w, (_, fj) in zip(weights[:-1], nodes[:-1]):
             prev = prev + (scale_next * w) * (fj - f)
@@ -743,11 +744,11 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
             corrector = (used + [(v, f)])[-order:]
             # guarded in both forms, the coming step included: the ε form's weight dρ grows toward the step's
             # start, so a first step from λ = −∞ (start_angle = π/2) is never "corrected"
-            while len(corrector) > 2 and not _steps_comparable([position(n[0]) for n in corrector + [(v_next,)]], ratio):
+            while len(corrector) > 2 and not _steps_comparable([n[0] for n in corrector] + [v_next], ratio, interpolation):
                 corrector = corrector[1:]
-            if _steps_comparable([position(n[0]) for n in corrector + [(v_next,)]], ratio):
-                w_c = lagrange_integral_weights([n[0] for n in corrector], v_from, v, self.config.interpolation)
-                w_p = lagrange_integral_weights([n[0] for n in used], v_from, v, self.config.interpolation)
+            if _steps_comparable([n[0] for n in corrector] + [v_next], ratio, interpolation):
+                w_c = lagrange_integral_weights([n[0] for n in corrector], v_from, v, interpolation)
+                w_p = lagrange_integral_weights([n[0] for n in used], v_from, v, interpolation)
                 anchor = used[-1][1]  # both weight sets sum to v − v_from: only differences enter
                 delta = sum(w * (fj - anchor) for w, (_, fj) in zip(w_c, corrector)) - sum(
                     w * (fj - anchor) for w, (_, fj) in zip(w_p, used)
