@@ -60,33 +60,20 @@ def card_scheduler(scheduler_config, model_calls: int, joint: bool, name: Option
     return scheduler, steps, f"{kind} with {steps} step{'s' if steps != 1 else ''} = {calls} model calls"
 
 
-def render_sample_grid(output_dir: str, num_samples: int, model_calls: int, seed: int = 0,
-                       scheduler_name: Optional[str] = None) -> Optional[str]:
-    """Samples the saved pipeline in ``output_dir`` with :func:`card_scheduler` (``model_calls`` model calls) and
-    writes ``samples.png``; returns the file name, or ``None`` when ``num_samples`` is 0 or the model's output is
-    neither one prediction nor a joint ``[ε, x0]`` pair (e.g. a learned variance)."""
-    from diffusers import DiffusionPipeline
+def render_sample_grid(output_dir: str, num_samples: int, model_calls: int, seed: int, scheduler_name: str) -> Optional[str]:
+    """Samples the saved pipeline in ``output_dir`` as ``infoflow sample`` does (:func:`~diffusers_infoflow.sampling.generate`:
+    the same noise, scheduler and model calls, one batch) and writes ``samples.png``; returns the file name, or
+    ``None`` when ``num_samples`` is 0."""
     from PIL import Image
 
     from .images import make_grid, to_model_range
-    from .pipelines.joint_trig import JointTrigPipeline
-    from .sampling import is_joint_model
+    from .sampling import generate, training_levels
 
     if num_samples < 1:
         return None
-    saved = DiffusionPipeline.from_pretrained(output_dir)
-    joint = is_joint_model(saved)
-    if not joint and saved.unet.config.out_channels != saved.unet.config.in_channels:
-        return None
-    scheduler, steps, _ = card_scheduler(saved.scheduler.config, model_calls, joint, scheduler_name)
-    # diffusers' standard loop, which the σ-space schedulers need and DDPMPipeline skips; a joint model's output is
-    # split for schedulers that read one head (as `infoflow sample` does)
-    pipeline = JointTrigPipeline(unet=saved.unet, scheduler=scheduler)
-    pipeline.set_progress_bar_config(disable=True)
-    images = pipeline(batch_size=num_samples, num_inference_steps=steps,
-                      generator=torch.Generator().manual_seed(seed), output_type="np").images
-    grid = make_grid(to_model_range(images, channels_first=False))
-    Image.fromarray(grid).save(os.path.join(output_dir, SAMPLE_GRID_FILE))
+    images, _, _ = generate(output_dir, scheduler_name, model_calls, num_samples, seed, batch_size=num_samples,
+                            max_steps=training_levels(output_dir))
+    Image.fromarray(make_grid(to_model_range(images))).save(os.path.join(output_dir, SAMPLE_GRID_FILE))
     return SAMPLE_GRID_FILE
 
 
@@ -140,7 +127,9 @@ def write_model_card(
     sample_shape = (unet.config.in_channels, args.resolution, args.resolution)
     own = default_card_scheduler(scheduler.config, joint)
     sample_scheduler = getattr(args, "card_scheduler", None) or own
-    grid = render_sample_grid(output_dir, args.num_card_samples, args.card_inference_steps, seed=args.seed, scheduler_name=sample_scheduler)
+    # a model whose output is neither one prediction nor a joint [ε, x0] pair (e.g. a learned variance) gets no grid
+    drawable = joint or unet.config.out_channels == unet.config.in_channels
+    grid = render_sample_grid(output_dir, args.num_card_samples if drawable else 0, args.card_inference_steps, args.seed, sample_scheduler)
     sampler = card_scheduler(scheduler.config, args.card_inference_steps, joint, sample_scheduler) if grid else None
     sampler_text = sampler[2] if sampler else ""
     # the usage snippet calls the pipeline with its own scheduler: its steps only when the grid was drawn with it
@@ -160,6 +149,9 @@ def write_model_card(
         template_path=str(MODEL_CARD_TEMPLATE),
         model_name=name,
         repo_or_path=args.hub_model_id or output_dir,  # what from_pretrained takes: the Hub id, else the folder
+        # `infoflow sample` reads a local folder (or a shipped model's name): a Hub repo is downloaded first
+        download_repo=args.hub_model_id if args.hub_model_id and "/" in args.hub_model_id else None,
+        sample_model=os.path.basename(args.hub_model_id) if args.hub_model_id else output_dir,
         dataset=os.path.basename(str(dataset)) if os.path.exists(str(dataset)) else dataset,
         prediction_type="joint [ε, x0]" if joint else args.prediction_type,
         joint=joint,

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -98,6 +98,14 @@ def pil_to_unit_array(image, num_channels: Optional[int] = None) -> np.ndarray:
     if num_channels == 3 and array.shape[-1] == 1:
         array = np.repeat(array, 3, axis=-1)
     return array.astype(np.float32)
+
+
+def unet_sample_shape(config) -> Tuple[int, int, int]:
+    """``(C, H, W)`` of the samples of a UNet config (a diffusers config or its JSON dict; ``sample_size`` is an
+    int or ``(H, W)``)."""
+    size = config["sample_size"]
+    height, width = (size, size) if isinstance(size, int) else size
+    return int(config["in_channels"]), int(height), int(width)
 
 
 def to_model_range(

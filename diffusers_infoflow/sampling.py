@@ -9,19 +9,21 @@ Budgets count model calls: multi-call solvers get as many whole steps as fit.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
+from .images import unet_sample_shape
 from .schedulers.scheduling_trig_angle_rk import MULTISTEP_DEFAULTS
 
 
 __all__ = [
     "DEFAULT_MODEL", "DEFAULT_SCHEDULER", "DEFAULT_STEPS", "DIFFUSERS_SCHEDULERS", "INFORMATION_SAMPLER", "INFORMATION_SUBFOLDER", "JOINT_AWARE_SCHEDULERS", "MULTISTEP_SAMPLER",
     "SCHEDULERS", "TRIG_SAMPLERS",
-    "budget_note", "build_scheduler", "calibrate_pipeline", "check_pipeline_folder", "check_sampler_runs", "denoise", "generate", "information_scheduler",
-    "is_joint_model", "process_state", "sample_batches", "step_kwargs", "steps_for_calls", "steps_within_calls", "training_levels",
+    "SHIPPED_MODELS", "budget_note", "build_scheduler", "calibrate_pipeline", "check_pipeline_folder", "check_sampler_runs", "denoise", "generate", "information_scheduler",
+    "is_joint_model", "process_state", "resolve_model", "sample_batches", "step_kwargs", "steps_for_calls", "steps_within_calls", "training_levels",
 ]
 
-DEFAULT_MODEL = Path(__file__).resolve().parent / "assets" / "models" / "mnist-ddpm"
+SHIPPED_MODELS = Path(__file__).resolve().parent / "assets" / "models"  # the pipelines inside the package
+DEFAULT_MODEL = SHIPPED_MODELS / "mnist-ddpm"
 SCHEDULERS = (
     "ddpm", "ddim", "entropy-hybrid", "s2n", "s2n-stochastic", "trig-euler", "trig-rk2", "trig-rk4", "trig-ddim", "trig-multistep",
     "trig-information", "dpm++2m", "unipc", "euler", "heun",
@@ -253,10 +255,23 @@ def check_sampler_runs(scheduler, num_inference_steps: int) -> None:
     scheduler.set_timesteps(num_inference_steps)
 
 
+def shipped_model_names() -> List[str]:
+    """Names of the pipelines shipped inside the package (``mnist-ddpm``, ...)."""
+    return sorted(p.parent.name for p in SHIPPED_MODELS.glob("*/model_index.json"))
+
+
+def resolve_model(model: str) -> str:
+    """``model`` itself, or the shipped pipeline of that name (e.g. ``mnist-joint-trig``) when no such path exists."""
+    if not Path(model).exists() and str(model) in shipped_model_names():
+        return str(SHIPPED_MODELS / str(model))
+    return str(model)
+
+
 def check_pipeline_folder(model: str) -> None:
     """Raises ``ValueError`` unless ``model`` is a saved pipeline folder (one with ``model_index.json``)."""
     if not (Path(model) / "model_index.json").is_file():
-        raise ValueError(f"model {model!r} is not a saved pipeline folder (no model_index.json in it).")
+        raise ValueError(f"model {model!r} is not a saved pipeline folder (no model_index.json in it) nor a shipped model "
+                         f"({', '.join(shipped_model_names())}).")
 
 
 def training_levels(model: str) -> int:
@@ -278,10 +293,7 @@ def pipeline_sample_shape(model: str) -> tuple:
 
     config = Path(model) / "unet" / "config.json"
     try:
-        unet = json.loads(config.read_text())
-        size = unet["sample_size"]
-        height, width = (size, size) if isinstance(size, int) else tuple(size)
-        return int(unet["in_channels"]), int(height), int(width)
+        return unet_sample_shape(json.loads(config.read_text()))
     except (OSError, KeyError, ValueError, TypeError) as err:
         raise ValueError(f"model {model!r} has no readable UNet config with in_channels and sample_size ({config}: {err}).") from None
 
@@ -359,8 +371,7 @@ def calibrate_pipeline(model: str, data, num_levels: int = 32, seed: int = 0):
 
     check_pipeline_folder(model)
     saved = DiffusionPipeline.from_pretrained(model, local_files_only=True)
-    size = saved.unet.config.sample_size
-    expected = (saved.unet.config.in_channels, *((size, size) if isinstance(size, int) else size))
+    expected = unet_sample_shape(saved.unet.config)
     if tuple(data.shape[1:]) != tuple(expected):
         raise ValueError(f"the calibration images have shape {tuple(data.shape[1:])} but the model {model!r} takes {tuple(expected)}.")
     base = build_scheduler("trig-multistep", saved.scheduler.config, joint=is_joint_model(saved))
@@ -435,8 +446,7 @@ def sample_batches(pipeline, num_inference_steps: int, num_images: int, seed: in
     state = process_state()
     pipeline.to(state.device)
     pipeline.set_progress_bar_config(disable=not progress)
-    size = pipeline.unet.config.sample_size
-    chunks = [torch.empty(0, pipeline.unet.config.in_channels, *((size, size) if isinstance(size, int) else size))]
+    chunks = [torch.empty(0, *unet_sample_shape(pipeline.unet.config))]
     with state.split_between_processes(list(range(0, num_images, batch_size))) as starts:
         for start in starts:
             generator = torch.Generator().manual_seed(seed + start)

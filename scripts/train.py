@@ -58,7 +58,6 @@ def build_arg_parser() -> argparse.ArgumentParser:
     data.add_argument("--cache_dir", default=None)
     data.add_argument("--resolution", type=int, default=32)
     data.add_argument("--resize_mode", choices=RESIZE_MODES, default="resize", help="'pad' keeps pixels (MNIST 28 → 32).")
-    data.add_argument("--dataloader_num_workers", type=int, default=0)
 
     model = p.add_argument_group("model")
     model.add_argument("--block_out_channels", type=_int_list, default=[64, 128, 128, 256])

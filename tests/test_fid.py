@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 
 pytest.importorskip("torchmetrics")
@@ -58,6 +59,15 @@ def test_bad_inputs(digit_like_images):
         generative_scores(digit_like_images, digit_like_images, feature_network="vgg")
     with pytest.raises(ValueError, match="28"):
         generative_scores(torch.rand(4, 1, 32, 32), torch.rand(4, 1, 32, 32), metrics=("fid",))
+
+
+def test_a_custom_feature_network_needs_its_feature_size(digit_like_images):
+    network = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 16))
+    with pytest.raises(ValueError, match="needs an integer `num_features` attribute .* Sequential has None"):
+        generative_scores(digit_like_images, digit_like_images, feature_network=network, metrics=("fid",))
+    network.num_features = 16
+    same = generative_scores(digit_like_images, digit_like_images, feature_network=network, metrics=("fid",))
+    assert abs(same["fid"]) < 1e-3
 
 
 def test_inception_needs_weights_or_fails_clearly():
@@ -148,7 +158,15 @@ def test_evaluate_samples_a_pipeline_folder(tmp_path):
         (["IMAGES", "--output", "OUTDIR"], "--output .* is a folder; give a file name"),
         (["IMAGES", "--output", "AFILE/scores.json"], "is a file, not a folder"),
         (["MODEL", "--update-card"], "has no README.md model card to update"),
-        (["MODEL", "--input-range", "0", "1"], "--input-range reads float image arrays"),
+        (["MODEL", "--input-range", "0", "1"], "--input-range and --key read image arrays"),
+        (["MODEL", "--key", "x"], "--input-range and --key read image arrays"),
+        (["IMAGES", "--metrics", "confident", "--reference", "IMAGES"], "--reference apply to FID and KID; --metrics confident compare with no"),
+        (["IMAGES", "--metrics", "is", "--num-reference", "50"], "--num-reference apply to FID and KID"),
+        (["IMAGES", "--reference-key", "x"], "--reference-key picks an array of the --reference archive"),
+        (["FOLDER", "--key", "x"], r"`key` \(--key\) does not apply to a folder of images"),
+        (["FOLDER", "--input-range", "-1", "1"], r"`value_range` \(--input-range\) does not apply to a folder of images"),
+        (["BROKEN"], "infoflow evaluate: .*cannot identify image file"),
+        (["NOWEIGHTS"], "infoflow evaluate: .*diffusion_pytorch_model"),
         (["TINY16", "--reference", "IMAGES"], r"images of shape \(1, 16, 16\) differ in shape from the reference \(1, 28, 28\)"),
         (["IMAGES", "--metrics", "is"], r"needs at least 10 image\(s\) for is \(IS: one per split, 10 splits\), got 5"),
     ],
@@ -168,11 +186,17 @@ def test_evaluate_refuses_before_any_work(tmp_path, extra, message):
     DDPMPipeline(unet=tiny, scheduler=DDPMScheduler()).save_pretrained(tmp_path / "tiny16")
     (tmp_path / "outdir").mkdir()
     (tmp_path / "afile").write_text("")
+    (tmp_path / "folder").mkdir()
+    Image.fromarray(np.zeros((28, 28), dtype=np.uint8)).save(tmp_path / "folder" / "a.png")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "a.png").write_bytes(b"not a png")
     model = tmp_path / "model"
     shutil.copytree(DEFAULT_MODEL, model)
     (model / "README.md").unlink()
+    shutil.copytree(model, tmp_path / "noweights", ignore=shutil.ignore_patterns("*.safetensors"))
     names = {"IMAGES": tmp_path / "images.npz", "OUTDIR": tmp_path / "outdir", "AFILE/scores.json": tmp_path / "afile" / "s.json",
-             "MODEL": model, "TINY16": tmp_path / "tiny16"}
+             "MODEL": model, "TINY16": tmp_path / "tiny16", "FOLDER": tmp_path / "folder", "BROKEN": tmp_path / "broken",
+             "NOWEIGHTS": tmp_path / "noweights"}
     argv = ["evaluate"] + [str(names.get(a, a)) for a in extra]
     if "--output" not in argv:
         argv += ["--output", str(tmp_path / "s.json")]
@@ -197,6 +221,8 @@ def test_evaluate_update_card_writes_and_replaces_one_section(tmp_path):
     assert card.count("## Evaluation") == 1 and card.startswith("---")  # metadata block intact
     fid = json.loads((tmp_path / "s.json").read_text())["fid"]
     assert f"| fid | {fid:.4g} |" in card and "--update-card" in card
+    # the card's command reproduces the run: the same reference, its size and the feature network
+    assert f"--metrics fid --reference {tmp_path / 'ref.npz'} --num-reference 10000 --feature-network mnist --update-card" in card
 
 
 def test_generative_scorer_keeps_its_reference_and_counts_confident_digits(digit_like_images):

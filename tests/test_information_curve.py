@@ -97,6 +97,9 @@ def test_information_curve_bad_inputs():
         information_curve(_posterior_mean, torch.full_like(data, float("nan")), [0.0])
     with pytest.raises(ValueError, match="step"):
         information_curve(_posterior_mean, data, [0.0], step=0.0)
+    with pytest.raises(ValueError, match="at least 2 samples; got 1"):  # its variance would be NaN
+        information_curve(_posterior_mean, data[:1], [0.0])
+    assert torch.isfinite(information_curve(_posterior_mean, data[:1], [0.0], gaussian_baseline=False)["information"]).all()
 
 
 def test_a_trained_models_table_bounds_the_default_quadrature():

@@ -221,8 +221,19 @@ def test_too_few_calls_for_one_step_exit_with_a_message(tmp_path, monkeypatch):
         main(["sample", "--model-calls", "3", "--num_images", "1", "--output", str(tmp_path / "g.png")])
 
 
+def test_a_shipped_model_is_found_by_its_name(tmp_path, monkeypatch, capsys):
+    """`--model mnist-joint-trig`, as its card writes it, from any working directory; a folder of that name wins."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["sample", "--model", "mnist-joint-trig", "--scheduler", "trig-multistep", "--model-calls", "2",
+                 "--num-images", "1", "--output", "g.png"]) == 0
+    assert (tmp_path / "g.png").is_file()
+    (tmp_path / "mnist-joint-trig").mkdir()
+    with pytest.raises(SystemExit, match=r"model 'mnist-joint-trig' is not a saved pipeline folder"):
+        main(["sample", "--model", "mnist-joint-trig", "--output", "g.png"])
+
+
 def test_careless_sample_arguments_fail_in_one_line_before_any_work(tmp_path):
-    with pytest.raises(SystemExit, match=r"model '/nonexistent' is not a saved pipeline folder"):
+    with pytest.raises(SystemExit, match=r"model '/nonexistent' is not a saved pipeline folder .* nor a shipped model \(mnist-ddpm, mnist-joint-trig\)"):
         main(["sample", "--model", "/nonexistent", "--output", str(tmp_path / "g.png")])
     with pytest.raises(SystemExit, match=r"model '.*' is not a saved pipeline folder"):
         main(["sample", "--model", str(tmp_path), "--output", str(tmp_path / "g.png")])

@@ -29,9 +29,11 @@ from diffusers_infoflow.training import (
     epoch_batches,
     list_checkpoints,
     resolve_checkpoint,
+    save_checkpoint,
     train,
     validate_args,
 )
+from diffusers_infoflow.training.checkpointing import _CheckpointableEMA
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,6 +136,20 @@ def check_crash_and_resume(args, uninterrupted_dir, tmp_path, monkeypatch):
     assert max_weight_diff(uninterrupted_dir, tmp_path) <= 1e-6
 
 
+def test_a_hub_models_card_downloads_it_before_infoflow_sample(uninterrupted, tmp_path):
+    """`infoflow sample` reads local folders: a card for `someone/tiny-ddpm` says how to get one."""
+    import shutil
+
+    from diffusers_infoflow.hub import write_model_card
+
+    folder = tmp_path / "model"
+    shutil.copytree(uninterrupted, folder, ignore=shutil.ignore_patterns("checkpoint-*"))
+    args = parse_args(SINGLE + ["--output_dir", str(folder), "--overwrite_output_dir", "--hub_model_id", "someone/tiny-ddpm"])
+    card = Path(write_model_card(str(folder), args, final_loss=None, num_processes=1, total_steps=6, command="train")).read_text()
+    assert 'DiffusionPipeline.from_pretrained("someone/tiny-ddpm")' in card
+    assert "on a local copy (`hf download someone/tiny-ddpm --local-dir tiny-ddpm`): `infoflow sample --model tiny-ddpm " in card
+
+
 def test_crash_and_resume_latest_matches_uninterrupted_run(uninterrupted, tmp_path, monkeypatch):
     check_crash_and_resume(SINGLE, uninterrupted, tmp_path, monkeypatch)
 
@@ -219,6 +235,7 @@ def test_epoch_batches_split_one_permutation_between_processes():
          "--card_inference_steps 50 model calls cannot sample the card's grid with unipc (UniPCMultistepScheduler cannot sample with 50 steps (AssertionError"),
         (["--report_to", "surely_not_a_tracker"], "--report_to 'surely_not_a_tracker': ['surely_not_a_tracker'] not installed"),
         (["--push_to_hub", "--hub_model_id", "bad id!!"], "--hub_model_id: "),
+        (["--overwrite_output_dir", "--resume_from_checkpoint", "latest"], "it cannot be combined with --resume_from_checkpoint"),
     ],
 )
 def test_bad_arguments_are_rejected_with_a_clear_message(extra, message, capsys):
@@ -234,6 +251,62 @@ def test_an_output_dir_of_another_run_is_not_overwritten(uninterrupted, capsys):
     assert "holds a trained model or checkpoints of another run" in capsys.readouterr().err
     parse_args(SINGLE + ["--output_dir", str(uninterrupted), "--resume_from_checkpoint", "latest"])
     parse_args(SINGLE + ["--output_dir", str(uninterrupted), "--overwrite_output_dir"])
+
+
+def test_overwrite_output_dir_removes_the_earlier_runs_checkpoints(uninterrupted, tmp_path):
+    """A stale checkpoint-5000 of another run is neither resumed by `latest` later nor kept while pruning the new ones."""
+    (tmp_path / "checkpoint-5000").mkdir()
+    (tmp_path / "checkpoint-5000" / "optimizer.bin").write_bytes(b"another run")
+    (tmp_path / "checkpoint-7.tmp").mkdir()
+    train_in_process(SINGLE + ["--overwrite_output_dir", "--checkpoints_total_limit", "2"], tmp_path)
+    assert [Path(p).name for p in list_checkpoints(str(tmp_path))] == ["checkpoint-4", "checkpoint-6"]
+    assert not (tmp_path / "checkpoint-7.tmp").exists()
+    assert max_weight_diff(uninterrupted, tmp_path) <= 1e-6
+
+
+class _Accelerator:
+    """Enough of accelerate's Accelerator for save_checkpoint; `fail` makes save_state die half-way."""
+
+    is_main_process = True
+
+    def __init__(self, fail=False):
+        self.fail = fail
+
+    def wait_for_everyone(self):
+        pass
+
+    def save_state(self, path):
+        os.makedirs(path)
+        (Path(path) / "model.safetensors").write_bytes(b"weights")
+        if self.fail:
+            raise OSError("disk full")
+
+
+def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path):
+    save_checkpoint(_Accelerator(), str(tmp_path), 2, total_limit=1)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(_Accelerator(fail=True), str(tmp_path), 4, total_limit=1)
+    assert resolve_checkpoint("latest", str(tmp_path)) == str(tmp_path / "checkpoint-2")
+    save_checkpoint(_Accelerator(), str(tmp_path), 6, total_limit=1)
+    assert [Path(p).name for p in list_checkpoints(str(tmp_path))] == ["checkpoint-6"]
+
+
+def test_resumed_ema_weights_go_back_to_the_models_device():
+    """accelerate loads custom checkpoint objects onto the CPU; the EMA must return to its device (here 'meta',
+    standing in for a GPU) or its first step mixes devices."""
+    from diffusers.training_utils import EMAModel
+
+    saved = EMAModel(torch.nn.Linear(3, 2).parameters()).state_dict()
+    ema = EMAModel(torch.nn.Linear(3, 2).parameters())
+    ema.to(device="meta")
+    _CheckpointableEMA(ema).load_state_dict(saved)
+    assert all(p.device.type == "meta" for p in ema.shadow_params)
+
+
+def test_resuming_with_ema_switched_is_one_clear_error(uninterrupted, tmp_path):
+    without_ema = [a for a in SINGLE if a != "--use_ema"]
+    with pytest.raises(ValueError, match="was saved with --use_ema; resume it with --use_ema too"):
+        train_in_process(without_ema + ["--resume_from_checkpoint", str(uninterrupted / "checkpoint-6")], tmp_path)
 
 
 def test_resuming_a_checkpoint_of_another_architecture_is_one_clear_error(uninterrupted, tmp_path):

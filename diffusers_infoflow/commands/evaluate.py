@@ -47,7 +47,7 @@ def register(subparsers) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("images", help="folder of images, .npy array or .npz archive of generated images, or a saved "
-                        "pipeline folder (with model_index.json) to sample from")
+                        "pipeline folder (with model_index.json) or shipped model name (mnist-ddpm, mnist-joint-trig) to sample from")
     # the pipeline-only options default to None, so that one given with an image file is refused, not ignored
     parser.add_argument("--scheduler", default=None, help=f"for a pipeline folder: the `infoflow sample` scheduler name (default: {DEFAULT_SCHEDULER})")
     parser.add_argument("--model-calls", "--steps", dest="model_calls", type=int, default=None,
@@ -61,7 +61,7 @@ def register(subparsers) -> None:
     parser.add_argument("--input-range", type=float, nargs=2, default=None, metavar=("LO", "HI"), help="value range of float arrays (default 0 1; uint8 is always 0..255)")
     parser.add_argument("--reference", default=None, help="reference set (same formats); default: MNIST test via $INFOFLOW_MNIST or ../shared/data/mnist.npz")
     parser.add_argument("--reference-key", default=None, help="array name inside an .npz reference")
-    parser.add_argument("--num-reference", type=int, default=10000, help="use the first N reference images")
+    parser.add_argument("--num-reference", type=int, default=None, help="use the first N reference images (default: 10000)")
     parser.add_argument("--feature-network", choices=["mnist", "inception"], default="mnist", help="feature network (inception needs its weights on disk)")
     parser.add_argument("--metrics", nargs="+", choices=list(GENERATIVE_METRICS), default=None,
                         help="default: all that the feature network supports. 'confident' (MNIST network only): the fraction "
@@ -75,36 +75,53 @@ def run(args: argparse.Namespace) -> int:
     from ..hub import write_card_evaluation
     from ..metrics.data import load_image_set, load_mnist
     from ..metrics.fid import GenerativeScorer, process_shard
-    from ..sampling import SCHEDULERS, budget_note, generate, pipeline_sample_shape, process_state, training_levels
+    from ..sampling import (
+        SCHEDULERS,
+        budget_note,
+        generate,
+        pipeline_sample_shape,
+        process_state,
+        resolve_model,
+        training_levels,
+    )
 
     start = time.perf_counter()
     sampling = {}
     try:
         state = process_state()
         prepare_output(args.output, "--output")  # before any work
-        is_pipeline = (Path(args.images) / "model_index.json").is_file()
+        source = resolve_model(args.images)  # a path; args.images stays as given for the report and the card's command
+        is_pipeline = (Path(source) / "model_index.json").is_file()
         given = [f"--{name.replace('_', '-')}" for name in PIPELINE_DEFAULTS if getattr(args, name) is not None]
         if not is_pipeline and (given or args.update_card):
             raise ValueError(f"{', '.join(given + (['--update-card'] if args.update_card else []))} apply only to a pipeline "
-                             f"folder (with model_index.json); {args.images!r} is an image set, scored whole.")
-        if is_pipeline and args.input_range is not None:
-            raise ValueError("--input-range reads float image arrays; a pipeline folder's samples need none.")
+                             f"folder (with model_index.json); {source!r} is an image set, scored whole.")
+        if is_pipeline and (args.input_range is not None or args.key is not None):
+            raise ValueError("--input-range and --key read image arrays; a pipeline folder's samples need neither.")
         for name, default in PIPELINE_DEFAULTS.items():
             if getattr(args, name) is None:
                 setattr(args, name, default)
-        if args.update_card and not (Path(args.images) / "README.md").is_file():
-            raise ValueError(f"--update-card: {args.images!r} has no README.md model card to update.")
+        if args.update_card and not (Path(source) / "README.md").is_file():
+            raise ValueError(f"--update-card: {source!r} has no README.md model card to update.")
+        metrics = args.metrics or (GENERATIVE_METRICS if args.feature_network == "mnist" else ("fid", "kid", "is"))
+        reference_flags = [flag for flag, value in (("--reference", args.reference), ("--reference-key", args.reference_key),
+                                                    ("--num-reference", args.num_reference)) if value is not None]
+        if reference_flags and not set(REFERENCE_METRICS) & set(metrics):
+            raise ValueError(f"{', '.join(reference_flags)} apply to FID and KID; --metrics {' '.join(metrics)} compare with no reference set.")
+        if args.reference_key is not None and args.reference is None:
+            raise ValueError("--reference-key picks an array of the --reference archive; the default reference, MNIST test, needs none.")
+        if args.num_reference is None:
+            args.num_reference = 10000
         if args.num_reference < 2:
             raise ValueError(f"--num-reference must be >= 2 (a covariance), got {args.num_reference}.")
         if is_pipeline and args.scheduler not in SCHEDULERS:
             raise ValueError(f"--scheduler {args.scheduler!r} is not one of {', '.join(SCHEDULERS)}.")
         if is_pipeline and (args.num_images < 2 or args.model_calls < 1 or args.batch_size < 1):
             raise ValueError(f"--num-images must be >= 2, --model-calls and --batch-size >= 1, got {args.num_images}, {args.model_calls} and {args.batch_size}.")
-        levels = training_levels(args.images) if is_pipeline else None
+        levels = training_levels(source) if is_pipeline else None
         note = budget_note(args.model_calls, levels, args.scheduler) if is_pipeline else None
         if note:
             state.print(f"infoflow evaluate: {note}")
-        metrics = args.metrics or (GENERATIVE_METRICS if args.feature_network == "mnist" else ("fid", "kid", "is"))
         reference, reference_name = None, None
         if set(REFERENCE_METRICS) & set(metrics):
             if args.reference is None:
@@ -118,15 +135,15 @@ def run(args: argparse.Namespace) -> int:
         scorer = GenerativeScorer(reference, feature_network=args.feature_network, metrics=metrics, seed=args.seed,
                                   device=state.device)
         if is_pipeline:
-            scorer.check_image_shape(pipeline_sample_shape(args.images))  # before sampling, not after
-            images, steps, calls = generate(args.images, args.scheduler, args.model_calls, args.num_images, args.seed, args.batch_size,
+            scorer.check_image_shape(pipeline_sample_shape(source))  # before sampling, not after
+            images, steps, calls = generate(source, args.scheduler, args.model_calls, args.num_images, args.seed, args.batch_size,
                                             progress=state.is_main_process, max_steps=levels)
             sampling = {"scheduler": args.scheduler, "steps": steps, "model_calls": calls, "num_images": args.num_images}
             state.print(f"sampled {args.num_images} images on {state.num_processes} process(es): {args.scheduler}, {steps} steps = {calls} model calls")
         else:
-            images = process_shard(load_image_set(args.images, key=args.key, value_range=args.input_range))
+            images = process_shard(load_image_set(source, key=args.key, value_range=args.input_range))
         scores = scorer.score(images)
-    except (FileNotFoundError, ValueError, RuntimeError) as err:
+    except (OSError, ValueError, RuntimeError) as err:  # OSError: missing files, unreadable images or weights
         # an image set's floats in another range: --input-range says which (it applies to `images`, not --reference)
         hint = " Pass --input-range LO HI." if "must lie in" in str(err) and not str(err).startswith("--reference") else ""
         raise SystemExit(f"infoflow evaluate: {err}{hint}") from None
@@ -141,10 +158,12 @@ def run(args: argparse.Namespace) -> int:
     if args.update_card:
         parts = ["infoflow", "evaluate", str(args.images), "--scheduler", args.scheduler, "--model-calls", str(args.model_calls),
                  "--num-images", str(args.num_images), "--batch-size", str(args.batch_size), "--seed", str(args.seed), "--metrics", *metrics]
-        if args.reference is not None:
-            parts += ["--reference", str(args.reference)]
-        command = shlex.join(parts + ["--num-reference", str(args.num_reference), "--update-card"])
-        card = write_card_evaluation(args.images, report, command)
+        if set(REFERENCE_METRICS) & set(metrics):
+            if args.reference is not None:
+                parts += ["--reference", str(args.reference)] + (["--reference-key", args.reference_key] if args.reference_key else [])
+            parts += ["--num-reference", str(args.num_reference)]
+        command = shlex.join(parts + ["--feature-network", args.feature_network, "--update-card"])
+        card = write_card_evaluation(source, report, command)
         print(f"updated {card}: its evaluation section now holds this run ({args.num_images} images), replacing any earlier one")
     Path(args.output).write_text(json.dumps(report, indent=1))
     print(f"Wrote {args.output} in {time.perf_counter() - start:.1f} s")

@@ -13,7 +13,7 @@ from . import prepare_output
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("sample", help="write a sample grid PNG from a saved diffusion pipeline")
-    p.add_argument("--model", default=str(DEFAULT_MODEL), help="a saved pipeline folder (default: the shipped MNIST DDPM).")
+    p.add_argument("--model", default=str(DEFAULT_MODEL), help="a saved pipeline folder, or the name of a shipped one: mnist-ddpm (the default) or mnist-joint-trig.")
     p.add_argument(
         "--scheduler", choices=SCHEDULERS, default=DEFAULT_SCHEDULER,
         help="ddpm, ddim, entropy-hybrid; s2n / s2n-stochastic (S2NGeneralizedScheduler presets 'deterministic' / "
@@ -36,13 +36,14 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from ..images import make_grid, to_model_range
-    from ..sampling import budget_note, generate, training_levels
+    from ..sampling import budget_note, generate, resolve_model, training_levels
 
     if args.model_calls < 1 or args.num_images < 1 or args.zoom < 1:
         raise SystemExit(f"infoflow sample: --model-calls, --num-images and --zoom must be >= 1, "
                          f"got {args.model_calls}, {args.num_images} and {args.zoom}.")
     if Path(args.output).suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
         raise SystemExit(f"infoflow sample: --output {args.output!r} must end in .png, .jpg or .webp.")
+    args.model = resolve_model(args.model)
     try:
         levels = training_levels(args.model)
         note = budget_note(args.model_calls, levels, args.scheduler)

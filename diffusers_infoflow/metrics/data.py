@@ -61,6 +61,13 @@ def load_image_set(path: PathLike, key: Optional[str] = None, value_range: Optio
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"image set {path} does not exist.")
+    ignored = [name for name, value, applies in (("`key` (--key)", key, path.suffix == ".npz"),
+                                                  ("`value_range` (--input-range)", value_range, not path.is_dir()))
+               if value is not None and not applies]
+    if ignored:  # image files have their own scale and a .npy file holds one array: the option would be ignored
+        kind = "a folder of images" if path.is_dir() else f"{path.suffix or 'this'} file"
+        raise ValueError(f"{' and '.join(ignored)} {'does' if len(ignored) == 1 else 'do'} not apply to {kind} ({path}): `key` picks an "
+                         "array of a .npz archive, `value_range` is the range of float arrays (.npy, .npz).")
     if path.is_dir():
         from PIL import Image
 

@@ -7,7 +7,8 @@ gather them across processes; we only supply the feature network:
 * ``"mnist"`` (default, offline): the penultimate layer of the packaged MNIST classifier
   (:mod:`diffusers_infoflow.metrics.features`); its logits for IS and for ``"confident"``.
 * ``"inception"``: torchmetrics' FID Inception-v3, only when torch-fidelity and its weights are present.
-* any ``nn.Module`` mapping a float ``(N, C, H, W)`` batch in [0, 1] to ``(N, F)`` features (FID and KID only).
+* any ``nn.Module`` mapping a float ``(N, C, H, W)`` batch in [0, 1] to ``(N, F)`` features, with an integer
+  ``num_features = F`` attribute (torchmetrics reads it; FID and KID only).
 
 ``"confident"`` (MNIST network only) is what a person sees in a grid: the fraction of images the digit classifier
 is confident on (max-softmax > 0.9) and the share of the rarest predicted digit (0.1 each for uniform digits).
@@ -52,6 +53,10 @@ class _InceptionInput(nn.Module):
 def _feature_networks(feature_network: FeatureNetwork, want_logits: bool):
     """(feature extractor, logits extractor or None) for the requested network."""
     if isinstance(feature_network, nn.Module):
+        # without it torchmetrics probes the module with a 3×299×299 Inception image, which a small network cannot take
+        if not isinstance(getattr(feature_network, "num_features", None), int):
+            raise ValueError(f"a custom feature network needs an integer `num_features` attribute (the size F of its (N, F) "
+                             f"features); {type(feature_network).__name__} has {getattr(feature_network, 'num_features', None)!r}.")
         return feature_network.eval(), None
     if feature_network == "mnist":
         return mnist_feature_extractor(), (mnist_feature_extractor(output="logits") if want_logits else None)

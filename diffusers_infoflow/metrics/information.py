@@ -130,6 +130,9 @@ def information_curve(
         the Monte Carlo mmse on the quadrature grid.
     """
     _check_inputs(data, batch_size)
+    if gaussian_baseline and len(data) < 2:
+        raise ValueError(f"the Gaussian baseline needs the data's variance, so at least 2 samples; got {len(data)} "
+                         "(or pass gaussian_baseline=False).")
     logsnr_min = _logsnr_limits(denoise_fn, logsnr_min, None)[0]
     targets = torch.as_tensor(logsnrs, dtype=torch.float64).flatten()
     if targets.numel() == 0 or not torch.isfinite(targets).all():

@@ -32,7 +32,7 @@ from diffusers.utils import logging
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..entropy import as_discrete_schedule, match_timestep
-from ..images import check_output_type, images_to_output
+from ..images import check_output_type, images_to_output, unet_sample_shape
 from ..schedulers import EntropyHybridScheduler
 from ..schedules import family_params
 
@@ -280,9 +280,7 @@ class EntropyHybridPipeline(DiffusionPipeline):
         if num_inference_steps is None and not scheduler.config.segments:
             num_inference_steps = scheduler.config.sampling_num_timesteps or scheduler.config.num_train_timesteps
         device = self._execution_device
-        size = self.unet.config.sample_size
-        height, width = (size, size) if isinstance(size, int) else tuple(size)
-        shape = (batch_size, self.unet.config.in_channels, height, width)
+        shape = (batch_size, *unet_sample_shape(self.unet.config))
         scheduler.set_timesteps(num_inference_steps, device=device)  # first: the start's scale is that of the ladder set
         image = randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
         image = image * scheduler.init_noise_sigma

@@ -22,7 +22,7 @@ import torch
 from diffusers import DiffusionPipeline, ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from ..images import check_output_type, images_to_output
+from ..images import check_output_type, images_to_output, unet_sample_shape
 from ..models.joint_unet import split_joint_prediction
 from ..sampling import step_kwargs
 
@@ -96,9 +96,7 @@ class JointTrigPipeline(DiffusionPipeline):
         """
         check_output_type(output_type)
         head = self.model_output_head()
-        size = self.unet.config.sample_size
-        height, width = (size, size) if isinstance(size, int) else tuple(size)
-        shape = (batch_size, self.unet.config.in_channels, height, width)
+        shape = (batch_size, *unet_sample_shape(self.unet.config))
         self.scheduler.set_timesteps(num_inference_steps, device=self._execution_device)  # first: init_noise_sigma depends on it
         image = randn_tensor(shape, generator=generator, device=self._execution_device, dtype=self.unet.dtype)
         image = image * self.scheduler.init_noise_sigma

@@ -61,20 +61,21 @@ class _CheckpointableEMA:
         return self.ema.state_dict()
 
     def load_state_dict(self, state):
+        # accelerate loads custom objects onto the CPU and EMAModel keeps the tensors it is given: move them back
+        # to where the shadow weights lived, or the first ema.step mixes devices on a GPU.
+        device = self.ema.shadow_params[0].device if self.ema.shadow_params else None
         self.ema.load_state_dict(state)
+        if device is not None:
+            self.ema.to(device=device)
 
 
 def save_checkpoint(accelerator, output_dir: str, step: int, total_limit: Optional[int]) -> str:
-    """``accelerator.save_state`` into ``checkpoint-step`` atomically (temporary folder, then rename),
-    after removing the oldest checkpoints so at most ``total_limit`` remain."""
+    """``accelerator.save_state`` into ``checkpoint-step`` atomically (temporary folder, then rename), then
+    removes the oldest other checkpoints so at most ``total_limit`` remain (only once the new one is complete, so
+    a crash while saving still leaves the previous one)."""
     final = os.path.join(output_dir, f"{CHECKPOINT_PREFIX}{step}")
     staging = final + ".tmp"
     if accelerator.is_main_process:
-        if total_limit is not None:
-            existing = list_checkpoints(output_dir)
-            for old in existing[: max(0, len(existing) - total_limit + 1)]:
-                logger.info(f"removing old checkpoint {old}")
-                shutil.rmtree(old)
         shutil.rmtree(staging, ignore_errors=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(staging)
@@ -82,5 +83,21 @@ def save_checkpoint(accelerator, output_dir: str, step: int, total_limit: Option
     if accelerator.is_main_process:
         shutil.rmtree(final, ignore_errors=True)
         os.replace(staging, final)
+        if total_limit is not None:
+            older = [path for path in list_checkpoints(output_dir) if path != final]
+            for old in older[: max(0, len(older) + 1 - total_limit)]:
+                logger.info(f"removing old checkpoint {old}")
+                shutil.rmtree(old)
     accelerator.wait_for_everyone()
     return final
+
+
+def remove_checkpoints(output_dir: str) -> None:
+    """Deletes every ``checkpoint-N`` (and unfinished ``checkpoint-N.tmp``) folder in ``output_dir``: with
+    ``--overwrite_output_dir`` a new run must not resume from, or prune by, another run's checkpoints."""
+    if not os.path.isdir(output_dir):
+        return
+    for name in os.listdir(output_dir):
+        if name.startswith(CHECKPOINT_PREFIX) and os.path.isdir(os.path.join(output_dir, name)):
+            logger.info(f"--overwrite_output_dir: removing {name} of the earlier run")
+            shutil.rmtree(os.path.join(output_dir, name))

@@ -45,6 +45,7 @@ from .checkpointing import (
     SimulatedCrash,
     _CheckpointableEMA,
     checkpoint_step,
+    remove_checkpoints,
     resolve_checkpoint,
     save_checkpoint,
 )
@@ -116,6 +117,9 @@ def validate_args(args: argparse.Namespace) -> None:
             validate_repo_id(args.hub_model_id or os.path.basename(os.path.normpath(args.output_dir)))
         except HFValidationError as err:
             raise ValueError(f"--hub_model_id: {err}") from None
+    if args.overwrite_output_dir and args.resume_from_checkpoint is not None:
+        raise ValueError("--overwrite_output_dir starts a new run in --output_dir (its checkpoints are removed); it cannot "
+                         "be combined with --resume_from_checkpoint.")
     if args.resume_from_checkpoint is None and not args.overwrite_output_dir and os.path.isdir(args.output_dir):
         from .checkpointing import list_checkpoints
 
@@ -218,6 +222,12 @@ def train(args: argparse.Namespace) -> str:
     set_seed(args.seed)  # model initialisation; data and noise use their own keyed generators
 
     resume_path = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir) if args.resume_from_checkpoint else None
+    if resume_path is not None:
+        # the EMA weights are accelerate's only custom checkpoint object: the run must keep or leave out EMA as saved
+        saved_ema = any(name.startswith("custom_checkpoint_") for name in os.listdir(resume_path))
+        if saved_ema != bool(args.use_ema):
+            raise ValueError(f"--resume_from_checkpoint {resume_path!r} was saved {'with' if saved_ema else 'without'} "
+                             f"--use_ema; resume it {'with' if saved_ema else 'without'} --use_ema too.")
     if accelerator.is_main_process:
         os.makedirs(args.output_dir, exist_ok=True)
 
@@ -270,6 +280,10 @@ def train(args: argparse.Namespace) -> str:
                              "builds (--block_out_channels, --layers_per_block, --attention, --prediction_type ...); give "
                              "the run's own flags.") from None
         global_step = checkpoint_step(resume_path)
+    elif args.overwrite_output_dir:
+        if accelerator.is_main_process:
+            remove_checkpoints(args.output_dir)
+        accelerator.wait_for_everyone()
 
     total_batch = args.train_batch_size * world * args.gradient_accumulation_steps
     acc_logger.info(f"***** training: {len(dataset)} images, {max_steps} steps of {total_batch} images, "
@@ -277,6 +291,7 @@ def train(args: argparse.Namespace) -> str:
     progress = tqdm(total=max_steps, initial=global_step, disable=not accelerator.is_local_main_process, desc="steps")
     crash_after = os.environ.get(CRASH_AFTER_STEP_ENV)
     first_epoch = global_step // steps_per_epoch
+    window_losses = []  # the micro-batch losses of the optimisation step being accumulated
     for epoch in range(first_epoch, num_epochs):
         model.train()
         batches = epoch_batches(len(dataset), epoch, args.seed, args.train_batch_size, world, rank)
@@ -300,13 +315,16 @@ def train(args: argparse.Namespace) -> str:
                 optimizer.step()
                 lr_scheduler.step()
                 optimizer.zero_grad()
+            window_losses.append(loss.detach())
             if not accelerator.sync_gradients:
                 continue
             if ema is not None:
                 ema.step(accelerator.unwrap_model(model).parameters())
             global_step += 1
             progress.update(1)
-            last_loss = loss.detach().item()
+            # the step's loss: the mean over its micro-batches and every process's share
+            last_loss = accelerator.gather(torch.stack(window_losses).mean().reshape(1)).mean().item()
+            window_losses = []
             logs = {"loss": last_loss, "lr": lr_scheduler.get_last_lr()[0], "step": global_step}
             if joint:  # the three terms of eq. 12 (last micro-batch), velocity unweighted
                 logs.update(loss_x0=terms.x0.item(), loss_epsilon=terms.epsilon.item(), loss_velocity=terms.velocity.item())
