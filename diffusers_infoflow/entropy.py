@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 import torch
 
 from .model_interface import ModelInterface
-from .schedules import DiscreteSchedule, NoiseSchedule, get_schedule
+from .schedules import CONTINUOUS_SCHEDULES, DiscreteSchedule, NoiseSchedule, get_schedule
 
 
 __all__ = [
@@ -81,6 +81,10 @@ def gaussian_entropy(
         float64 tensor of entropies; it rises to ``(n/2)·ln(2πe)`` as σ → 1 for VP schedules.
     """
     n = _dim(sample_shape)
+    if isinstance(schedule, str) and schedule in CONTINUOUS_SCHEDULES:
+        if num_train_timesteps is not None:
+            raise ValueError(f"{schedule!r} is a continuous schedule: it takes no num_train_timesteps.")
+        schedule = get_schedule(schedule, **params)
     if isinstance(schedule, NoiseSchedule) and not isinstance(schedule, DiscreteSchedule):
         if t is None:
             raise ValueError("continuous schedules need `t`, points in their own time variable.")

@@ -44,6 +44,7 @@ __all__ = [
     "NOISE_FAMILIES",
     "ModelInterface",
     "scheduler_kwargs_from_config",
+    "split_joint_prediction",
 ]
 
 NOISE_FAMILIES = tuple(dict.fromkeys(("discrete", "edm", "flow") + CONTINUOUS_SCHEDULES))  # "edm" is both a family and a schedule
@@ -176,9 +177,9 @@ def scheduler_kwargs_from_config(config: Mapping[str, Any], accepted: Iterable[s
     if foreign:
         for key in SOURCE_SAMPLER_KEYS - LADDER_KEYS:
             cfg.pop(key, None)
-        if family != "discrete":  # DPM/UniPC/DEIS in flow mode keep VP-table ladder keys they do not use
-            cfg.pop("timestep_spacing", None)
-            cfg.pop("steps_offset", None)
+        if family != "discrete":  # DPM/UniPC/DEIS in flow mode keep VP-table keys they do not use
+            for key in ("timestep_spacing", "steps_offset", "beta_schedule", "trained_betas", "rescale_betas_zero_snr"):
+                cfg.pop(key, None)
         elif cfg.get("sigma_min") is not None or cfg.get("sigma_max") is not None:
             cfg.pop("sigma_min", None)  # Euler's Karras-ladder range: a sampler choice on a VP table
             cfg.pop("sigma_max", None)
@@ -238,6 +239,14 @@ def _class_from_keys(cfg: Mapping[str, Any], target: str) -> Optional[str]:
     return candidates[0] if candidates else None
 
 
+def split_joint_prediction(prediction: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(ε̂, x̂0) from a joint prediction of shape (B, 2C, H, W); an odd channel count is an error."""
+    if prediction.ndim < 2 or prediction.shape[1] % 2 != 0:
+        raise ValueError(f"a joint [ε, x0] prediction needs an even number of channels on dim 1, got shape {tuple(prediction.shape)}.")
+    eps, x0 = prediction.chunk(2, dim=1)
+    return eps, x0
+
+
 class ModelInterface:
     """One checkpoint family's view of noise: schedule, scaling, time input and output meaning (see the module).
 
@@ -285,6 +294,9 @@ class ModelInterface:
         self.joint_heads = joint_heads
         noisy, clean = schedule.logsnr_range if logsnr_range is None else logsnr_range
         self.logsnr_range = (noisy, clean)
+        if math.isinf(noisy) and preconditioning == "edm":
+            raise ValueError("preconditioning='edm' scales by σ, which is infinite at this schedule's noisiest level (pure "
+                             "noise, λ = −∞, e.g. rescale_betas_zero_snr=True); use preconditioning='none' there.")
         if math.isinf(noisy) and prediction_type == "epsilon" and preconditioning == "none":
             raise ValueError(
                 "this schedule's noisiest level is pure noise (λ = −∞, e.g. rescale_betas_zero_snr=True), where an "
@@ -461,13 +473,13 @@ class ModelInterface:
         a, b = (float(v) for v in self.alpha_sigma(torch.tensor([logsnr], dtype=torch.float64)))
         x, out, kind = sample, model_output, self.prediction_type
         if kind == "joint" and self.joint_heads == "velocity":
-            eps_head, x0_head = out.chunk(2, dim=1)
+            eps_head, x0_head = split_joint_prediction(out)
             out, kind = a * eps_head - b * x0_head, "v_prediction"  # both heads as one v̂, read as a v model's
         if self.preconditioning == "edm":
             _, c_skip, c_out = self._edm_coefficients(logsnr)
             x0, eps = c_skip * (x / a) + c_out * out, None
         elif kind == "joint":
-            eps, x0 = out.chunk(2, dim=1)
+            eps, x0 = split_joint_prediction(out)
         elif kind == "epsilon":
             eps = out
             x0 = (x - b * eps) / a
@@ -529,7 +541,9 @@ class ModelInterface:
         if spacing == "time":
             t_noisy, t_clean = (float(v) for v in self.times(torch.tensor([noisy, clean], dtype=torch.float64)))
             lam = self.schedule.logsnr(torch.linspace(t_noisy, t_clean, n, dtype=torch.float64))
-            lam[0], lam[-1] = noisy, clean
+            lam[0] = noisy
+            if n > 1:  # one rung is the noisiest level, where sampling starts
+                lam[-1] = clean
             return lam
         pure_noise = math.isinf(noisy)
         m = n - 1 if pure_noise else n
@@ -542,7 +556,9 @@ class ModelInterface:
         elif spacing == "karras":
             s_max, s_min = math.exp(-start / 2) ** (1 / rho), math.exp(-clean / 2) ** (1 / rho)
             lam = -2.0 * rho * torch.log(s_max + ramp * (s_min - s_max))
-            lam[0], lam[-1] = start, clean
+            lam[0] = start
+            if m > 1:
+                lam[-1] = clean
         elif spacing == "information" and place is not None:
             # from pure noise the first finite rung is placed too, not pinned at the noisiest finite level, where the
             # mmse is the data variance and a call learns nothing
@@ -691,7 +707,7 @@ _FAMILY_ONLY_KEYS: Dict[str, Tuple[str, ...]] = {
     "sigma_min": ("edm", "ve"),
     "sigma_max": ("edm", "ve"),
     "beta_schedule": ("discrete",),
-    "schedule_params": ("discrete",) + CONTINUOUS_SCHEDULES,
+    "schedule_params": ("discrete",) + tuple(name for name in CONTINUOUS_SCHEDULES if name != "edm"),  # EDM: sigma_min/max
 }
 _KEY_DEFAULTS = {"rescale_betas_zero_snr": False, "shift": 1.0, "use_dynamic_shifting": False, "beta_schedule": "linear", "schedule_params": {}}
 

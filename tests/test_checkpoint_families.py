@@ -356,3 +356,49 @@ def test_restoration_pipeline_with_a_flow_or_edm_model(name):
     torch.testing.assert_close(out.noisy_images * 2 - 1, float(linear.alpha(99)) * x0 + float(linear.sigma(99)) * eps, rtol=0, atol=1e-5)
     assert torch.isfinite(out.images).all()
     assert out.metrics["restored"]["mean"]["mse"] < out.metrics["noisy"]["mean"]["mse"]
+
+
+@pytest.mark.parametrize("scheduler_class", [EntropyHybridScheduler, S2NGeneralizedScheduler])
+def test_a_one_step_ladder_starts_at_the_noisiest_level(scheduler_class):
+    """One rung is where sampling starts (EDM: σ_max = 80, as diffusers' EDMEulerScheduler); pinning the clean end
+    too had put it at σ_min, so pure noise was denoised as if nearly clean."""
+    native = diffusers.EDMEulerScheduler()
+    ours = scheduler_class.from_config(native.config)
+    ours.set_timesteps(1)
+    native.set_timesteps(1)
+    assert ours.init_noise_sigma == pytest.approx(native.init_noise_sigma, rel=1e-4)
+    assert float(ours.timesteps[0]) == pytest.approx(float(native.timesteps[0]), rel=1e-4)
+    flow = ModelInterface.from_config({"noise_family": "flow"})
+    for spacing in ("time", "karras", "logsnr"):
+        assert flow.spaced_logsnrs(1, spacing).tolist() == [-math.inf]
+    assert flow.spaced_logsnrs(2, "karras").tolist() == flow.spaced_logsnrs(2, "logsnr").tolist()  # was [−∞, clean end]
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        # σ is infinite at a zero-terminal-SNR table's first level: EDM scaling gave λ = −∞ everywhere and NaN steps
+        ({"rescale_betas_zero_snr": True, "preconditioning": "edm", "prediction_type": "v_prediction"}, "preconditioning='edm' scales by σ"),
+        # EDM's range is sigma_min/sigma_max; schedule_params was read by no branch
+        ({"noise_family": "edm", "schedule_params": {"sigma_max": 120}}, "schedule_params=.* not to 'edm'"),
+    ],
+)
+def test_configs_that_cannot_be_honoured_are_refused(config, message):
+    with pytest.raises(ValueError, match=message):
+        S2NGeneralizedScheduler(**config)
+
+
+def test_flow_mode_dpm_solver_configs_convert_despite_their_unused_beta_keys():
+    """DPM-Solver in flow mode keeps VP-table keys (beta_schedule, ...) it never uses; they are not ours to refuse."""
+    native = diffusers.DPMSolverMultistepScheduler(use_flow_sigmas=True, flow_shift=3.0, prediction_type="flow_prediction",
+                                                   beta_schedule="scaled_linear", rescale_betas_zero_snr=True)
+    ours = EntropyHybridScheduler.from_config(native.config)
+    assert ours.config.noise_family == "flow" and ours.config.shift == 3.0
+
+
+def test_a_zero_snr_table_cannot_be_a_segment():
+    from diffusers_infoflow.pipelines.entropy_hybrid import schedule_segment
+
+    zero_snr = diffusers.DDPMScheduler(beta_schedule="scaled_linear", rescale_betas_zero_snr=True, prediction_type="v_prediction")
+    with pytest.raises(ValueError, match="zero-terminal-SNR table .* cannot be a segment"):
+        schedule_segment(zero_snr)

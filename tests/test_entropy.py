@@ -43,6 +43,10 @@ def test_entropy_accepts_tensors_and_continuous_schedules():
     torch.testing.assert_close(gaussian_entropy(vp, 3, t=t), 1.5 * torch.log(2 * math.pi * math.e * vp.sigma(t) ** 2))
     with pytest.raises(ValueError, match="need `t`"):
         gaussian_entropy(vp, 3)
+    # a continuous family by name, as get_schedule takes it
+    torch.testing.assert_close(gaussian_entropy("vp", 3, t=t), gaussian_entropy(vp, 3, t=t))
+    with pytest.raises(ValueError, match="'vp' is a continuous schedule: it takes no num_train_timesteps"):
+        gaussian_entropy("vp", 3, num_train_timesteps=1000, t=t)
 
 
 def test_entropy_bad_inputs():

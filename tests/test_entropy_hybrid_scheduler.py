@@ -148,6 +148,19 @@ def test_paper_hybrid_runs_252_model_calls_and_switches_at_matched_entropy():
     assert sched.num_inference_steps == 25 and sched.segment_ids.tolist().count(0) == 12
 
 
+@pytest.mark.parametrize("budget", [3, 4, 5, 40])
+def test_a_short_segment_never_makes_the_budget_overshoot(budget):
+    """One call at least per segment: with a 1-step segment between long ones the apportionment must still add
+    up to the budget (3 calls had made 6 rungs)."""
+    segments = [{"schedule": "linear", "num_timesteps": 1000, "start": 1000, "end": 900},
+                {"schedule": "linear", "num_timesteps": 1000, "start": 800, "end": 799},
+                {"schedule": "linear", "num_timesteps": 1000, "start": 700, "end": 0}]
+    sched = EntropyHybridScheduler(num_train_timesteps=1000, segments=segments)
+    sched.set_timesteps(budget)
+    assert sched.num_inference_steps == budget and len(sched.timesteps) == budget
+    assert sorted(set(sched.segment_ids.tolist())) == [0, 1, 2]
+
+
 def test_hybrid_with_one_model_uses_matched_timesteps():
     sched = EntropyHybridScheduler(num_train_timesteps=300, beta_schedule="quadratic", segments=PAPER_HYBRID)
     sched.set_timesteps()

@@ -21,16 +21,10 @@ from diffusers import UNet2DModel
 from diffusers.models.modeling_utils import ModelMixin  # noqa: F401
 from diffusers.models.unets.unet_2d import UNet2DOutput
 
+from ..model_interface import split_joint_prediction
+
 
 __all__ = ["JointHeadAdapter", "JointUNet2DModel", "JointUNet2DOutput", "split_joint_prediction"]
-
-
-def split_joint_prediction(prediction: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(ε̂, x̂0) from a joint prediction of shape (B, 2C, H, W); an odd channel count is an error."""
-    if prediction.ndim < 2 or prediction.shape[1] % 2 != 0:
-        raise ValueError(f"a joint [ε, x0] prediction needs an even number of channels on dim 1, got shape {tuple(prediction.shape)}.")
-    eps, x0 = prediction.chunk(2, dim=1)
-    return eps, x0
 
 
 @dataclass

@@ -75,12 +75,16 @@ def as_entropy_hybrid_scheduler(scheduler_or_config: Union[Any, Mapping[str, Any
 def schedule_segment(scheduler_or_config: Union[Any, Mapping[str, Any]]) -> Dict[str, Any]:
     """``{"schedule", "num_timesteps", "params"}`` of a segment whose table is exactly the model's training table.
 
-    Raises ``ValueError`` for a ``trained_betas`` table (segments are named schedule families).
+    Raises ``ValueError`` for a ``trained_betas`` or zero-terminal-SNR table (segments are named schedule families,
+    as trained).
     """
     sched = as_entropy_hybrid_scheduler(scheduler_or_config)
     cfg = sched.config
     if cfg.trained_betas is not None:
         raise ValueError("a training schedule given by `trained_betas` cannot be a segment; segments are named schedule families.")
+    if cfg.rescale_betas_zero_snr:
+        raise ValueError("a zero-terminal-SNR table (rescale_betas_zero_snr=True) cannot be a segment; segments are named "
+                         "schedule families as they are, without the rescaling.")
     params = {k: float(v) for k, v in family_params(cfg.beta_schedule, cfg.beta_start, cfg.beta_end, cfg.schedule_params).items()}
     segment: Dict[str, Any] = {"schedule": cfg.beta_schedule, "num_timesteps": int(cfg.num_train_timesteps)}
     if params:

@@ -17,9 +17,9 @@ Checkpoints: the scheduler must be an ``EntropyHybridScheduler`` without ``segme
 describing a variance-preserving β table (``DDPMScheduler``, ``DDIMScheduler``, ``EulerDiscreteScheduler`` and
 the other k-diffusion samplers of a VP model) is converted with ``EntropyHybridScheduler.from_config``, so a
 ``DDPMPipeline(...).save_pretrained(dir)`` folder loads with ``DiffusionPipeline.from_pretrained(dir,
-custom_pipeline="<repo>/pipelines/restoration", trust_remote_code=True)``. σ-parametrised EDM
-(``EDMEulerScheduler``, ...), flow-matching and variance-exploding configs are refused with a ``ValueError``
-(see :mod:`diffusers_infoflow.pipelines.entropy_hybrid`).
+custom_pipeline="<repo>/pipelines/restoration", trust_remote_code=True)``. EDM and flow-matching configs are
+taken too: the source level is then entered by its log-SNR on the model's own scale
+(:meth:`~diffusers_infoflow.schedulers.EntropyHybridScheduler.set_restoration_timesteps`).
 """
 
 from __future__ import annotations

@@ -380,8 +380,12 @@ class EntropyHybridScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin
             # Largest-remainder apportionment, at least one call per segment.
             shares = np.array(lengths, dtype=np.float64) * num_inference_steps / sum(lengths)
             counts = np.maximum(np.floor(shares).astype(int), 1)
-            for k in np.argsort(-(shares - np.floor(shares)))[: num_inference_steps - counts.sum()]:
+            remainders = shares - np.floor(shares)
+            for k in np.argsort(-remainders)[: max(0, num_inference_steps - counts.sum())]:
                 counts[k] += 1
+            while counts.sum() > num_inference_steps:  # the one-call minimum overshot: take back where most over the share
+                k = max((k for k in range(len(counts)) if counts[k] > 1), key=lambda k: counts[k] - shares[k])
+                counts[k] -= 1
             counts = counts.tolist()
         points = []
         for seg_id, ((sched, start, end), n) in enumerate(zip(self._segment_schedules, counts)):
