@@ -35,3 +35,12 @@ def test_paper_cases_where_the_paper_is_self_consistent():
 def test_analyze_rejects_bad_arguments(tmp_path):
     with pytest.raises(SystemExit, match="num-train-timesteps"):
         main(["analyze", "--output-dir", str(tmp_path), "--num-train-timesteps", "1"])
+
+
+@pytest.mark.parametrize("command", ["analyze", "sample", "sweep", "curves", "evaluate", "calibrate"])
+def test_help_states_defaults_without_none(command, capsys):
+    # an option without a default says in words what happens; "(default: None)" after it contradicted that
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    assert "--" in text and "(default: None)" not in text

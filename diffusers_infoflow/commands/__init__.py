@@ -1,6 +1,17 @@
 """Subcommands of the ``infoflow`` console command (see ``diffusers_infoflow.cli``)."""
 
+import argparse
 from pathlib import Path
+
+
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except ``None``: those options say in words what happens without them (a
+    bare "(default: None)" after "default: MNIST test" read as a contradiction)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def prepare_output(path: str, option: str, folder: bool = False) -> None:

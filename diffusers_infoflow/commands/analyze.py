@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import time
 
-from . import prepare_output
+from . import DefaultsHelpFormatter, prepare_output
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "analyze",
         help="entropy/log-SNR curves of every schedule family and seed 000's matched steps (offline, seconds)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("--output-dir", default="infoflow-analysis", help="folder for the report, plots, CSV and JSON")
     parser.add_argument("--num-train-timesteps", type=int, default=300, help="T of the curves (seed 000 uses 300)")

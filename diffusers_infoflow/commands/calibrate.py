@@ -9,11 +9,13 @@ import shlex
 import time
 from pathlib import Path
 
+from . import DefaultsHelpFormatter
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "calibrate", help="measure a saved pipeline's mmse curve and save its information-placed sampler",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     p.add_argument("model", help="a saved pipeline folder (with model_index.json)")
     p.add_argument("--data", default=None, help="training images: a folder, .npy or .npz (default: MNIST train via "

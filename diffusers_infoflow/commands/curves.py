@@ -8,14 +8,14 @@ import json
 import time
 from pathlib import Path
 
-from . import prepare_output
+from . import DefaultsHelpFormatter, prepare_output
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "curves",
         help="forward-process metric curves (MI, MSE, ED, cosine, SSIM vs t) for several schedules (seed 000 Figs 5-10)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("--data", default=None, help="MNIST-like .npz (x_test used), .npy or image folder; default: MNIST via $INFOFLOW_MNIST or ../shared/data/mnist.npz")
     parser.add_argument("--key", default=None, help="array name inside an .npz --data")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..metrics.fid import GENERATIVE_METRICS, REFERENCE_METRICS
 from ..sampling import DEFAULT_SCHEDULER, DEFAULT_STEPS
-from . import prepare_output
+from . import DefaultsHelpFormatter, prepare_output
 
 
 # What each printed score is, in its unit (FID and KID are squared distances in the feature network's space).
@@ -44,7 +44,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "evaluate",
         help="FID/KID/IS of generated images vs a reference set (offline MNIST feature network by default)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("images", help="folder of images, .npy array or .npz archive of generated images, or a saved "
                         "pipeline folder (with model_index.json) or shipped model name (mnist-ddpm, mnist-joint-trig) to sample from")

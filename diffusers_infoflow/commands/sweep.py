@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import time
 
-from . import prepare_output
+from . import DefaultsHelpFormatter, prepare_output
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "sweep",
         help="sample quality of S2NGeneralizedScheduler versus γ (and δ) on an exact denoiser (offline, about a minute)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("--output-dir", default="infoflow-sweep", help="folder for s2n_gamma_sweep.json and .png")
     parser.add_argument(
