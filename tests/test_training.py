@@ -6,6 +6,8 @@ import os
 
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the unknown-dataset check must fail fast, not retry the network
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -138,8 +140,6 @@ def check_crash_and_resume(args, uninterrupted_dir, tmp_path, monkeypatch):
 
 def test_a_hub_models_card_downloads_it_before_infoflow_sample(uninterrupted, tmp_path):
     """`infoflow sample` reads local folders: a card for `someone/tiny-ddpm` says how to get one."""
-    import shutil
-
     from diffusers_infoflow.hub import write_model_card
 
     folder = tmp_path / "model"
@@ -152,6 +152,24 @@ def test_a_hub_models_card_downloads_it_before_infoflow_sample(uninterrupted, tm
 
 def test_crash_and_resume_latest_matches_uninterrupted_run(uninterrupted, tmp_path, monkeypatch):
     check_crash_and_resume(SINGLE, uninterrupted, tmp_path, monkeypatch)
+
+
+def card_loss(folder):
+    """The loss row of a run's model card."""
+    return next(line for line in (Path(folder) / "README.md").read_text().splitlines() if "training loss" in line)
+
+
+def test_resuming_a_finished_run_keeps_its_final_loss_on_the_card(uninterrupted, tmp_path):
+    """Re-exporting a finished run (resume from its last checkpoint) states the loss of its last step, kept in the
+    checkpoint; the card of a checkpoint written before the loss was kept says n/a instead of failing."""
+    shutil.copytree(uninterrupted, tmp_path, dirs_exist_ok=True)
+    original = card_loss(uninterrupted)
+    assert re.search(r"\| \d\.\d{4} \|$", original), original
+    train_in_process(SINGLE + ["--resume_from_checkpoint", "latest"], tmp_path)
+    assert card_loss(tmp_path) == original
+    (tmp_path / "checkpoint-6" / "infoflow_run_state.json").unlink()
+    train_in_process(SINGLE + ["--resume_from_checkpoint", "latest"], tmp_path)
+    assert card_loss(tmp_path).endswith("| n/a |")
 
 
 def test_save_model_steps_snapshots_the_ema_pipeline_without_changing_the_run(uninterrupted, tmp_path, monkeypatch):

@@ -6,6 +6,7 @@ leaves a truncated ``checkpoint-N`` for ``--resume_from_checkpoint latest`` to p
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -17,6 +18,8 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_PREFIX = "checkpoint-"
 # Test hook: stop with SimulatedCrash right after the checkpoint of this step is written (no final save).
 CRASH_AFTER_STEP_ENV = "INFOFLOW_CRASH_AFTER_STEP"
+# What accelerate's state does not hold: the last step's loss, so that a resumed finished run's card still states it.
+RUN_STATE_FILE = "infoflow_run_state.json"
 
 
 class SimulatedCrash(RuntimeError):
@@ -69,10 +72,20 @@ class _CheckpointableEMA:
             self.ema.to(device=device)
 
 
-def save_checkpoint(accelerator, output_dir: str, step: int, total_limit: Optional[int]) -> str:
-    """``accelerator.save_state`` into ``checkpoint-step`` atomically (temporary folder, then rename), then
-    removes the oldest other checkpoints so at most ``total_limit`` remain (only once the new one is complete, so
-    a crash while saving still leaves the previous one)."""
+def checkpoint_last_loss(path: str) -> Optional[float]:
+    """The loss of the last step before the checkpoint at ``path``; None for checkpoints written before it was kept."""
+    state_file = os.path.join(path, RUN_STATE_FILE)
+    if not os.path.isfile(state_file):
+        return None
+    with open(state_file) as f:
+        return json.load(f)["last_loss"]
+
+
+def save_checkpoint(accelerator, output_dir: str, step: int, total_limit: Optional[int],
+                    last_loss: Optional[float] = None) -> str:
+    """``accelerator.save_state`` (and ``last_loss``) into ``checkpoint-step`` atomically (temporary folder, then
+    rename), then removes the oldest other checkpoints so at most ``total_limit`` remain (only once the new one is
+    complete, so a crash while saving still leaves the previous one)."""
     final = os.path.join(output_dir, f"{CHECKPOINT_PREFIX}{step}")
     staging = final + ".tmp"
     if accelerator.is_main_process:
@@ -81,6 +94,8 @@ def save_checkpoint(accelerator, output_dir: str, step: int, total_limit: Option
     accelerator.save_state(staging)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        with open(os.path.join(staging, RUN_STATE_FILE), "w") as f:
+            json.dump({"last_loss": last_loss}, f)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(staging, final)
         if total_limit is not None:

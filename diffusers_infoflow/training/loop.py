@@ -14,7 +14,8 @@ Resuming loses nothing: the run is a pure function of ``--seed`` and the optimis
 * ``--prediction_type joint`` (seed 004) draws its noise and timesteps from the same keyed generator, in the
   same order, so it resumes exactly too.
 * Model, optimizer, LR scheduler and EMA go through ``accelerator.save_state``/``load_state``, into
-  ``checkpoint-N`` folders that are only ever complete (:mod:`.checkpointing`).
+  ``checkpoint-N`` folders that are only ever complete (:mod:`.checkpointing`), with the last step's loss for
+  the model card of a resumed run.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from .checkpointing import (
     CRASH_AFTER_STEP_ENV,
     SimulatedCrash,
     _CheckpointableEMA,
+    checkpoint_last_loss,
     checkpoint_step,
     remove_checkpoints,
     resolve_checkpoint,
@@ -279,7 +281,7 @@ def train(args: argparse.Namespace) -> str:
             raise ValueError(f"--resume_from_checkpoint {resume_path!r} holds a model of another shape than this command "
                              "builds (--block_out_channels, --layers_per_block, --attention, --prediction_type ...); give "
                              "the run's own flags.") from None
-        global_step = checkpoint_step(resume_path)
+        global_step, last_loss = checkpoint_step(resume_path), checkpoint_last_loss(resume_path)
     elif args.overwrite_output_dir:
         if accelerator.is_main_process:
             remove_checkpoints(args.output_dir)
@@ -338,7 +340,7 @@ def train(args: argparse.Namespace) -> str:
                                 total_steps=max_steps, last_loss=last_loss, num_processes=world)
                 acc_logger.info(f"saved the step-{global_step} pipeline to {args.output_dir}")
             if global_step % args.checkpointing_steps == 0:
-                path = save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit)
+                path = save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit, last_loss)
                 acc_logger.info(f"saved {path}")
                 if crash_after is not None and global_step == int(crash_after):
                     raise SimulatedCrash(f"{CRASH_AFTER_STEP_ENV}={crash_after}: stopping after the step-{global_step} checkpoint")
