@@ -530,16 +530,22 @@ class ModelInterface:
     # ------------------------------------------------------------------ native ladders
 
     def spaced_logsnrs(
-        self, num_inference_steps: int, spacing: str, rho: float = 7.0, place: Optional[Callable[[int, float, float], torch.Tensor]] = None
+        self,
+        num_inference_steps: int,
+        spacing: str,
+        rho: float = 7.0,
+        place: Optional[Callable[[int, float, float], torch.Tensor]] = None,
+        logsnr_range: Optional[Tuple[float, float]] = None,
     ) -> torch.Tensor:
-        """`num_inference_steps` rungs (λ, noisiest first) over the ladder range: uniform in λ (`logsnr`), Karras
-        et al. (2022) eq. 5 in σ̃ = e^{−λ/2} with exponent `rho` (`karras`), uniform in the schedule's own time
-        (`time`), or `place(n, λ_noisy, λ_clean)` (`information`: rungs from a measured mmse curve). A pure-noise
-        end (λ = −∞) is the first rung and the others are spaced from the next level."""
+        """`num_inference_steps` rungs (λ, noisiest first) from `logsnr_range` (default: the ladder range): uniform in
+        λ (`logsnr`), Karras et al. (2022) eq. 5 in σ̃ = e^{−λ/2} with exponent `rho` (`karras`), uniform in the
+        schedule's own time (`time`), or `place(n, λ_noisy, λ_clean)` (`information`: rungs from a measured mmse
+        curve). A pure-noise end (λ = −∞) is the first rung and the others are spaced from the next level."""
         n = num_inference_steps
-        noisy, clean = self.logsnr_range
+        noisy, clean = self.logsnr_range if logsnr_range is None else logsnr_range
         if spacing == "time":
-            t_noisy, t_clean = (float(v) for v in self.times(torch.tensor([noisy, clean], dtype=torch.float64)))
+            ends = torch.tensor([noisy, clean], dtype=torch.float64).clamp(*self.logsnr_range)
+            t_noisy, t_clean = (float(v) for v in self.times(ends))
             lam = self.schedule.logsnr(torch.linspace(t_noisy, t_clean, n, dtype=torch.float64))
             lam[0] = noisy
             if n > 1:  # one rung is the noisiest level, where sampling starts
@@ -549,7 +555,7 @@ class ModelInterface:
         m = n - 1 if pure_noise else n
         if m < 1:
             return torch.tensor([noisy], dtype=torch.float64)
-        start = finite_noisy_logsnr(self)
+        start = finite_noisy_logsnr(self) if pure_noise else noisy
         ramp = torch.linspace(0.0, 1.0, m, dtype=torch.float64)
         if spacing == "logsnr":
             lam = start + ramp * (clean - start)
@@ -640,10 +646,7 @@ class ModelInterface:
             T = self.schedule.num_train_timesteps
             if n > T:
                 raise ValueError(f"num_inference_steps must be an integer in [1, {T}] (the table's levels), got {n!r}.")
-            idx = spaced_indices(self.ladder["timestep_spacing"], T, n, self.ladder["steps_offset"])
-            if idx[0] > T - 1:
-                raise ValueError(f"steps_offset={self.ladder['steps_offset']} pushes the first timestep to {idx[0]} > {T - 1}.")
-            return self.schedule.logsnr(torch.from_numpy(idx).to(torch.float64))
+            return spaced_table_logsnrs(self.schedule, n, self.ladder["timestep_spacing"], self.ladder["steps_offset"])
         # EDM: Karras or exponential σ from σ_max to σ_min (EDMEulerScheduler, EDMDPMSolverMultistepScheduler)
         return self.spaced_logsnrs(n, "logsnr" if self.ladder.get("sigma_schedule") == "exponential" else "karras", self.ladder.get("rho", 7.0))
 
@@ -667,6 +670,15 @@ def finite_noisy_logsnr(interface: "ModelInterface") -> float:
     schedule = interface.schedule
     step = 1.0 if isinstance(schedule, DiscreteSchedule) else 1.0 / interface.num_train_timesteps
     return float(schedule.logsnr(schedule.t_max - step))
+
+
+def spaced_table_logsnrs(schedule: DiscreteSchedule, num_steps: int, spacing: str, steps_offset: int) -> torch.Tensor:
+    """The λ (noisiest first) of diffusers' `timestep_spacing` rungs on a β table; an offset past the table is an error."""
+    T = schedule.num_train_timesteps
+    idx = spaced_indices(spacing, T, num_steps, steps_offset)
+    if idx[0] > T - 1:
+        raise ValueError(f"steps_offset={steps_offset} pushes the first timestep to {idx[0]} > {T - 1}.")
+    return schedule.logsnr(torch.from_numpy(idx).to(torch.float64))
 
 
 def spaced_indices(spacing: str, num_train: int, num_steps: int, steps_offset: int) -> np.ndarray:

@@ -33,7 +33,7 @@ from diffusers.utils import BaseOutput, logging
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..entropy import as_discrete_schedule
-from ..model_interface import ModelInterface, spaced_indices
+from ..model_interface import ModelInterface, spaced_table_logsnrs
 from ..schedules import (
     DIFFUSERS_BETA_SCHEDULE_ALIASES,
     DISCRETE_SCHEDULES,
@@ -305,14 +305,13 @@ class EntropyHybridScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin
             idx = np.asarray(timesteps, dtype=np.int64)
             if idx.ndim != 1 or len(idx) == 0 or (np.diff(idx) >= 0).any() or idx[0] > T - 1 or idx[-1] < 0:
                 raise ValueError(f"`timesteps` must be strictly descending integers in [0, {T - 1}], got {list(timesteps)}.")
+            lam = sched.logsnr(torch.from_numpy(idx).to(torch.float64))
         else:
             if num_inference_steps is None:
                 raise ValueError("`num_inference_steps` is required (or pass `timesteps`).")
             self._check_num_steps(num_inference_steps, T)
-            idx = spaced_indices(self.config.timestep_spacing, T, num_inference_steps, self.config.steps_offset)
-            if idx[0] > T - 1:
-                raise ValueError(f"steps_offset={self.config.steps_offset} pushes the first timestep to {idx[0]} > {T - 1}.")
-        self._set_ladder([(sched.logsnr(torch.from_numpy(idx).to(torch.float64)), 0, None)], device)
+            lam = spaced_table_logsnrs(sched, num_inference_steps, self.config.timestep_spacing, self.config.steps_offset)
+        self._set_ladder([(lam, 0, None)], device)
 
     def set_restoration_timesteps(
         self,

@@ -45,7 +45,7 @@ from diffusers.schedulers.scheduling_utils import (
 )
 from diffusers.utils import BaseOutput
 
-from ..model_interface import ModelInterface, finite_noisy_logsnr
+from ..model_interface import ModelInterface
 from ..schedules import NoiseSchedule
 from ..step_placement import InformationMeasure, information_placement
 from ._common import ModelInterfaceMixin, StepIndexMixin, check_model_output
@@ -489,29 +489,13 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
             return torch.tensor([start, 0.0], dtype=torch.float64)
         if n < 2:
             raise ValueError(f"step_spacing={spacing!r} with final_step='solver' needs num_inference_steps >= 2 (its last step is the jump to η = 0).")
-        if spacing == "linspace":  # diffusers' linspace/trailing: linear in the model's own time (τ, σ, t)
-            lo, hi = self.interface.logsnr_range
-            ends = self.interface.times(torch.stack([logsnr_from_angle(torch.tensor(start, dtype=torch.float64)).clamp(lo, hi), torch.tensor(hi, dtype=torch.float64)]))
-            inner = angle_from_logsnr(self.train_schedule.logsnr(torch.linspace(float(ends[0]), float(ends[1]), n, dtype=torch.float64)))
-            inner[0], inner[-1] = start, clean
-            return torch.cat([inner, torch.zeros(1, dtype=torch.float64)])
-        # From η = π/2 (λ = −∞) the first rung is π/2 itself and the others are spaced from the next level down.
-        pure_noise = start >= math.pi / 2
-        if pure_noise:
-            start, n = float(angle_from_logsnr(torch.tensor(finite_noisy_logsnr(self.interface), dtype=torch.float64))), n - 1
-        lam_start, lam_clean = (float(logsnr_from_angle(torch.tensor(a, dtype=torch.float64))) for a in (start, clean))
-        if spacing == "logsnr":
-            inner = angle_from_logsnr(torch.linspace(lam_start, lam_clean, n, dtype=torch.float64))
-        elif spacing == "information":  # from pure noise the first finite rung is placed too (see spaced_logsnrs)
-            lam = self._place_by_information(n + 1, lam_start, lam_clean)[1:] if pure_noise else self._place_by_information(n, lam_start, lam_clean)
-            inner = angle_from_logsnr(lam)
-        else:
-            inv_rho = 1.0 / self.config.rho
-            ramp = torch.linspace(0.0, 1.0, n, dtype=torch.float64)
-            hi, lo = math.tan(start) ** inv_rho, math.tan(clean) ** inv_rho
-            inner = torch.atan((hi + ramp * (lo - hi)) ** self.config.rho)
-        head = [torch.tensor([math.pi / 2], dtype=torch.float64)] if pure_noise else []
-        return torch.cat(head + [inner, torch.zeros(1, dtype=torch.float64)])
+        # the other spacings are the interface's, over λ from the start angle (π/2: pure noise, λ = −∞, which
+        # float64's cos(π/2) ≠ 0 would not give) to the cleanest level
+        noisy = -math.inf if start >= math.pi / 2 else float(logsnr_from_angle(torch.tensor(start, dtype=torch.float64)))
+        logsnr_range = (noisy, float(logsnr_from_angle(torch.tensor(clean, dtype=torch.float64))))
+        lam = self.interface.spaced_logsnrs(n, {"linspace": "time"}.get(spacing, spacing), self.config.rho,
+                                            self._place_by_information, logsnr_range)
+        return torch.cat([angle_from_logsnr(lam), torch.zeros(1, dtype=torch.float64)])
 
     def _model_timesteps(self, angles: torch.Tensor) -> torch.Tensor:
         """The timesteps told to the model at `angles` (clamped to the model's range)."""
