@@ -149,9 +149,7 @@ def write_model_card(
         template_path=str(MODEL_CARD_TEMPLATE),
         model_name=name,
         repo_or_path=args.hub_model_id or output_dir,  # what from_pretrained takes: the Hub id, else the folder
-        # `infoflow sample` reads a local folder (or a shipped model's name): a Hub repo is downloaded first
-        download_repo=args.hub_model_id if args.hub_model_id and "/" in args.hub_model_id else None,
-        sample_model=os.path.basename(args.hub_model_id) if args.hub_model_id else output_dir,
+        sample_model=args.hub_model_id or output_dir,  # `infoflow sample` takes folders, shipped names and Hub ids
         dataset=os.path.basename(str(dataset)) if os.path.exists(str(dataset)) else dataset,
         prediction_type="joint [ε, x0]" if joint else args.prediction_type,
         joint=joint,

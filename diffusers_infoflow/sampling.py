@@ -18,8 +18,8 @@ from .schedulers.scheduling_trig_angle_rk import MULTISTEP_DEFAULTS
 __all__ = [
     "DEFAULT_MODEL", "DEFAULT_SCHEDULER", "DEFAULT_STEPS", "DIFFUSERS_SCHEDULERS", "INFORMATION_SAMPLER", "INFORMATION_SUBFOLDER", "JOINT_AWARE_SCHEDULERS", "MULTISTEP_SAMPLER",
     "SCHEDULERS", "TRIG_SAMPLERS",
-    "SHIPPED_MODELS", "budget_note", "build_scheduler", "calibrate_pipeline", "check_pipeline_folder", "check_sampler_runs", "denoise", "generate", "information_scheduler",
-    "is_joint_model", "process_state", "resolve_model", "sample_batches", "step_kwargs", "steps_for_calls", "steps_within_calls", "training_levels",
+    "SHIPPED_MODELS", "budget_note", "build_scheduler", "calibrate_pipeline", "check_pipeline_folder", "check_sampler_runs", "denoise", "download_pipeline", "generate", "information_scheduler",
+    "is_hub_id", "is_joint_model", "process_state", "resolve_model", "sample_batches", "step_kwargs", "steps_for_calls", "steps_within_calls", "training_levels",
 ]
 
 SHIPPED_MODELS = Path(__file__).resolve().parent / "assets" / "models"  # the pipelines inside the package
@@ -260,18 +260,67 @@ def shipped_model_names() -> List[str]:
     return sorted(p.parent.name for p in SHIPPED_MODELS.glob("*/model_index.json"))
 
 
+def is_hub_id(model: str) -> bool:
+    """Whether ``model`` names a Hub repository (``owner/name``) rather than a local path or a shipped model."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    model = str(model)
+    if Path(model).exists() or model in shipped_model_names() or model.count("/") != 1:
+        return False
+    try:
+        validate_repo_id(model)
+    except HFValidationError:
+        return False
+    return True
+
+
+def download_pipeline(repo_id: str) -> str:
+    """The local snapshot of the Hub pipeline ``repo_id``, downloaded or found in the Hugging Face cache (offline
+    too, once downloaded): diffusers' own selection of the pipeline's files (``DiffusionPipeline.download``), plus the
+    calibrated ``scheduler_information/`` of ``infoflow calibrate``, which is not a pipeline component."""
+    from diffusers import DiffusionPipeline
+    from diffusers.utils import logging as diffusers_logging
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    offline = constants.HF_HUB_OFFLINE  # then only the cache is read
+    verbosity = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()  # its "Couldn't connect to the Hub ... will try the cache" is said once below
+    try:
+        folder = DiffusionPipeline.download(repo_id, local_files_only=offline)
+        snapshot_download(repo_id, revision=Path(folder).name, allow_patterns=[f"{INFORMATION_SUBFOLDER}/*"], local_files_only=offline)
+    except (OSError, ValueError) as err:  # huggingface_hub's errors are OSErrors (not found, not cached, gated ...)
+        causes = [err]
+        while causes[-1].__cause__ is not None:  # diffusers wraps the Hub's answer in a "not cached" error
+            causes.append(causes[-1].__cause__)
+        if offline:
+            reason = "HF_HUB_OFFLINE is set and it is not in the Hugging Face cache"
+        elif any(isinstance(cause, RepositoryNotFoundError) for cause in causes):
+            reason = "the Hub has no such repository (or it is private or gated: log in with `hf auth login`)"
+        else:
+            reason = (str(causes[-1]).strip() or type(causes[-1]).__name__).splitlines()[0]
+        raise ValueError(f"model {repo_id!r} is not a local folder nor a shipped model ({', '.join(shipped_model_names())}), "
+                         f"and no Hub pipeline of that name could be loaded: {reason}.") from None
+    finally:
+        diffusers_logging.set_verbosity(verbosity)
+    return str(folder)
+
+
 def resolve_model(model: str) -> str:
-    """``model`` itself, or the shipped pipeline of that name (e.g. ``mnist-joint-trig``) when no such path exists."""
+    """A local folder for ``model``: the path itself, the shipped pipeline of that name (e.g. ``mnist-joint-trig``),
+    or a Hub repository ``owner/name`` downloaded to the Hugging Face cache (:func:`download_pipeline`)."""
     if not Path(model).exists() and str(model) in shipped_model_names():
         return str(SHIPPED_MODELS / str(model))
+    if is_hub_id(model):
+        return download_pipeline(model)
     return str(model)
 
 
 def check_pipeline_folder(model: str) -> None:
     """Raises ``ValueError`` unless ``model`` is a saved pipeline folder (one with ``model_index.json``)."""
     if not (Path(model) / "model_index.json").is_file():
-        raise ValueError(f"model {model!r} is not a saved pipeline folder (no model_index.json in it) nor a shipped model "
-                         f"({', '.join(shipped_model_names())}).")
+        raise ValueError(f"model {model!r} is not a saved pipeline folder (no model_index.json in it), a shipped model "
+                         f"({', '.join(shipped_model_names())}) nor a Hub repository (owner/name).")
 
 
 def training_levels(model: str) -> int:

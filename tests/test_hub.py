@@ -8,6 +8,7 @@ only ``constants.ENDPOINT`` points at the stand-in.
 """
 
 import base64
+import hashlib
 import json
 import shutil
 import subprocess
@@ -41,6 +42,65 @@ class _HubStandIn(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def _repo_path(self):
+        """(repo_id, rest) of ``/api/models/{ns}/{name}/...`` or ``/{ns}/{name}/resolve/...`` paths."""
+        parts = self.path.split("?")[0].split("/")
+        if parts[1] == "api" and len(parts) >= 5:
+            return f"{parts[3]}/{parts[4]}", parts[5:]
+        return f"{parts[1]}/{parts[2]}", parts[3:]
+
+    def _not_found(self, repo_id):
+        self.send_response(404)
+        self.send_header("X-Error-Code", "RepoNotFound")  # huggingface_hub raises RepositoryNotFoundError on it
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _serve(self, with_body: bool):
+        hub = self.server.hub
+        hub["requests"].append(f"{self.command} {self.path}")
+        repo_id, rest = self._repo_path()
+        repo = hub["repos"].get(repo_id)
+        if repo is None:
+            return self._not_found(repo_id)
+        sha = f"{len(repo['commits']):040x}"
+        if self.path.startswith("/api/models/") and (not rest or rest[0] == "revision"):  # repo_info
+            return self._reply(200, {"id": repo_id, "sha": sha, "private": repo["visibility"] == "private",
+                                     "siblings": [{"rfilename": path} for path in sorted(repo["files"])]})
+        if self.path.startswith("/api/models/") and rest[0] == "tree":  # list_repo_tree, recursive
+            return self._reply_json(200, [{"type": "file", "path": path, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
+                                          for path, data in sorted(repo["files"].items())])
+        if rest[:1] == ["resolve"]:  # a file: metadata (HEAD) and content (GET)
+            data = repo["files"].get("/".join(rest[2:]))
+            if data is None:
+                self.send_response(404)
+                self.send_header("X-Error-Code", "EntryNotFound")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("X-Repo-Commit", sha)
+            self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if with_body:
+                self.wfile.write(data)
+            return
+        return self._reply(404, {"error": f"unknown endpoint {self.path}"})
+
+    def _reply_json(self, status: int, payload) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        self._serve(with_body=True)
+
+    def do_HEAD(self):
+        self._serve(with_body=False)
 
     def do_POST(self):
         hub = self.server.hub
@@ -173,3 +233,50 @@ def test_an_unreachable_hub_is_one_line_and_the_folder_stays(tmp_path):
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert f"could not upload {folder} to team/ddpm" in done.stderr and "run scripts/push_to_hub.py" in done.stderr
     assert (folder / "model_index.json").is_file()
+
+
+def _infoflow(args, env):
+    return subprocess.run([sys.executable, "-m", "diffusers_infoflow.cli", *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+def _hub_env(local_hub, tmp_path, offline="0"):
+    """A subprocess's environment that points huggingface_hub at the stand-in and at an empty cache."""
+    return {"HF_ENDPOINT": local_hub["endpoint"], "HF_HUB_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": offline,
+            "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+
+
+def test_infoflow_sample_downloads_a_hub_model_then_reads_it_offline(local_hub, tmp_path, monkeypatch):
+    """`infoflow sample --model owner/name` on a pipeline pushed to the stand-in: downloaded into the cache with its
+    calibrated scheduler_information/ (trig-information needs it), the grid of the local folder, then offline from the cache."""
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    push_folder(str(DEFAULT_MODEL), "me/mnist-ddpm")
+    common = ["sample", "--scheduler", "trig-information", "--model-calls", "3", "--num-images", "4"]
+    env = _hub_env(local_hub, tmp_path)
+    online = _infoflow(common + ["--model", "me/mnist-ddpm", "--output", str(tmp_path / "hub.png")], env)
+    assert online.returncode == 0, online.stderr
+    assert any(r.endswith("/scheduler_information/scheduler_config.json") and r.startswith("GET") for r in local_hub["requests"])
+    assert (tmp_path / "cache" / "models--me--mnist-ddpm").is_dir()
+    local = _infoflow(common + ["--model", str(DEFAULT_MODEL), "--output", str(tmp_path / "local.png")], env)
+    assert local.returncode == 0, local.stderr
+    assert (tmp_path / "hub.png").read_bytes() == (tmp_path / "local.png").read_bytes()
+    asked = len(local_hub["requests"])
+    offline = _infoflow(common + ["--model", "me/mnist-ddpm", "--output", str(tmp_path / "offline.png")],
+                        _hub_env(local_hub, tmp_path, offline="1"))
+    assert offline.returncode == 0, offline.stderr
+    assert len(local_hub["requests"]) == asked  # the cache alone
+    assert (tmp_path / "offline.png").read_bytes() == (tmp_path / "local.png").read_bytes()
+
+
+def test_a_hub_model_that_cannot_be_loaded_is_one_line(local_hub, tmp_path):
+    """Not on the Hub, not cached while offline, and --update-card (which would write into the cache): one line each."""
+    for offline, reason in (("0", "the Hub has no such repository"), ("1", "HF_HUB_OFFLINE is set and it is not in the Hugging Face cache")):
+        done = _infoflow(["sample", "--model", "me/nothing", "--output", str(tmp_path / "x.png")], _hub_env(local_hub, tmp_path, offline))
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode != 0 and len(lines) == 1, done.stderr
+        assert lines[0].startswith("infoflow sample: model 'me/nothing' is not a local folder nor a shipped model (mnist-ddpm, "
+                                   f"mnist-joint-trig), and no Hub pipeline of that name could be loaded: {reason}"), lines[0]
+    asked = len(local_hub["requests"])
+    done = _infoflow(["evaluate", "me/nothing", "--update-card", "--num-images", "4"], _hub_env(local_hub, tmp_path))
+    assert done.returncode != 0 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "--update-card writes a local model card; 'me/nothing' is a Hub repository" in done.stderr
+    assert len(local_hub["requests"]) == asked  # refused before any download

@@ -233,7 +233,7 @@ def test_a_shipped_model_is_found_by_its_name(tmp_path, monkeypatch, capsys):
 
 
 def test_careless_sample_arguments_fail_in_one_line_before_any_work(tmp_path):
-    with pytest.raises(SystemExit, match=r"model '/nonexistent' is not a saved pipeline folder .* nor a shipped model \(mnist-ddpm, mnist-joint-trig\)"):
+    with pytest.raises(SystemExit, match=r"model '/nonexistent' is not a saved pipeline folder .*, a shipped model \(mnist-ddpm, mnist-joint-trig\) nor a Hub repository \(owner/name\)"):
         main(["sample", "--model", "/nonexistent", "--output", str(tmp_path / "g.png")])
     with pytest.raises(SystemExit, match=r"model '.*' is not a saved pipeline folder"):
         main(["sample", "--model", str(tmp_path), "--output", str(tmp_path / "g.png")])

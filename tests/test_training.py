@@ -138,8 +138,8 @@ def check_crash_and_resume(args, uninterrupted_dir, tmp_path, monkeypatch):
     assert max_weight_diff(uninterrupted_dir, tmp_path) <= 1e-6
 
 
-def test_a_hub_models_card_downloads_it_before_infoflow_sample(uninterrupted, tmp_path):
-    """`infoflow sample` reads local folders: a card for `someone/tiny-ddpm` says how to get one."""
+def test_a_hub_models_card_samples_it_by_its_repo_id(uninterrupted, tmp_path):
+    """A card for `someone/tiny-ddpm` loads and samples it by that id (`infoflow sample` downloads Hub models)."""
     from diffusers_infoflow.hub import write_model_card
 
     folder = tmp_path / "model"
@@ -147,7 +147,7 @@ def test_a_hub_models_card_downloads_it_before_infoflow_sample(uninterrupted, tm
     args = parse_args(SINGLE + ["--output_dir", str(folder), "--overwrite_output_dir", "--hub_model_id", "someone/tiny-ddpm"])
     card = Path(write_model_card(str(folder), args, final_loss=None, num_processes=1, total_steps=6, command="train")).read_text()
     assert 'DiffusionPipeline.from_pretrained("someone/tiny-ddpm")' in card
-    assert "on a local copy (`hf download someone/tiny-ddpm --local-dir tiny-ddpm`): `infoflow sample --model tiny-ddpm " in card
+    assert "Or, with diffusers-infoflow installed: `infoflow sample --model someone/tiny-ddpm --scheduler ddim " in card
 
 
 def test_crash_and_resume_latest_matches_uninterrupted_run(uninterrupted, tmp_path, monkeypatch):

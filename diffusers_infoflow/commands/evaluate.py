@@ -47,7 +47,8 @@ def register(subparsers) -> None:
         formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("images", help="folder of images, .npy array or .npz archive of generated images, or a saved "
-                        "pipeline folder (with model_index.json) or shipped model name (mnist-ddpm, mnist-joint-trig) to sample from")
+                        "pipeline folder (with model_index.json), shipped model name (mnist-ddpm, mnist-joint-trig) or Hub repository "
+                        "(owner/name) to sample from")
     # the pipeline-only options default to None, so that one given with an image file is refused, not ignored
     parser.add_argument("--scheduler", default=None, help=f"for a pipeline folder: the `infoflow sample` scheduler name (default: {DEFAULT_SCHEDULER})")
     parser.add_argument("--model-calls", "--steps", dest="model_calls", type=int, default=None,
@@ -79,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         SCHEDULERS,
         budget_note,
         generate,
+        is_hub_id,
         pipeline_sample_shape,
         process_state,
         resolve_model,
@@ -90,6 +92,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         state = process_state()
         prepare_output(args.output, "--output")  # before any work
+        if args.update_card and is_hub_id(args.images):  # its folder is the Hugging Face cache, not the user's copy
+            raise ValueError(f"--update-card writes a local model card; {args.images!r} is a Hub repository (download it "
+                             f"with `hf download {args.images} --local-dir DIR`, then evaluate DIR).")
         source = resolve_model(args.images)  # a path; args.images stays as given for the report and the card's command
         is_pipeline = (Path(source) / "model_index.json").is_file()
         given = [f"--{name.replace('_', '-')}" for name in PIPELINE_DEFAULTS if getattr(args, name) is not None]

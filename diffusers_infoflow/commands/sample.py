@@ -13,7 +13,8 @@ from . import prepare_output
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("sample", help="write a sample grid PNG from a saved diffusion pipeline")
-    p.add_argument("--model", default=str(DEFAULT_MODEL), help="a saved pipeline folder, or the name of a shipped one: mnist-ddpm (the default) or mnist-joint-trig.")
+    p.add_argument("--model", default=str(DEFAULT_MODEL), help="a saved pipeline folder, the name of a shipped one (mnist-ddpm, the default, or mnist-joint-trig), or a "
+                        "Hub repository owner/name (downloaded to the Hugging Face cache).")
     p.add_argument(
         "--scheduler", choices=SCHEDULERS, default=DEFAULT_SCHEDULER,
         help="ddpm, ddim, entropy-hybrid; s2n / s2n-stochastic (S2NGeneralizedScheduler presets 'deterministic' / "
@@ -43,8 +44,8 @@ def run(args: argparse.Namespace) -> int:
                          f"got {args.model_calls}, {args.num_images} and {args.zoom}.")
     if Path(args.output).suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
         raise SystemExit(f"infoflow sample: --output {args.output!r} must end in .png, .jpg or .webp.")
-    args.model = resolve_model(args.model)
     try:
+        args.model = resolve_model(args.model)
         levels = training_levels(args.model)
         note = budget_note(args.model_calls, levels, args.scheduler)
         if note:
