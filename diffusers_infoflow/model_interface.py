@@ -148,7 +148,7 @@ def scheduler_kwargs_from_config(config: Mapping[str, Any], accepted: Iterable[s
             cfg.pop("steps_offset", None)
     if class_name is None and family is None:
         # An in-memory scheduler's config carries no class name: the class whose keys it has exactly.
-        class_name = _class_from_keys(cfg, target)
+        class_name = class_from_keys(cfg, target)
     if class_name is not None and class_name not in OUR_CLASSES:
         found = [name for name, classes in FAMILY_CLASSES.items() if class_name in classes]
         if not found:
@@ -216,7 +216,7 @@ def _class_defaults(class_name: str) -> Dict[str, Any]:
     return {name: p.default for name, p in parameters.items() if name != "self" and p.default is not inspect.Parameter.empty}
 
 
-def _class_from_keys(cfg: Mapping[str, Any], target: str) -> Optional[str]:
+def class_from_keys(cfg: Mapping[str, Any], target: str) -> Optional[str]:
     """The diffusers scheduler class whose in-memory config (no `_class_name`) has exactly these keys; `None` for a
     plain dict of model keys (read as our own keys, where a key of another family is refused by name)."""
     import diffusers  # noqa: PLC0415
@@ -259,7 +259,8 @@ class ModelInterface:
         sigma_data: EDM's σ_d.
         num_train_timesteps: the `flow` time scale.
         ladder: the family's native ladder settings (see :meth:`native_logsnrs`).
-        logsnr_range: (noisiest, cleanest) λ that ladders span; default: the schedule's whole domain.
+        logsnr_range: (noisiest, cleanest) λ that ladders span; default: the schedule's whole domain. What a model
+            can be told is wider (:attr:`told_logsnr_range`): a pipeline's own rungs beyond the ladder are honoured.
         joint_heads: how a `joint` model's two heads are read (see :data:`JOINT_HEADS`).
     """
 
@@ -294,6 +295,9 @@ class ModelInterface:
         self.joint_heads = joint_heads
         noisy, clean = schedule.logsnr_range if logsnr_range is None else logsnr_range
         self.logsnr_range = (noisy, clean)
+        # the levels a model can be told: its schedule's domain (a table's ends, flow's t in [FLOW_T_MIN, 1]); EDM's
+        # c_noise takes any σ > 0
+        self.told_logsnr_range = (-math.inf, math.inf) if time_input == "c_noise" else schedule.logsnr_range
         if math.isinf(noisy) and preconditioning == "edm":
             raise ValueError("preconditioning='edm' scales by σ, which is infinite at this schedule's noisiest level (pure "
                              "noise, λ = −∞, e.g. rescale_betas_zero_snr=True); use preconditioning='none' there.")

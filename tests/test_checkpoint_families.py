@@ -402,3 +402,29 @@ def test_a_zero_snr_table_cannot_be_a_segment():
     zero_snr = diffusers.DDPMScheduler(beta_schedule="scaled_linear", rescale_betas_zero_snr=True, prediction_type="v_prediction")
     with pytest.raises(ValueError, match="zero-terminal-SNR table .* cannot be a segment"):
         schedule_segment(zero_snr)
+
+
+@pytest.mark.parametrize("cls", SCHEDULERS)
+def test_a_pipelines_rungs_beyond_the_ladder_are_told_as_given(cls):
+    """Explicit rungs past the native ladder's ends that the model still takes (flow's t = 0.002 below SD3's last
+    rung, EDM's σ = 120 above σ_max and 0.001 below σ_min) are told as given, and sampling starts at the first."""
+    flow = cls.from_config(scheduler_config("sd3-medium"), **ODE_SETTINGS[cls])
+    flow.set_timesteps(timesteps=[1000.0, 500.0, 2.0])
+    assert flow.timesteps.tolist() == [1000.0, 500.0, 2.0]
+    edm = cls.from_config(scheduler_config("playground-v2.5"), **ODE_SETTINGS[cls])
+    edm.set_timesteps(sigmas=[120.0, 10.0, 0.001])
+    assert torch.allclose(edm.timesteps, 0.25 * torch.log(torch.tensor([120.0, 10.0, 0.001])), rtol=0, atol=1e-6)
+    assert edm.init_noise_sigma == pytest.approx(math.sqrt(120.0**2 + 1), rel=1e-6)
+
+
+def test_a_trig_solver_given_to_from_config_keeps_an_in_memory_configs_family():
+    """`solver=` replaces our own multistep options; a diffusers class's same-named keys stay until its class is
+    told from them (an in-memory config has no `_class_name`), so EDM and flow configs stay EDM and flow."""
+    edm = diffusers.EDMDPMSolverMultistepScheduler(prediction_type="v_prediction", sigma_data=1.0)
+    flow = diffusers.DPMSolverMultistepScheduler(use_flow_sigmas=True, flow_shift=3.0, prediction_type="flow_prediction")
+    for solver in ("rk4", "ddim"):
+        converted = TrigAngleRKScheduler.from_config(edm.config, solver=solver)
+        assert (converted.config.noise_family, converted.config.sigma_data) == ("edm", 1.0)
+        assert TrigAngleRKScheduler.from_config(flow.config, solver=solver).config.noise_family == "flow"
+    ours = TrigAngleRKScheduler(solver="multistep", solver_order=2)
+    assert TrigAngleRKScheduler.from_config(ours.config, solver="rk4").config.solver_order == 3  # the default again

@@ -399,7 +399,7 @@ class EntropyHybridScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin
 
     def _set_ladder(self, points: List[Tuple[torch.Tensor, int, Optional[torch.Tensor]]], device) -> None:
         """From runs of (rung log-SNRs, segment id, the segment model's own timesteps or None) to model timesteps."""
-        lo, hi = self.interface.logsnr_range
+        lo, hi = self.interface.told_logsnr_range
         taus, logsnrs, seg_ids = [], [], []
         clamped = 0
         for lam, seg_id, native in points:

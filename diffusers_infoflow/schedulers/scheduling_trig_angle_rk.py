@@ -45,7 +45,7 @@ from diffusers.schedulers.scheduling_utils import (
 )
 from diffusers.utils import BaseOutput
 
-from ..model_interface import ModelInterface
+from ..model_interface import ModelInterface, class_from_keys
 from ..schedules import NoiseSchedule
 from ..step_placement import InformationMeasure, information_placement
 from ._common import ModelInterfaceMixin, StepIndexMixin, check_model_output
@@ -284,7 +284,12 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         (:data:`MULTISTEP_OPTIONS`), as a source sampler's options are left out; given here with such a solver,
         they are refused."""
         if config is not None and kwargs.get("solver", "multistep") != "multistep":
-            config = {key: value for key, value in dict(config).items() if key not in MULTISTEP_OPTIONS}
+            config = dict(config)
+            source = config.get("_class_name")
+            if source is None and "noise_family" not in config:  # in memory: the class is told by its keys
+                source = class_from_keys({k: v for k, v in config.items() if not k.startswith("_")}, cls.__name__)
+            if source in (None, cls.__name__):  # our own options; a diffusers class's are its sampler's, left out anyway
+                config = {key: value for key, value in config.items() if key not in MULTISTEP_OPTIONS}
         return super().from_config(config, return_unused_kwargs=return_unused_kwargs, **kwargs)
 
     @register_to_config
@@ -498,9 +503,9 @@ class TrigAngleRKScheduler(ModelInterfaceMixin, StepIndexMixin, SchedulerMixin, 
         return torch.cat([angle_from_logsnr(lam), torch.zeros(1, dtype=torch.float64)])
 
     def _model_timesteps(self, angles: torch.Tensor) -> torch.Tensor:
-        """The timesteps told to the model at `angles` (clamped to the model's range)."""
+        """The timesteps told to the model at `angles` (clamped to the levels it can be told)."""
         lo, hi = self.interface.logsnr_range
-        query_logsnr = logsnr_from_angle(angles).clamp(lo, hi)
+        query_logsnr = logsnr_from_angle(angles).clamp(*self.interface.told_logsnr_range)
         # angles on the table's end levels (η_clean, the noisiest level) get exactly τ = 0 / T − 1, not the
         # round-off of the angle -> λ -> τ round trip
         for end in (e for e in (lo, hi) if math.isfinite(e)):
