@@ -19,7 +19,7 @@ __all__ = [
     "DEFAULT_MODEL", "DEFAULT_SCHEDULER", "DEFAULT_STEPS", "DIFFUSERS_SCHEDULERS", "INFORMATION_SAMPLER", "INFORMATION_SUBFOLDER", "JOINT_AWARE_SCHEDULERS", "MULTISTEP_SAMPLER",
     "SCHEDULERS", "TRIG_SAMPLERS",
     "SHIPPED_MODELS", "budget_note", "build_scheduler", "calibrate_pipeline", "check_pipeline_folder", "check_sampler_runs", "denoise", "download_pipeline", "generate", "information_scheduler",
-    "is_hub_id", "is_joint_model", "process_state", "resolve_model", "sample_batches", "step_kwargs", "steps_for_calls", "steps_within_calls", "training_levels",
+    "is_hub_id", "is_joint_model", "process_state", "resolve_model", "sample_batches", "shipped_model_names", "step_kwargs", "steps_for_calls", "steps_within_calls", "training_levels",
 ]
 
 SHIPPED_MODELS = Path(__file__).resolve().parent / "assets" / "models"  # the pipelines inside the package

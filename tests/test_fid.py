@@ -146,7 +146,7 @@ def test_evaluate_samples_a_pipeline_folder(tmp_path):
     assert np.isfinite(scores["fid"]) and scores["fid"] > 0
     with pytest.raises(SystemExit, match="not one of"):
         main(argv[:3] + ["nonsense"] + argv[4:])
-    with pytest.raises(SystemExit, match="--update-card apply only to a pipeline folder"):
+    with pytest.raises(SystemExit, match="--update-card applies only to a pipeline folder"):
         main(["evaluate", str(tmp_path / "ref.npz"), "--update-card"])
 
 
@@ -158,10 +158,11 @@ def test_evaluate_samples_a_pipeline_folder(tmp_path):
         (["IMAGES", "--output", "OUTDIR"], "--output .* is a folder; give a file name"),
         (["IMAGES", "--output", "AFILE/scores.json"], "is a file, not a folder"),
         (["MODEL", "--update-card"], "has no README.md model card to update"),
+        (["mnist-ddpm", "--update-card"], "--update-card writes the model card of a folder you name; 'mnist-ddpm' is a shipped model"),
         (["MODEL", "--input-range", "0", "1"], "--input-range and --key read image arrays"),
         (["MODEL", "--key", "x"], "--input-range and --key read image arrays"),
-        (["IMAGES", "--metrics", "confident", "--reference", "IMAGES"], "--reference apply to FID and KID; --metrics confident compare with no"),
-        (["IMAGES", "--metrics", "is", "--num-reference", "50"], "--num-reference apply to FID and KID"),
+        (["IMAGES", "--metrics", "confident", "--reference", "IMAGES"], "--reference applies to FID and KID; --metrics confident compare with no"),
+        (["IMAGES", "--metrics", "is", "--num-reference", "50"], "--num-reference applies to FID and KID"),
         (["IMAGES", "--reference-key", "x"], "--reference-key picks an array of the --reference archive"),
         (["FOLDER", "--key", "x"], r"`key` \(--key\) does not apply to a folder of images"),
         (["FOLDER", "--input-range", "-1", "1"], r"`value_range` \(--input-range\) does not apply to a folder of images"),

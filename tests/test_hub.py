@@ -278,5 +278,5 @@ def test_a_hub_model_that_cannot_be_loaded_is_one_line(local_hub, tmp_path):
     asked = len(local_hub["requests"])
     done = _infoflow(["evaluate", "me/nothing", "--update-card", "--num-images", "4"], _hub_env(local_hub, tmp_path))
     assert done.returncode != 0 and len(done.stderr.strip().splitlines()) == 1, done.stderr
-    assert "--update-card writes a local model card; 'me/nothing' is a Hub repository" in done.stderr
+    assert "--update-card writes the model card of a folder you name; 'me/nothing' is a Hub repository" in done.stderr
     assert len(local_hub["requests"]) == asked  # refused before any download

@@ -68,6 +68,8 @@ def test_calibrate_saves_the_information_sampler_and_sample_uses_it(joint_folder
         main(["calibrate", str(bare), "--levels", "100000"])
     with pytest.raises(SystemExit, match="not a saved pipeline folder"):
         main(["calibrate", str(tmp_path), "--data", str(tmp_path)])
+    with pytest.raises(SystemExit, match="calibrate writes scheduler_information/ into the folder, so copy a shipped or Hub model"):
+        main(["calibrate", "mnist-ddpm"])
     # with a model card, calibrate writes (and on a second run replaces) its section there
     (bare / "README.md").write_text("# a model\n")
     images = tmp_path / "images.npy"

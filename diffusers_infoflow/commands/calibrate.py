@@ -31,13 +31,15 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..hub import write_card_information
     from ..metrics.data import load_image_set, load_mnist
-    from ..sampling import INFORMATION_SUBFOLDER, calibrate_pipeline, check_pipeline_folder, training_levels
+    from ..sampling import INFORMATION_SUBFOLDER, calibrate_pipeline, training_levels
 
     start = time.perf_counter()
     try:
         if args.num_images < 2 or args.levels < 2:
             raise ValueError(f"--num-images and --levels must be >= 2, got {args.num_images} and {args.levels}.")
-        check_pipeline_folder(args.model)
+        if not (Path(args.model) / "model_index.json").is_file():
+            raise ValueError(f"model {args.model!r} is not a saved pipeline folder (no model_index.json in it); calibrate "
+                             f"writes {INFORMATION_SUBFOLDER}/ into the folder, so copy a shipped or Hub model to one first.")
         levels = training_levels(args.model)
         if args.levels > levels:  # a table has no levels in between to measure
             raise ValueError(f"--levels {args.levels} exceeds the model's {levels} training levels.")

@@ -84,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         pipeline_sample_shape,
         process_state,
         resolve_model,
+        shipped_model_names,
         training_levels,
     )
 
@@ -92,14 +93,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         state = process_state()
         prepare_output(args.output, "--output")  # before any work
-        if args.update_card and is_hub_id(args.images):  # its folder is the Hugging Face cache, not the user's copy
-            raise ValueError(f"--update-card writes a local model card; {args.images!r} is a Hub repository (download it "
-                             f"with `hf download {args.images} --local-dir DIR`, then evaluate DIR).")
+        if args.update_card and not Path(args.images).exists() and (is_hub_id(args.images) or args.images in shipped_model_names()):
+            # the folder would be the Hugging Face cache or the installed package, not the user's copy
+            raise ValueError(f"--update-card writes the model card of a folder you name; {args.images!r} is a "
+                             f"{'Hub repository' if is_hub_id(args.images) else 'shipped model'} (copy it to a folder, "
+                             "e.g. with `hf download REPO --local-dir DIR`, and evaluate the folder).")
         source = resolve_model(args.images)  # a path; args.images stays as given for the report and the card's command
         is_pipeline = (Path(source) / "model_index.json").is_file()
         given = [f"--{name.replace('_', '-')}" for name in PIPELINE_DEFAULTS if getattr(args, name) is not None]
         if not is_pipeline and (given or args.update_card):
-            raise ValueError(f"{', '.join(given + (['--update-card'] if args.update_card else []))} apply only to a pipeline "
+            flags = given + (["--update-card"] if args.update_card else [])
+            raise ValueError(f"{', '.join(flags)} {'apply' if len(flags) > 1 else 'applies'} only to a pipeline "
                              f"folder (with model_index.json); {source!r} is an image set, scored whole.")
         if is_pipeline and (args.input_range is not None or args.key is not None):
             raise ValueError("--input-range and --key read image arrays; a pipeline folder's samples need neither.")
@@ -112,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         reference_flags = [flag for flag, value in (("--reference", args.reference), ("--reference-key", args.reference_key),
                                                     ("--num-reference", args.num_reference)) if value is not None]
         if reference_flags and not set(REFERENCE_METRICS) & set(metrics):
-            raise ValueError(f"{', '.join(reference_flags)} apply to FID and KID; --metrics {' '.join(metrics)} compare with no reference set.")
+            raise ValueError(f"{', '.join(reference_flags)} {'apply' if len(reference_flags) > 1 else 'applies'} to FID and KID; --metrics {' '.join(metrics)} compare with no reference set.")
         if args.reference_key is not None and args.reference is None:
             raise ValueError("--reference-key picks an array of the --reference archive; the default reference, MNIST test, needs none.")
         if args.num_reference is None:
