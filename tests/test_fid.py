@@ -14,6 +14,7 @@ from diffusers_infoflow.metrics import (
     generative_scores,
     inception_feature_extractor,
     load_image_set,
+    load_mnist,
 )
 
 from .tiny_pipelines import tiny_mnist_ddpm_pipeline
@@ -203,6 +204,28 @@ def test_evaluate_refuses_before_any_work(tmp_path, extra, message):
         argv += ["--output", str(tmp_path / "s.json")]
     with pytest.raises(SystemExit, match=message):
         main(argv)
+
+
+def test_evaluate_against_mnist_test_reports_the_floor_of_real_digits_at_the_same_n(tmp_path, monkeypatch):
+    """With the default reference, FID and KID of as many MNIST training digits against it (a small stand-in archive
+    here), the scores generative_scores gives them; a set larger than the training split gets no floor."""
+    from diffusers_infoflow.cli import main
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "mnist.npz", x_train=rng.integers(0, 256, size=(30, 28, 28), dtype=np.uint8),
+             x_test=rng.integers(0, 256, size=(40, 28, 28), dtype=np.uint8))
+    monkeypatch.setenv("INFOFLOW_MNIST", str(tmp_path / "mnist.npz"))
+
+    def evaluate(n):
+        np.save(tmp_path / "images.npy", rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8))
+        main(["evaluate", str(tmp_path / "images.npy"), "--metrics", "fid", "kid", "--output", str(tmp_path / "s.json")])
+        return json.loads((tmp_path / "s.json").read_text())
+
+    report = evaluate(24)
+    real = generative_scores(load_mnist("train", 24), load_mnist("test"), metrics=["fid", "kid"])
+    assert report["fid_floor"] == pytest.approx(real["fid"], rel=1e-5) and report["fid_floor"] != report["fid"]
+    assert report["kid_mean_floor"] == pytest.approx(real["kid_mean"], rel=1e-5, abs=1e-7)
+    assert "fid_floor" not in evaluate(31) and "kid_mean_floor" not in evaluate(31)
 
 
 def test_evaluate_update_card_writes_and_replaces_one_section(tmp_path):

@@ -32,6 +32,8 @@ SCORE_UNITS = {
     "confident_fraction": "share of images the MNIST classifier gives max-softmax > 0.9 (real test digits: 0.965)",
     "min_class_fraction": "share of the rarest predicted digit (0.1 if every digit is as common)",
     "class_fractions": "share of each predicted digit 0-9",
+    "fid_floor": "FID of as many real MNIST training digits against the same reference: the best score at this N",
+    "kid_mean_floor": "KID of the same real digits",
     "num_images": "images scored",
     "num_reference": "reference images",
 }
@@ -152,6 +154,11 @@ def run(args: argparse.Namespace) -> int:
         else:
             images = process_shard(load_image_set(source, key=args.key, value_range=args.input_range))
         scores = scorer.score(images)
+        train = load_mnist("train", scores["num_images"]) if reference_name == "MNIST test" and set(REFERENCE_METRICS) & set(metrics) else None
+        if train is not None and len(train) == scores["num_images"]:
+            # as many real training digits against the same reference: the best score at this N (FID falls with N)
+            real = scorer.score(process_shard(train))
+            scores.update({f"{name}_floor": real[name] for name in ("fid", "kid_mean") if name in real})
     except (OSError, ValueError, RuntimeError) as err:  # OSError: missing files, unreadable images or weights
         # an image set's floats in another range: --input-range says which (it applies to `images`, not --reference)
         hint = " Pass --input-range LO HI." if "must lie in" in str(err) and not str(err).startswith("--reference") else ""
