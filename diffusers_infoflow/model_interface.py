@@ -20,6 +20,7 @@ drops unknown keys of compatible classes without a word.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
@@ -161,6 +162,12 @@ def scheduler_kwargs_from_config(config: Mapping[str, Any], accepted: Iterable[s
         # A saved config leaves out keys at their defaults (diffusers fills them from the class when it loads one):
         # read them at the source class's defaults, not ours (e.g. Heun's scaled-linear β range, DDIM's clip_sample).
         cfg = {**_class_defaults(class_name), **cfg}
+        if "noise_family" not in cfg:
+            # A key the source class does not take never changed how the checkpoint was sampled (SDXL's Euler config
+            # carries DDIM's clip_sample): read the config as its class runs it, not as such a key's name says. (One
+            # of our configs saved under a diffusers class name keeps its keys, so a contradiction is refused.)
+            own, known = set(_class_defaults(class_name)), set().union(*_class_signatures().values())
+            cfg = {key: value for key, value in cfg.items() if key in own or key not in known}  # a typo is still refused
     for key, refused in REFUSED_VALUES.items():
         if key in cfg and cfg[key] in refused:
             raise ValueError(f"{target} cannot honour {key}={cfg[key]!r} of the {class_name or 'given'} config.")
@@ -216,19 +223,26 @@ def _class_defaults(class_name: str) -> Dict[str, Any]:
     return {name: p.default for name, p in parameters.items() if name != "self" and p.default is not inspect.Parameter.empty}
 
 
-def class_from_keys(cfg: Mapping[str, Any], target: str) -> Optional[str]:
-    """The diffusers scheduler class whose in-memory config (no `_class_name`) has exactly these keys; `None` for a
-    plain dict of model keys (read as our own keys, where a key of another family is refused by name)."""
+@functools.lru_cache(maxsize=None)
+def _class_signatures() -> Dict[str, frozenset]:
+    """The ``__init__`` keys of every diffusers scheduler class a family here reads or refuses by name."""
     import diffusers  # noqa: PLC0415
 
-    keys = set(cfg)
     signatures = {}
     for name in sorted({c for classes in FAMILY_CLASSES.values() for c in classes} | set(REFUSED_CLASSES)):
         cls = getattr(diffusers, name, None)
         if cls is not None:
-            signatures[name] = set(inspect.signature(cls.__init__).parameters) - {"self"}
+            signatures[name] = frozenset(inspect.signature(cls.__init__).parameters) - {"self"}
+    return signatures
+
+
+def class_from_keys(cfg: Mapping[str, Any], target: str) -> Optional[str]:
+    """The diffusers scheduler class whose in-memory config (no `_class_name`) has exactly these keys; `None` for a
+    plain dict of model keys (read as our own keys, where a key of another family is refused by name)."""
+
+    keys = set(cfg)
     # an in-memory config carries exactly its class's keys; any other class-less dict is read as our own keys
-    signatures.update(REFUSED_KEY_SETS)
+    signatures = {**_class_signatures(), **REFUSED_KEY_SETS}
     candidates = [name for name, params in signatures.items() if params == keys]
     families = {next((f for f, classes in FAMILY_CLASSES.items() if name in classes), name) for name in candidates}
     if len(families) > 1:

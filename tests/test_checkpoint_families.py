@@ -245,9 +245,10 @@ def test_unsupported_configs_are_refused_by_name(cls):
     with pytest.raises(ValueError, match="CMStochasticIterativeScheduler"):
         cls.from_config(scheduler_config("consistency-model"))
     base = scheduler_config("ddpm-cifar10-32")
-    for key, value in (("thresholding", True), ("variance_type", "learned_range"), ("timestep_type", "continuous")):
+    for source, key, value in (("ddpm-cifar10-32", "thresholding", True), ("ddpm-cifar10-32", "variance_type", "learned_range"),
+                               ("sdxl-base", "timestep_type", "continuous")):  # each a key its source class runs with
         with pytest.raises(ValueError, match=key):
-            cls.from_config({**base, key: value})
+            cls.from_config({**scheduler_config(source), key: value})
     with pytest.raises(ValueError, match="not_a_key"):
         cls.from_config({**base, "not_a_key": 1})
     with pytest.raises(ValueError, match="mu"):
@@ -428,3 +429,13 @@ def test_a_trig_solver_given_to_from_config_keeps_an_in_memory_configs_family():
         assert TrigAngleRKScheduler.from_config(flow.config, solver=solver).config.noise_family == "flow"
     ours = TrigAngleRKScheduler(solver="multistep", solver_order=2)
     assert TrigAngleRKScheduler.from_config(ours.config, solver="rk4").config.solver_order == 3  # the default again
+
+
+@pytest.mark.parametrize("cls", SCHEDULERS)
+def test_a_key_its_source_class_does_not_take_is_read_as_that_class_runs(cls):
+    """SDXL's saved Euler config carries DDIM's clip_sample, which Euler never applies: set to true it does not clip
+    here either; a DDIM config's own clip_sample does."""
+    euler = {**scheduler_config("sdxl-base"), "clip_sample": True}
+    assert cls.from_config(euler).config.clip_sample is False
+    ddim = {**scheduler_config("sd21-v"), "clip_sample": True}
+    assert cls.from_config(ddim).config.clip_sample is True
