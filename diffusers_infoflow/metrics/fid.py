@@ -246,6 +246,14 @@ class GenerativeScorer:
             raise ValueError(f"`images` needs at least {needed} image(s) for {', '.join(self.metrics)}"
                              f"{f' (IS: one per split, {self.is_splits} splits)' if 'is' in self.metrics else ''}, got {num_images}.")
         result: Dict[str, object] = {"num_images": num_images, "num_reference": self.num_reference}
+        # torchmetrics gathers a list state entry by entry: one tensor per process keeps the gathered features in
+        # rank order (a process's share is a contiguous slice), so KID's and IS's seeded subsets pick the images one
+        # process would, and processes with different numbers of batches do not pair up the wrong gathers
+        for name, states in (("kid", ("real_features", "fake_features")), ("is", ("features",))):
+            for state in states if name in self._scorers else ():
+                parts = getattr(self._scorers[name], state)
+                if len(parts) > 1:
+                    setattr(self._scorers[name], state, [torch.cat(parts)])
         with torch.random.fork_rng(devices=[]):
             torch.default_generator.manual_seed(self.seed)  # the subsets of KID and IS come from the CPU generator
             if "fid" in self._scorers:
