@@ -35,7 +35,7 @@ class _HubStandIn(BaseHTTPRequestHandler):
     def log_message(self, *args):  # keep pytest output clean
         pass
 
-    def _reply(self, status: int, payload: dict) -> None:
+    def _reply(self, status: int, payload) -> None:
         body = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -50,9 +50,9 @@ class _HubStandIn(BaseHTTPRequestHandler):
             return f"{parts[3]}/{parts[4]}", parts[5:]
         return f"{parts[1]}/{parts[2]}", parts[3:]
 
-    def _not_found(self, repo_id):
+    def _not_found(self, error_code: str) -> None:
         self.send_response(404)
-        self.send_header("X-Error-Code", "RepoNotFound")  # huggingface_hub raises RepositoryNotFoundError on it
+        self.send_header("X-Error-Code", error_code)  # huggingface_hub raises RepositoryNotFoundError etc. on it
         self.send_header("Content-Length", "0")
         self.end_headers()
 
@@ -62,22 +62,18 @@ class _HubStandIn(BaseHTTPRequestHandler):
         repo_id, rest = self._repo_path()
         repo = hub["repos"].get(repo_id)
         if repo is None:
-            return self._not_found(repo_id)
+            return self._not_found("RepoNotFound")
         sha = f"{len(repo['commits']):040x}"
         if self.path.startswith("/api/models/") and (not rest or rest[0] == "revision"):  # repo_info
             return self._reply(200, {"id": repo_id, "sha": sha, "private": repo["visibility"] == "private",
                                      "siblings": [{"rfilename": path} for path in sorted(repo["files"])]})
         if self.path.startswith("/api/models/") and rest[0] == "tree":  # list_repo_tree, recursive
-            return self._reply_json(200, [{"type": "file", "path": path, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
+            return self._reply(200, [{"type": "file", "path": path, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
                                           for path, data in sorted(repo["files"].items())])
         if rest[:1] == ["resolve"]:  # a file: metadata (HEAD) and content (GET)
             data = repo["files"].get("/".join(rest[2:]))
             if data is None:
-                self.send_response(404)
-                self.send_header("X-Error-Code", "EntryNotFound")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
+                return self._not_found("EntryNotFound")
             self.send_response(200)
             self.send_header("X-Repo-Commit", sha)
             self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
@@ -87,14 +83,6 @@ class _HubStandIn(BaseHTTPRequestHandler):
                 self.wfile.write(data)
             return
         return self._reply(404, {"error": f"unknown endpoint {self.path}"})
-
-    def _reply_json(self, status: int, payload) -> None:
-        body = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
     def do_GET(self):
         self._serve(with_body=True)
