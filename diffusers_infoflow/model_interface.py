@@ -166,8 +166,9 @@ def scheduler_kwargs_from_config(config: Mapping[str, Any], accepted: Iterable[s
             # A key the source class does not take never changed how the checkpoint was sampled (SDXL's Euler config
             # carries DDIM's clip_sample): read the config as its class runs it, not as such a key's name says. (One
             # of our configs saved under a diffusers class name keeps its keys, so a contradiction is refused.)
-            own, known = set(_class_defaults(class_name)), set().union(*_class_signatures().values())
-            cfg = {key: value for key, value in cfg.items() if key in own or key not in known}  # a typo is still refused
+            signatures = _class_signatures()
+            known = frozenset().union(*signatures.values())
+            cfg = {key: value for key, value in cfg.items() if key in signatures[class_name] or key not in known}  # a typo is still refused
     for key, refused in REFUSED_VALUES.items():
         if key in cfg and cfg[key] in refused:
             raise ValueError(f"{target} cannot honour {key}={cfg[key]!r} of the {class_name or 'given'} config.")
