@@ -24,7 +24,9 @@ far on the later sets (``top3``, faster) had hidden a built-in that is exact at 
 
 Writes ``benchmarks/results/sampler_race.{json,md,png}`` after every problem (a run without ``--merge`` first moves
 the saved file to ``sampler_race.before-<date-time>.json``); a ``--merge`` keeps the saved confirmation and marks the problems
-that gained settings as stale. The discussion is in ``benchmarks/README.md`` §1.
+that gained settings as stale. Within a problem, each finished setting goes to ``sampler_race.progress.json`` (removed
+when the problem is written), so that ``--merge`` resumes a stopped run where it stopped. The discussion is in
+``benchmarks/README.md`` §1.
 """
 
 from __future__ import annotations
@@ -493,7 +495,9 @@ def run(cfg: Config, problem: Problem, n: int) -> Dict:
     }
 
 
-def race(problem: Problem, configs: List[Config], budgets: List[int]) -> List[Dict]:
+def race(problem: Problem, configs: List[Config], budgets: List[int],
+         after_setting: Optional[Callable[[List[Dict]], None]] = None) -> List[Dict]:
+    """Every setting at every budget; ``after_setting(rows so far)`` is called once each setting is done."""
     rows = []
     for cfg in configs:
         for budget in budgets:
@@ -509,6 +513,8 @@ def race(problem: Problem, configs: List[Config], budgets: List[int]) -> List[Di
                 except Exception as err:  # a diffusers option that breaks at this N: record, do not crash
                     row.update(steps=n, rms_error=None, error=f"{type(err).__name__}: {err}"[:200])
             rows.append(row)
+        if after_setting is not None:
+            after_setting(rows)
     return rows
 
 
@@ -1025,7 +1031,12 @@ def main() -> None:
     t0 = time.perf_counter()
 
     merged_from = {}
-    if args.merge:  # the kept runs must come from the same draws, references and budgets
+    out = Path(args.output_dir)
+    progress_path = out / "sampler_race.progress.json"
+    draw = {"budgets": args.budgets, "batch": args.batch, "seed": args.seed, "ref_steps": args.ref_steps}
+    if args.merge and ((out / "sampler_race.json").is_file() or not progress_path.is_file()):
+        # the kept runs must come from the same draws, references and budgets (an interrupted first run has only
+        # its progress file)
         merged_from = saved_for_merge(Path(args.output_dir) / "sampler_race", budgets=args.budgets, batch=args.batch,
                                       seed=args.seed, ref_steps=args.ref_steps)
     configs = our_configs() + builtin_configs()
@@ -1049,8 +1060,8 @@ def main() -> None:
         if not jobs:
             parser.error("nothing to race: the empirical sets need MNIST (put mnist.npz at ../shared/data/ or set "
                          "$INFOFLOW_MNIST), and --problems has no gaussian")
-    out = Path(args.output_dir)
     keep_earlier = not args.merge and (out / "sampler_race.json").is_file()  # moved aside at this run's first write
+    out.mkdir(parents=True, exist_ok=True)
     followup = set()
     for kind, spec in jobs:
         start = time.perf_counter()
@@ -1071,18 +1082,35 @@ def main() -> None:
         pname = problem.name
         print(f"[{pname}] {problem.description}\n[{pname}] info: {json.dumps(problem.info)}", flush=True)
         earlier = merged_from.get("problems", {}).get(pname)
+        progress = read_progress(progress_path, pname, draw) if args.merge else None
+        if progress is not None:  # an interrupted run's finished settings of this problem count as seen
+            earlier = {"info": {}, "all_runs": [], "investigation": None, "seconds": 0.0, **(earlier or {})}
+            earlier["all_runs"] = earlier["all_runs"] + progress["rows"]
+            earlier["info"] = {**earlier["info"], **{key: {**earlier["info"].get(key, {}), **progress["info"].get(key, {})}
+                                                     for key in ("fitted_ladders", "fit_ladder_calls")}}
+            print(f"[{pname}] --merge: {len(progress['rows'])} runs from the interrupted race in {progress_path}", flush=True)
         if earlier is not None:  # --merge: race only the settings this problem has not seen, keep the rest
             for key in ("fitted_ladders", "fit_ladder_calls"):  # the kept settings' rungs, for --confirm
                 problem.info[key] = {**earlier["info"].get(key, {}), **problem.info.get(key, {})}
             seen = {(r["family"], r["setting"]) for r in earlier["all_runs"]}
             configs_b = [c for c in configs_b if (c.family, c.setting) not in seen]
             print(f"[{pname}] --merge: {len(configs_b)} new settings", flush=True)
-        rows = (earlier["all_runs"] if earlier is not None else []) + race(problem, configs_b, args.budgets)
+        carried = progress["rows"] if progress is not None else []
+        carried_seconds = progress["seconds"] if progress is not None else 0.0
+
+        def save_progress(new_rows: List[Dict]) -> None:
+            """This problem's finished settings so far, so that a stopped run loses at most one setting."""
+            write_atomic(progress_path, json.dumps({
+                "problem": pname, **draw, "rows": carried + new_rows,
+                "seconds": carried_seconds + time.perf_counter() - start,
+                "info": {key: problem.info.get(key, {}) for key in ("fitted_ladders", "fit_ladder_calls")},
+            }, separators=(",", ":")))
+
+        rows = (earlier["all_runs"] if earlier is not None else []) + race(problem, configs_b, args.budgets, save_progress)
         followup |= followup_settings(rows)
-        if earlier is not None:
-            investigation = earlier["investigation"]
-        else:
-            investigation = investigate_gaussian(problem, args.budgets) if pname == "gaussian" and not args.quick else None
+        investigation = earlier["investigation"] if earlier is not None else None
+        if investigation is None and pname == "gaussian" and not args.quick:
+            investigation = investigate_gaussian(problem, args.budgets)
         best = best_table(rows, args.budgets)
         verdicts = verdict(best, args.budgets)
         excluded = sorted({f"{r['family']} [{r['setting']}]" + (f" ({r['error']})" if r.get('error') else " (starts at t=%g)" % r['first_timestep'])
@@ -1095,7 +1123,7 @@ def main() -> None:
             "investigation": investigation,
             "excluded": excluded,
             "all_runs": rows,
-            "seconds": time.perf_counter() - start,
+            "seconds": time.perf_counter() - start + carried_seconds,
         }
         print(f"[{pname}] {len(rows)} runs in {time.perf_counter() - start:.1f}s", flush=True)
         for v in verdicts:
@@ -1107,6 +1135,20 @@ def main() -> None:
             print(f"[sampler_race] the earlier results are kept as {kept}", flush=True)
             keep_earlier = False
         write_results(results, merged_from, out, t0)
+        progress_path.unlink(missing_ok=True)
+
+
+def read_progress(path: Path, problem: str, draw: Dict) -> Optional[Dict]:
+    """The finished settings an interrupted run saved for ``problem``, if it raced the same draw (else none)."""
+    if not path.is_file():
+        return None
+    progress = json.loads(path.read_text())
+    if progress["problem"] != problem:
+        return None
+    differ = [f"{key} {progress.get(key)} (saved) != {value}" for key, value in draw.items() if progress.get(key) != value]
+    if differ:
+        raise SystemExit(f"--merge: {path} raced {problem} differently: {'; '.join(differ)}")
+    return progress
 
 
 def write_results(results: Dict, merged_from: Dict, out: Path, t0: float) -> None:

@@ -538,13 +538,26 @@ class ModelInterface:
 
     def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps) -> torch.Tensor:
         """The forward marginal a·x0 + b·ε at model timesteps (one per sample, or one for all)."""
+        a, b = self._pair_coefficients(original_samples, noise, timesteps)
+        return a * original_samples + b * noise
+
+    def velocity(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps) -> torch.Tensor:
+        """v = a·ε − b·x0 at model timesteps: the target of a `v_prediction` model without preconditioning, as
+        :meth:`model_output` reads one (Salimans & Ho, "Progressive Distillation for Fast Sampling of Diffusion
+        Models", on VP tables)."""
+        if self.preconditioning == "edm":
+            raise ValueError("with preconditioning='edm' a v_prediction model's output is EDM's F-network target "
+                             "(c_out-scaled), not a·ε − b·x0; get_velocity is defined for preconditioning='none'.")
+        a, b = self._pair_coefficients(original_samples, noise, timesteps)
+        return a * noise - b * original_samples
+
+    def _pair_coefficients(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(a, b) at model timesteps, shaped to broadcast over (x0, ε) samples in their dtype and device."""
         if noise.shape != original_samples.shape:
             raise ValueError(f"noise shape {tuple(noise.shape)} differs from the samples' {tuple(original_samples.shape)}.")
         a, b = self.alpha_sigma(self.logsnr_from_model_timesteps(timesteps))
         shape = (-1,) + (1,) * (original_samples.ndim - 1)
-        a = a.to(original_samples.device, original_samples.dtype).view(shape)
-        b = b.to(original_samples.device, original_samples.dtype).view(shape)
-        return a * original_samples + b * noise
+        return tuple(v.to(original_samples.device, original_samples.dtype).view(shape) for v in (a, b))
 
     # ------------------------------------------------------------------ native ladders
 

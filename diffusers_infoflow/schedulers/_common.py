@@ -123,6 +123,11 @@ class ModelInterfaceMixin:
         """The model family's forward marginal at model timesteps (entries of `timesteps`, fractional allowed)."""
         return self.interface.add_noise(original_samples, noise, timesteps)
 
+    def get_velocity(self, sample: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """The v-prediction training target a·ε − b·x0 of the clean `sample` at model timesteps (diffusers'
+        `DDPMScheduler.get_velocity` on a β table); refused under EDM preconditioning, whose v is another target."""
+        return self.interface.velocity(sample, noise, timesteps)
+
     def scale_noise(self, sample: torch.Tensor, timestep: torch.Tensor, noise: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Flow-matching pipelines' name for :meth:`add_noise` (img2img starts of SD3/FLUX)."""
         if noise is None:
