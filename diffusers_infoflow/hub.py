@@ -11,7 +11,9 @@ printed.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -247,25 +249,64 @@ def _write_card_section(folder: str, begin: str, end: str, lines: list) -> str:
     return path
 
 
+def card_for_repo(card_text: str, repo_id: str) -> str:
+    """A model card whose usage lines load ``repo_id``: ``DiffusionPipeline.from_pretrained(...)`` and
+    ``infoflow sample --model ...`` name the repository it is uploaded to, not the folder or name it was written for."""
+    text = re.sub(r'(DiffusionPipeline\.from_pretrained\()"[^"]*"\)', lambda m: f'{m.group(1)}"{repo_id}")', card_text)
+    return re.sub(r"(infoflow sample --model )[^\s`]+", lambda m: m.group(1) + repo_id, text)
+
+
+def upload_ignore_patterns(folder: str) -> list:
+    """:data:`UPLOAD_IGNORE_PATTERNS` plus the run's own tracker folder (``--logging_dir``, saved with its arguments)."""
+    from .training.loop import TRAINING_ARGS_FILE
+
+    patterns = list(UPLOAD_IGNORE_PATTERNS)
+    saved = os.path.join(folder, TRAINING_ARGS_FILE)
+    if os.path.isfile(saved):
+        logging_dir = json.loads(Path(saved).read_text()).get("logging_dir")
+        if logging_dir and not os.path.isabs(logging_dir):
+            patterns += [f"{Path(logging_dir).as_posix().strip('/')}/**"]
+    return patterns
+
+
 def push_folder(folder: str, repo_id: str, *, private: bool = False, token: Optional[str] = None, commit_message: str = "Upload diffusion model") -> str:
-    """Creates ``repo_id`` (if needed) and uploads ``folder`` without checkpoints or logs; returns the commit URL.
+    """Creates ``repo_id`` (if needed) and uploads ``folder`` in one commit, without checkpoints or tracker logs;
+    the uploaded model card's usage lines name ``repo_id`` (:func:`card_for_repo`; the folder's card is unchanged).
+    Returns the commit URL.
 
     The token is ``token``, else ``HF_TOKEN`` from the environment, else the local ``huggingface-cli login``.
 
     Raises:
         FileNotFoundError: ``folder`` holds no pipeline.
+        ValueError: ``repo_id`` is not a valid Hub repository id.
         ConnectionError: the Hub could not be reached or refused the upload (one line; the folder is untouched).
     """
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import HTTPError
+    from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
+    from huggingface_hub.errors import HFValidationError, HTTPError
+    from huggingface_hub.utils import filter_repo_objects, validate_repo_id
 
     if not os.path.isfile(os.path.join(folder, "model_index.json")):
         raise FileNotFoundError(f"{folder!r} has no model_index.json: train into it first (scripts/train.py).")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise ValueError(f"{repo_id!r} is not a Hub repository id (OWNER/NAME): {err}") from None
+    root = Path(folder)
+    files = filter_repo_objects(sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()),
+                                ignore_patterns=upload_ignore_patterns(folder) + [".git/**", ".cache/huggingface/**"])
     api = HfApi(token=token or os.environ.get("HF_TOKEN"))
     try:
         repo_url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-        commit = api.upload_folder(repo_id=repo_url.repo_id, folder_path=folder, commit_message=commit_message,
-                                   ignore_patterns=UPLOAD_IGNORE_PATTERNS, repo_type="model")
+        operations = []
+        for name in files:
+            content = str(root / name)
+            if name == "README.md":
+                card = ModelCard(card_for_repo((root / name).read_text(encoding="utf8"), repo_url.repo_id))
+                card.validate(repo_type="model")  # what upload_folder checks before it hashes anything
+                content = str(card).encode("utf8")
+            operations.append(CommitOperationAdd(path_in_repo=name, path_or_fileobj=content))
+        commit = api.create_commit(repo_id=repo_url.repo_id, operations=operations, commit_message=commit_message,
+                                   repo_type="model")
     except HTTPError as err:  # no network, no or a bad token, no rights: the model stays saved in `folder`
         raise ConnectionError(f"could not upload {folder} to {repo_id} ({type(err).__name__}: {err}); it stays saved "
                               f"there: run scripts/push_to_hub.py {folder} {repo_id} later.") from None

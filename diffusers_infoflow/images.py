@@ -41,7 +41,9 @@ def to_unit_images(
     elif tensor.ndim == 4 and (channels_first is False or (channels_first is None and tensor.shape[1] not in CHANNELS and tensor.shape[-1] in CHANNELS)):
         tensor = tensor.permute(0, 3, 1, 2)
     if tensor.ndim != 4 or tensor.shape[1] not in CHANNELS:
-        raise ValueError(f"images must be (N, H, W), (N, C, H, W) or (N, H, W, C) with C in {CHANNELS}, got {tuple(np.shape(array))}.")
+        layouts = {False: "(N, H, W) or channels-last (N, H, W, C)", True: "(N, H, W) or (N, C, H, W)"}.get(
+            channels_first, "(N, H, W), (N, C, H, W) or (N, H, W, C)")
+        raise ValueError(f"images must be {layouts} with C in {CHANNELS}, got {tuple(np.shape(array))}.")
     if tensor.shape[0] == 0:
         raise ValueError("no images (the first axis is empty).")
     if tensor.dtype == torch.uint8:
@@ -119,6 +121,16 @@ def check_output_type(output_type: str) -> None:
     """Raises ``ValueError`` unless ``output_type`` is one of :data:`OUTPUT_TYPES` (before any sampling)."""
     if output_type not in OUTPUT_TYPES:
         raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}.")
+
+
+def check_batch(batch_size, generator=None) -> None:
+    """Raises ``ValueError`` unless ``batch_size`` is a positive integer and a list of generators has one per image
+    (diffusers' ``randn_tensor`` would fail on a shorter list and use part of a longer one)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    if isinstance(generator, list) and len(generator) != batch_size:
+        raise ValueError(f"a list of {len(generator)} generators was passed for {batch_size} images; pass one generator "
+                         "per image, or a single generator.")
 
 
 def images_to_output(image: torch.Tensor, output_type: str, clamp: bool = True) -> Union[torch.Tensor, np.ndarray, List]:

@@ -17,7 +17,7 @@ def main() -> None:
     args = parser.parse_args()
     try:
         print(push_folder(args.folder, args.repo_id, private=args.private))
-    except (FileNotFoundError, ConnectionError) as err:
+    except (FileNotFoundError, ValueError, ConnectionError) as err:
         raise SystemExit(f"scripts/push_to_hub.py: {err}") from None
 
 

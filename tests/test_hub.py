@@ -93,7 +93,7 @@ class _HubStandIn(BaseHTTPRequestHandler):
     def do_POST(self):
         hub = self.server.hub
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        hub["authorization"].append(self.headers.get("Authorization"))
+        hub["authorization"].append((self.path, self.headers.get("Authorization")))
         hub["requests"].append(self.path)
         if self.path == "/api/validate-yaml":
             # Like the Hub: the card's YAML front matter must parse to a mapping.
@@ -172,11 +172,31 @@ def test_push_uploads_the_pipeline_and_card_but_not_checkpoints(local_hub, tmp_p
     assert repo["visibility"] == "private" and len(repo["commits"]) == 1
     assert local_hub["validated_cards"][0]["library_name"] == "diffusers"
     expected = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
-                and p.relative_to(folder).parts[0] not in ("checkpoint-5", "logs")}
+                and p.relative_to(folder).parts[0] not in ("checkpoint-5", "logs", "README.md")}
+    card = repo["files"].pop("README.md").decode()
     assert repo["files"] == expected  # byte-identical, nothing from checkpoints/ or logs/
-    assert {"model_index.json", "README.md", "unet/diffusion_pytorch_model.safetensors"} <= set(repo["files"])
-    assert set(local_hub["authorization"]) == {f"Bearer {TOKEN}"}
+    # the uploaded card loads the repository it is in; the folder's card still names the folder's own model
+    assert 'DiffusionPipeline.from_pretrained("me/mnist-ddpm")' in card and "infoflow sample --model me/mnist-ddpm " in card
+    assert card == (folder / "README.md").read_text().replace('"mnist-ddpm"', '"me/mnist-ddpm"').replace(
+        "--model mnist-ddpm ", "--model me/mnist-ddpm ").replace("--model MODEL ", "--model me/mnist-ddpm ")
+    assert {"model_index.json", "unet/diffusion_pytorch_model.safetensors"} <= set(repo["files"])
+    # every request carries the token but the card check, which huggingface_hub's ModelCard.validate sends without
+    assert {auth for path, auth in local_hub["authorization"] if path != "/api/validate-yaml"} == {f"Bearer {TOKEN}"}
     assert TOKEN not in capsys.readouterr().out
+
+
+def test_push_leaves_out_the_runs_own_tracker_folder_and_refuses_a_bad_repo_id(local_hub, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    folder = _model_folder(tmp_path)
+    args = json.loads((folder / "infoflow_training_args.json").read_text())
+    (folder / "infoflow_training_args.json").write_text(json.dumps({**args, "logging_dir": "tb"}))
+    (folder / "tb").mkdir()
+    (folder / "tb" / "events.out.tfevents.1").write_text("not for upload")
+    push_folder(str(folder), "me/tb")
+    assert not any(name.startswith("tb/") for name in local_hub["repos"]["me/tb"]["files"])
+    with pytest.raises(ValueError, match="'me/bad!name' is not a Hub repository id"):
+        push_folder(str(folder), "me/bad!name")
+    assert set(local_hub["repos"]) == {"me/tb"}
 
 
 def test_push_twice_reuses_the_repo(local_hub, tmp_path, monkeypatch):

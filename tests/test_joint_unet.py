@@ -138,6 +138,8 @@ def test_community_pipeline_loads_and_samples_with_trig_rk(saved_pipeline):
     assert images.shape == (2, 8, 8, 1) and np.isfinite(images).all() and images.min() >= 0 and images.max() <= 1
     pil = pipe(num_inference_steps=1, generator=torch.Generator().manual_seed(0)).images
     assert pil[0].size == (8, 8)
+    with pytest.raises(ValueError, match="a list of 1 generators was passed for 2 images"):
+        pipe(batch_size=2, num_inference_steps=1, generator=[torch.Generator()])
 
 
 @pytest.mark.parametrize("stock", [DDIMScheduler, DPMSolverMultistepScheduler, DDPMScheduler])

@@ -324,6 +324,10 @@ def test_restoration_accepts_np_and_pil_images(restorer):
         ({"images": [[0.0]]}, "images must be a tensor"),
         ({"noise": torch.zeros(1, 1, 8, 8)}, "noise has shape"),
         ({"output_type": "latent"}, "output_type"),
+        ({"images": clean_images(2)[:0]}, "images is empty"),
+        ({"images": np.zeros((2, 1, 8, 8), np.float32)}, r"images must be \(N, H, W\) or channels-last \(N, H, W, C\)"),
+        ({"generator": [gen(0)]}, "a list of 1 generators was passed for 2 images"),
+        ({"source_schedule": EDMEulerScheduler()}, "source_schedule: EDMEulerScheduler reads as noise_family='edm'"),
     ],
 )
 def test_restoration_bad_inputs(restorer, kwargs, match):
@@ -331,3 +335,27 @@ def test_restoration_bad_inputs(restorer, kwargs, match):
     call.update(kwargs)
     with pytest.raises(ValueError, match=match):
         restorer(**call)
+
+
+def test_restoration_warns_on_tensor_images_that_look_like_zero_to_one(restorer, caplog):
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.enable_propagation()
+    try:
+        with caplog.at_level("WARNING"):
+            restorer(clean_images(2), 50, num_inference_steps=2, compute_metrics=False)
+            assert "images * 2 - 1" not in caplog.text  # [-1, 1] images pass quietly
+            restorer(clean_images(2) / 2 + 0.5, 50, num_inference_steps=2, compute_metrics=False)
+    finally:
+        diffusers_logging.disable_propagation()
+    assert "these lie in [0" in caplog.text and "images * 2 - 1" in caplog.text
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"batch_size": 0}, "batch_size must be a positive integer, got 0"),
+    ({"batch_size": 2.0}, "batch_size must be a positive integer, got 2.0"),
+    ({"batch_size": 3, "generator": [torch.Generator()] * 2}, "a list of 2 generators was passed for 3 images"),
+])
+def test_hybrid_batch_inputs_are_refused_before_sampling(hybrid, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        hybrid(num_inference_steps=2, **kwargs)

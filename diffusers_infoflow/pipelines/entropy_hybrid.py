@@ -32,7 +32,7 @@ from diffusers.utils import logging
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..entropy import as_discrete_schedule, match_timestep
-from ..images import check_output_type, images_to_output, unet_sample_shape
+from ..images import check_batch, check_output_type, images_to_output, unet_sample_shape
 from ..schedulers import EntropyHybridScheduler
 from ..schedules import family_params
 
@@ -269,6 +269,7 @@ class EntropyHybridPipeline(DiffusionPipeline):
             array or an NCHW tensor); the tuple is ``(images,)``.
         """
         check_output_type(output_type)
+        check_batch(batch_size, generator)
         names = self.segment_unets()
         models = {name: getattr(self, name) for name in set(names)}
         for name, model in models.items():

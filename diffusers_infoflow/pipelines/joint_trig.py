@@ -22,7 +22,7 @@ import torch
 from diffusers import DiffusionPipeline, ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from ..images import check_output_type, images_to_output, unet_sample_shape
+from ..images import check_batch, check_output_type, images_to_output, unet_sample_shape
 from ..models.joint_unet import split_joint_prediction
 from ..sampling import step_kwargs
 
@@ -95,6 +95,7 @@ class JointTrigPipeline(DiffusionPipeline):
             array or an NCHW tensor); the tuple is ``(images,)``.
         """
         check_output_type(output_type)
+        check_batch(batch_size, generator)
         head = self.model_output_head()
         shape = (batch_size, *unet_sample_shape(self.unet.config))
         self.scheduler.set_timesteps(num_inference_steps, device=self._execution_device)  # first: init_noise_sigma depends on it

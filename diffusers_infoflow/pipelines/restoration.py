@@ -30,15 +30,18 @@ from typing import Any, Dict, List, Literal, Optional, Sequence, Union
 import numpy as np
 import torch
 from diffusers import DiffusionPipeline
-from diffusers.utils import BaseOutput
+from diffusers.utils import BaseOutput, logging
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..entropy import ScheduleLike, as_discrete_schedule
-from ..images import check_output_type, images_to_output, to_model_range
+from ..images import check_batch, check_output_type, images_to_output, to_model_range
 from ..metrics.restoration import restoration_metrics
 from ..schedulers import EntropyHybridScheduler
 from ..schedules import DiscreteSchedule
 from .entropy_hybrid import as_entropy_hybrid_scheduler, check_unet_channels
+
+
+logger = logging.get_logger(__name__)
 
 
 __all__ = ["RestorationPipeline", "RestorationPipelineOutput"]
@@ -92,6 +95,8 @@ class RestorationPipeline(DiffusionPipeline):
         non-finite values.
         """
         channels = self.unet.config.in_channels
+        if isinstance(images, (torch.Tensor, np.ndarray, list, tuple)) and len(images) == 0:
+            raise ValueError("images is empty; pass at least one image.")
         if _is_pil(images) or (isinstance(images, (list, tuple)) and len(images) > 0 and all(_is_pil(im) for im in images)):
             mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(channels)
             if mode is None:
@@ -118,6 +123,9 @@ class RestorationPipeline(DiffusionPipeline):
             lo, hi = float(x0.min()), float(x0.max())
             if lo < -1 or hi > 1:
                 raise ValueError(f"tensor images must lie in [-1, 1] (diffusers' model space), got [{lo:.4g}, {hi:.4g}].")
+            if lo >= 0 and hi > 0:  # diffusers' image processors warn the other way round
+                logger.warning(f"tensor images are read in [-1, 1] (model space); these lie in [{lo:.3g}, {hi:.3g}], as a "
+                               "pipeline's output_type='pt' in [0, 1] does: pass images * 2 - 1 if that is what they are.")
         else:
             raise ValueError(f"images must be a tensor, an np.ndarray or PIL image(s), got {type(images).__name__}.")
         if x0.shape[1] != channels:
@@ -138,7 +146,12 @@ class RestorationPipeline(DiffusionPipeline):
         if not isinstance(source_schedule, (str, torch.Tensor, DiscreteSchedule)):
             if source_num_timesteps is not None or source_params:
                 raise ValueError("source_num_timesteps/source_params go with a schedule name, not with a scheduler or config.")
-            return as_entropy_hybrid_scheduler(source_schedule).train_schedule
+            converted = as_entropy_hybrid_scheduler(source_schedule)
+            if not isinstance(converted.train_schedule, DiscreteSchedule):
+                raise ValueError(f"source_schedule: {type(source_schedule).__name__} reads as noise_family="
+                                 f"{converted.config.noise_family!r}; the source is a VP β table (a DDPM-style scheduler or config, a "
+                                 "schedule name, or alphas_cumprod). Its restoring model may be EDM or flow matching.")
+            return converted.train_schedule
         if isinstance(source_schedule, str) and source_num_timesteps is None:
             source_num_timesteps = self.scheduler.config.num_train_timesteps
         return as_discrete_schedule(source_schedule, source_num_timesteps, **(source_params or {}))
@@ -209,6 +222,7 @@ class RestorationPipeline(DiffusionPipeline):
             source_step, source_schedule=src, num_inference_steps=num_inference_steps, device=self._execution_device
         )
         x0 = self.prepare_images(images)
+        check_batch(len(x0), generator)
         device = x0.device
         if noise is None:
             noise = randn_tensor(x0.shape, generator=generator, device=device, dtype=x0.dtype)
