@@ -283,7 +283,7 @@ def push_folder(folder: str, repo_id: str, *, private: bool = False, token: Opti
     """
     from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
     from huggingface_hub.errors import HFValidationError, HTTPError
-    from huggingface_hub.utils import filter_repo_objects, validate_repo_id
+    from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects, validate_repo_id
 
     if not os.path.isfile(os.path.join(folder, "model_index.json")):
         raise FileNotFoundError(f"{folder!r} has no model_index.json: train into it first (scripts/train.py).")
@@ -293,14 +293,14 @@ def push_folder(folder: str, repo_id: str, *, private: bool = False, token: Opti
         raise ValueError(f"{repo_id!r} is not a Hub repository id (OWNER/NAME): {err}") from None
     root = Path(folder)
     files = filter_repo_objects(sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()),
-                                ignore_patterns=upload_ignore_patterns(folder) + [".git/**", ".cache/huggingface/**"])
+                                ignore_patterns=upload_ignore_patterns(folder) + DEFAULT_IGNORE_PATTERNS)
     api = HfApi(token=token or os.environ.get("HF_TOKEN"))
     try:
         repo_url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         operations = []
         for name in files:
             content = str(root / name)
-            if name == "README.md":
+            if name == "README.md":  # the card names the full id create_repo made (a bare name gains the user)
                 card = ModelCard(card_for_repo((root / name).read_text(encoding="utf8"), repo_url.repo_id))
                 card.validate(repo_type="model")  # what upload_folder checks before it hashes anything
                 content = str(card).encode("utf8")
