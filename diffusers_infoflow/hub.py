@@ -278,7 +278,8 @@ def push_folder(folder: str, repo_id: str, *, private: bool = False, token: Opti
 
     Raises:
         FileNotFoundError: ``folder`` holds no pipeline.
-        ValueError: ``repo_id`` is not a valid Hub repository id.
+        ValueError: ``repo_id`` is not a valid Hub repository id, or the Hub finds the model card's metadata invalid
+            (before the repository is created).
         ConnectionError: the Hub could not be reached or refused the upload (one line; the folder is untouched).
     """
     from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
@@ -292,18 +293,19 @@ def push_folder(folder: str, repo_id: str, *, private: bool = False, token: Opti
     except HFValidationError as err:
         raise ValueError(f"{repo_id!r} is not a Hub repository id (OWNER/NAME): {err}") from None
     root = Path(folder)
-    files = filter_repo_objects(sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()),
-                                ignore_patterns=upload_ignore_patterns(folder) + DEFAULT_IGNORE_PATTERNS)
+    files = list(filter_repo_objects(sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()),
+                                ignore_patterns=upload_ignore_patterns(folder) + DEFAULT_IGNORE_PATTERNS))
     api = HfApi(token=token or os.environ.get("HF_TOKEN"))
     try:
+        card = ModelCard.load(root / "README.md") if "README.md" in files else None
+        if card is not None:  # what upload_folder checks; before create_repo, so a bad card leaves no empty repo
+            card.validate(repo_type="model")
         repo_url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         operations = []
         for name in files:
             content = str(root / name)
             if name == "README.md":  # the card names the full id create_repo made (a bare name gains the user)
-                card = ModelCard(card_for_repo((root / name).read_text(encoding="utf8"), repo_url.repo_id))
-                card.validate(repo_type="model")  # what upload_folder checks before it hashes anything
-                content = str(card).encode("utf8")
+                content = card_for_repo(card.content, repo_url.repo_id).encode("utf8")
             operations.append(CommitOperationAdd(path_in_repo=name, path_or_fileobj=content))
         commit = api.create_commit(repo_id=repo_url.repo_id, operations=operations, commit_message=commit_message,
                                    repo_type="model")

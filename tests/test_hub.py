@@ -199,6 +199,15 @@ def test_push_leaves_out_the_runs_own_tracker_folder_and_refuses_a_bad_repo_id(l
     assert set(local_hub["repos"]) == {"me/tb"}
 
 
+def test_push_refuses_an_invalid_card_before_creating_the_repo(local_hub, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    folder = _model_folder(tmp_path)
+    (folder / "README.md").write_text("---\n- a list, not a mapping\n---\n# A card\n")
+    with pytest.raises(ValueError, match="metadata block should be a dict"):
+        push_folder(str(folder), "me/no-card")
+    assert local_hub["repos"] == {}  # no empty repository left behind
+
+
 def test_push_twice_reuses_the_repo(local_hub, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     folder = _model_folder(tmp_path)
