@@ -19,7 +19,7 @@ far on the later sets (``top3``, faster) had hidden a built-in that is exact at 
     python benchmarks/sampler_race.py                # everything (about 2 h on one core)
     python benchmarks/sampler_race.py --merge        # race only settings added since the saved results (on --sets)
     python benchmarks/sampler_race.py --quick        # a handful of samplers, for development (writes to /tmp)
-    python benchmarks/sampler_race.py --confirm 1024 # each cell's near-winners again, on a fresh draw of 1,024
+    python benchmarks/sampler_race.py --confirm 1024 # each cell's 8 best a side again, on a fresh draw of 1,024
     python benchmarks/sampler_race.py --render-only  # rewrite the tables and plot from the saved JSON
 
 Writes ``benchmarks/results/sampler_race.{json,md,png}`` after every problem (a run without ``--merge`` first moves
@@ -696,22 +696,22 @@ def ladder_comparison(problems: Dict[str, Dict], budgets: List[int]) -> Dict[str
     return out
 
 
-CONFIRM_WITHIN = 1.25  # a race run this close to its side's best (or at round-off) is re-run on the fresh draw
-CONFIRM_AT_MOST = 8  # per side and cell
+CONFIRM_AT_MOST = 8  # settings per side and cell re-run on the fresh draw
 
 
 def confirm(results: Dict, batch: int, seed: int, ref_steps: int, names: Optional[List[str]] = None) -> Dict:
-    """Each side's near-winners of every cell re-run on a fresh draw of `batch` samples; each side's best there.
+    """Each side's best settings of every cell re-run on a fresh draw of `batch` samples; each side's best there.
 
     The race picks each side's best per cell out of hundreds of settings on one draw, so the winning errors are
     biased low; on the multimodal sets the RMS is set by the few samples that start near a boundary between training
-    images, and where both sides are exact the winner is any of dozens of settings. Here the settings within
-    ``CONFIRM_WITHIN`` of their side's best (or at round-off), at most ``CONFIRM_AT_MOST`` per side, run again from a
-    new x_T (seed `seed`, a new reference), the same for both sides. Settings at round-off are ranked by their
-    geometric-mean RMS over all the problem's budgets (their race RMS there is noise, and ranking by it picked 8 of
-    dozens at random). `names`: only these problems."""
+    images, and where both sides are exact the winner is any of dozens of settings. Here each side's
+    ``CONFIRM_AT_MOST`` best settings of the cell run again from a new x_T (seed `seed`, a new reference), the same
+    number for both sides. They are ranked by race RMS, and those at round-off by their geometric-mean RMS over all
+    the problem's budgets (their race RMS there is noise). A fixed number, not "within a factor of the best": that
+    rule gave a side whose race winner was alone at round-off that one candidate, a draw's luck. `names`: only
+    these problems."""
     configs = {(c.family, c.setting): c for c in our_configs() + builtin_configs()}
-    out = {"batch": batch, "seed": seed, "within": CONFIRM_WITHIN, "at_most": CONFIRM_AT_MOST, "problems": {}}
+    out = {"batch": batch, "seed": seed, "at_most": CONFIRM_AT_MOST, "rule": "best by race RMS", "problems": {}}
     for pname, pres in results["problems"].items():
         if names is not None and pname not in names:
             continue
@@ -734,10 +734,8 @@ def confirm(results: Dict, batch: int, seed: int, ref_steps: int, names: Optiona
             for key, ours in (("ours", True), ("builtin", False)):
                 ranked = sorted((r for r in valid if r["budget"] == budget and r["ours"] == ours),
                                 key=lambda r: (max(r["rms_error"], FLOOR), overall[(r["family"], r["setting"])]))
-                bound = max(CONFIRM_WITHIN * ranked[0]["rms_error"], FLOOR)
-                near = [r for r in ranked if r["rms_error"] <= bound][:CONFIRM_AT_MOST]
                 reruns = []
-                for r in near:
+                for r in ranked[:CONFIRM_AT_MOST]:
                     cfg = configs[(r["family"], r["setting"])]
                     if cfg.fitted and str(r["steps"]) not in problem.info["fitted_ladders"].get(cfg.name, {}):
                         raise SystemExit(f"--confirm: the saved race has no fitted rungs for {cfg.name} "
@@ -750,8 +748,7 @@ def confirm(results: Dict, batch: int, seed: int, ref_steps: int, names: Optiona
             cell.update(ours_over_builtin=ratio, verdict=text, meets_bar=_meets_bar(cell["ours"], cell["builtin"], ratio, text))
             cells.append(cell)
             print(f"[confirm {pname}] {budget:>3} calls ({cell['ours_candidates']} vs {cell['builtin_candidates']} settings): {text}", flush=True)
-        out["problems"][pname] = {"cells": cells, "seconds": time.perf_counter() - start, "command": " ".join(["python"] + sys.argv),
-                                  "round_off_ranked_overall": True}
+        out["problems"][pname] = {"cells": cells, "seconds": time.perf_counter() - start, "command": " ".join(["python"] + sys.argv)}
     return out
 
 
@@ -798,9 +795,9 @@ def markdown(results: Dict, budgets: List[int]) -> str:
     confirmation = results.get("confirmation")
     if confirmation:
         seed_flag = f" --seed {results['seed']}" if results["seed"] else ""  # the confirmation's seed is --seed + 1000
-        lines += ["## Near-winners on a fresh draw", "",
-                  f"Each side's near-winners of every cell (race RMS within ×{confirmation['within']} of its side's best, "
-                  f"or at round-off, those ranked by their RMS over all budgets; at most {confirmation['at_most']} a side), run again from a new x_T of "
+        lines += ["## Each side's best settings on a fresh draw", "",
+                  f"Each side's {confirmation['at_most']} best settings of every cell (by race RMS; those at round-off ranked by "
+                  "their geometric-mean RMS over all budgets), run again from a new x_T of "
                   f"{confirmation['batch']} samples (seed {confirmation['seed']}, new reference), and each side's best "
                   "there: the race's winning errors are biased low by the choice among hundreds of settings, and on the "
                   "multimodal sets they are set by the few samples that start near a boundary between training images. "
@@ -812,12 +809,8 @@ def markdown(results: Dict, budgets: List[int]) -> str:
             for pname, pres in confirmation["problems"].items()}, budgets)
         if confirmation.get("stale"):
             lines += [f"Stale: the race added settings to {', '.join(confirmation['stale'])} after this confirmation, "
-                      "so their near-winners may have changed (`python benchmarks/sampler_race.py --confirm "
+                      "so their best settings may have changed (`python benchmarks/sampler_race.py --confirm "
                       f"{confirmation['batch']}{seed_flag} --confirm-problems {' '.join(confirmation['stale'])}`).", ""]
-        by_race_rms = [pname for pname, pres in confirmation["problems"].items() if not pres.get("round_off_ranked_overall")]
-        if by_race_rms:
-            lines += [f"Confirmed before settings at round-off were ranked by their RMS over all budgets (by their race "
-                      f"RMS there): {', '.join(by_race_rms)}.", ""]
         missing = [pname for pname in results["problems"] if pname not in confirmation["problems"]]
         if missing:
             lines += [f"Not yet confirmed on this race: {', '.join(missing)} (`python benchmarks/sampler_race.py "
@@ -985,7 +978,7 @@ def main() -> None:
     parser.add_argument("--merge", action="store_true", help="keep the runs of the output directory's sampler_race.json "
                         "(same budgets, batch, seed and --ref-steps) and race only the settings it lacks, e.g. after adding options")
     parser.add_argument("--confirm", type=int, default=None, metavar="N",
-                        help="re-run every cell's near-winners of the saved race on a fresh draw of N samples (seed --seed + 1000)")
+                        help="re-run every cell's best settings of the saved race on a fresh draw of N samples (seed --seed + 1000)")
     parser.add_argument("--confirm-problems", nargs="+", default=None, metavar="NAME",
                         help="with --confirm: only these problems of the saved race (e.g. mnist64@16); the others keep "
                         "an earlier confirmation of the same size")
@@ -1012,7 +1005,7 @@ def main() -> None:
                 parser.error(f"--confirm-problems: {unknown} are not in the saved race ({sorted(results['problems'])})")
             confirmation = confirm(results, args.confirm, args.seed + 1000, args.ref_steps, args.confirm_problems)
             earlier = results.get("confirmation", {})
-            if args.confirm_problems and {k: earlier.get(k) for k in ("batch", "seed")} == {"batch": args.confirm, "seed": args.seed + 1000}:
+            if args.confirm_problems and all(earlier.get(k) == confirmation[k] for k in ("batch", "seed", "at_most", "rule")):
                 # the other problems keep their earlier confirmation (each entry names the command that made it)
                 confirmation["problems"] = {**earlier["problems"], **confirmation["problems"]}
             stale = [name for name in earlier.get("stale", []) if name in confirmation["problems"]
