@@ -278,8 +278,8 @@ def push_folder(folder: str, repo_id: str, *, private: bool = False, token: Opti
 
     Raises:
         FileNotFoundError: ``folder`` holds no pipeline.
-        ValueError: ``repo_id`` is not a valid Hub repository id, or the Hub finds the model card's metadata invalid
-            (before the repository is created).
+        ValueError: ``repo_id`` is not a valid Hub repository id, or the model card's metadata is invalid (read
+            locally, then checked by the Hub's validate-yaml; both before the repository is created).
         ConnectionError: the Hub could not be reached or refused the upload (one line; the folder is untouched).
     """
     from huggingface_hub import CommitOperationAdd, HfApi, ModelCard

@@ -95,7 +95,7 @@ class RestorationPipeline(DiffusionPipeline):
         non-finite values.
         """
         channels = self.unet.config.in_channels
-        if isinstance(images, (torch.Tensor, np.ndarray, list, tuple)) and np.ndim(images) > 0 and len(images) == 0:
+        if (isinstance(images, (list, tuple)) or getattr(images, "ndim", 0) > 0) and len(images) == 0:  # not np.ndim: it converts a PIL list
             raise ValueError("images is empty; pass at least one image.")
         if _is_pil(images) or (isinstance(images, (list, tuple)) and len(images) > 0 and all(_is_pil(im) for im in images)):
             mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(channels)
