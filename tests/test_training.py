@@ -128,13 +128,15 @@ def test_output_dir_is_a_ddpm_pipeline_with_model_card(uninterrupted):
 
 
 def check_crash_and_resume(args, uninterrupted_dir, tmp_path, monkeypatch):
-    """A run of ``args`` stopped after its step-2 checkpoint and resumed from "latest" ends with the weights of
-    the uninterrupted run in ``uninterrupted_dir`` (to 1e-6)."""
+    """``args`` with ``--resume_from_checkpoint latest`` starts a run in an empty folder (as diffusers' scripts do);
+    stopped after its step-2 checkpoint, the same command resumes it and ends with the weights of the uninterrupted
+    run in ``uninterrupted_dir`` (to 1e-6)."""
+    args = args + ["--resume_from_checkpoint", "latest"]
     with pytest.raises(SimulatedCrash):
         train_in_process(args, tmp_path, crash_after=2, monkeypatch=monkeypatch)
     assert not (tmp_path / "model_index.json").exists()
     assert resolve_checkpoint("latest", str(tmp_path)).endswith("checkpoint-2")
-    train_in_process(args + ["--resume_from_checkpoint", "latest"], tmp_path)
+    train_in_process(args, tmp_path)
     assert max_weight_diff(uninterrupted_dir, tmp_path) <= 1e-6
 
 
@@ -346,11 +348,17 @@ def test_the_script_reports_bad_data_in_one_line(tmp_path):
     assert "scripts/train.py: could not load dataset 'no-such-dataset-xyz'" in result.stderr
 
 
-def test_unknown_dataset_and_missing_latest_checkpoint_fail_clearly(tmp_path):
+def test_unknown_dataset_and_missing_checkpoints_fail_clearly(tmp_path):
     with pytest.raises(ValueError, match="could not load dataset 'no-such-dataset-xyz'.*--train_data_dir"):
         train_in_process(["--dataset_name", "no-such-dataset-xyz", "--max_train_steps", "1", "--report_to", "none"], tmp_path)
-    with pytest.raises(FileNotFoundError, match="no checkpoint-N folder"):
-        resolve_checkpoint("latest", str(tmp_path))
+    assert resolve_checkpoint("latest", str(tmp_path)) is None  # a new run
+    with pytest.raises(FileNotFoundError, match="'nowhere' does not exist"):
+        resolve_checkpoint("nowhere", str(tmp_path))
+    (tmp_path / "model_index.json").write_text("{}")  # a finished run without checkpoints is not resumed over
+    args = parse_args(["--dataset_name", "triangles"])
+    args.output_dir, args.resume_from_checkpoint = str(tmp_path), "latest"
+    with pytest.raises(ValueError, match="holds a trained model but no checkpoint to resume"):
+        validate_args(args)
 
 
 @pytest.mark.parametrize("name", DISCRETE_SCHEDULES)

@@ -34,13 +34,12 @@ def list_checkpoints(output_dir: str) -> List[str]:
     return [os.path.join(output_dir, d) for d in sorted(names, key=lambda d: int(d[len(CHECKPOINT_PREFIX):]))]
 
 
-def resolve_checkpoint(resume_from_checkpoint: str, output_dir: str) -> str:
-    """The folder to resume from; ``'latest'`` with no checkpoint in ``output_dir`` is an error."""
+def resolve_checkpoint(resume_from_checkpoint: str, output_dir: str) -> Optional[str]:
+    """The folder to resume from. ``'latest'`` with no checkpoint in ``output_dir`` is ``None`` (a new run, as in
+    diffusers' training scripts), so that one command both starts a run and resumes it; a named folder must exist."""
     if resume_from_checkpoint == "latest":
         found = list_checkpoints(output_dir)
-        if not found:
-            raise FileNotFoundError(f"--resume_from_checkpoint latest: no {CHECKPOINT_PREFIX}N folder in {output_dir!r}.")
-        return found[-1]
+        return found[-1] if found else None
     if not os.path.isdir(resume_from_checkpoint):
         raise FileNotFoundError(f"--resume_from_checkpoint {resume_from_checkpoint!r} does not exist.")
     return resume_from_checkpoint

@@ -122,12 +122,17 @@ def validate_args(args: argparse.Namespace) -> None:
     if args.overwrite_output_dir and args.resume_from_checkpoint is not None:
         raise ValueError("--overwrite_output_dir starts a new run in --output_dir (its checkpoints are removed); it cannot "
                          "be combined with --resume_from_checkpoint.")
-    if args.resume_from_checkpoint is None and not args.overwrite_output_dir and os.path.isdir(args.output_dir):
+    if not args.overwrite_output_dir and os.path.isdir(args.output_dir):
         from .checkpointing import list_checkpoints
 
-        if list_checkpoints(args.output_dir) or os.path.isfile(os.path.join(args.output_dir, "model_index.json")):
+        checkpoints = list_checkpoints(args.output_dir)
+        trained = os.path.isfile(os.path.join(args.output_dir, "model_index.json"))
+        if args.resume_from_checkpoint is None and (checkpoints or trained):
             raise ValueError(f"--output_dir {args.output_dir!r} holds a trained model or checkpoints of another run; "
                              "resume it (--resume_from_checkpoint latest), pick a new folder, or pass --overwrite_output_dir.")
+        if args.resume_from_checkpoint == "latest" and trained and not checkpoints:
+            raise ValueError(f"--resume_from_checkpoint latest: --output_dir {args.output_dir!r} holds a trained model but "
+                             "no checkpoint to resume; pick a new folder, or start over with --overwrite_output_dir.")
     if args.card_notes is not None and not os.path.isfile(args.card_notes):
         raise ValueError(f"--card_notes {args.card_notes!r} is not a file.")
     validate_joint_args(args)
@@ -224,6 +229,8 @@ def train(args: argparse.Namespace) -> str:
     set_seed(args.seed)  # model initialisation; data and noise use their own keyed generators
 
     resume_path = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir) if args.resume_from_checkpoint else None
+    if args.resume_from_checkpoint == "latest" and resume_path is None:
+        acc_logger.info(f"--resume_from_checkpoint latest: no checkpoint in {args.output_dir!r} yet; starting a new run.")
     if resume_path is not None:
         # the EMA weights are accelerate's only custom checkpoint object: the run must keep or leave out EMA as saved
         saved_ema = any(name.startswith("custom_checkpoint_") for name in os.listdir(resume_path))
